@@ -1,0 +1,46 @@
+# Two commands on a fresh machine with Python 3.11+, git and make:
+#   make serve   # GraphiQL at http://127.0.0.1:8000/graphql
+#   make test
+PYTHON ?= python3
+UV_VERSION := 0.13.8
+UV := .uv/bin/uv
+VENV := .venv
+# Never download a Python: use the one this machine has.
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+
+.PHONY: install serve test lint format worker seed bench clean
+
+$(UV):
+	$(PYTHON) -m venv .uv
+	.uv/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(VENV)/.installed: uv.lock pyproject.toml | $(UV)
+	$(UV) sync --frozen --python $(PYTHON)
+	touch $@
+
+install: $(VENV)/.installed
+
+serve: install
+	$(VENV)/bin/aperture serve
+
+worker: install
+	$(VENV)/bin/aperture worker
+
+seed: install
+	$(VENV)/bin/aperture seed --edges ../shared/data/social-graphs/socfb-Reed98.edges
+
+test: install
+	$(VENV)/bin/pytest
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy .
+
+format: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+clean:
+	rm -rf $(VENV) .uv .aperture-test

@@ -1,0 +1,1 @@
+"""Aperture: runtime configuration, embedded servers and the command line."""

@@ -1,0 +1,158 @@
+"""The ``aperture`` command: serve, migrate, seed and worker."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from aperture.settings import ConfigurationError, Settings, get_settings
+
+app = typer.Typer(
+    help="Aperture: a GraphQL backend for an Instagram-style network.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+def _fail(error: ConfigurationError) -> typer.Exit:
+    typer.secho(f"aperture: {error}", fg=typer.colors.RED, err=True)
+    return typer.Exit(code=2)
+
+
+def _prepare() -> tuple[Settings, object]:
+    """Settings, running servers and migrated shards, or one clear line and exit 2."""
+    from aperture.runtime import shard_map_for, start_servers
+    from migrations.runner import migrate
+
+    try:
+        settings = get_settings()
+        servers = start_servers(settings)
+        migrate(shard_map_for(settings, servers))
+    except ConfigurationError as error:
+        raise _fail(error) from None
+    return settings, servers
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the global schema and every logical shard to the newest revision."""
+    from aperture.runtime import Servers
+
+    settings, servers = _prepare()
+    assert isinstance(servers, Servers)
+    typer.echo(
+        f"migrated {settings.logical_shards} logical shards on "
+        f"{len(servers.database_urls)} physical databases"
+    )
+    servers.stop()
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface to bind.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+) -> None:
+    """Start the API (GraphiQL at /graphql), migrating first."""
+    import uvicorn
+
+    from aperture.runtime import Runtime, Servers
+    from graphql_api.app import create_app
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    settings, servers = _prepare()
+    assert isinstance(servers, Servers)
+    bind_host = host or settings.host
+    bind_port = settings.port if port is None else port
+
+    async def run() -> None:
+        runtime = Runtime.connect(settings, servers)
+        config = uvicorn.Config(
+            create_app(runtime), host=bind_host, port=bind_port, log_level="warning"
+        )
+        server = uvicorn.Server(config)
+        serving = asyncio.create_task(server.serve())
+        while not server.started and not serving.done():
+            await asyncio.sleep(0.05)
+        if server.started:
+            actual_port = server.servers[0].sockets[0].getsockname()[1]
+            mode = "embedded servers" if servers.embedded else "external servers"
+            typer.echo(
+                f"Aperture is ready ({mode}): GraphiQL at http://{bind_host}:{actual_port}/graphql",
+            )
+            sys.stdout.flush()
+        await serving
+
+    try:
+        asyncio.run(run())
+    finally:
+        servers.stop()
+
+
+@app.command()
+def seed(
+    edges: Annotated[
+        Path | None, typer.Option(help="Undirected 'u v' edge list (follows both ways).")
+    ] = None,
+    users: Annotated[int, typer.Option(help="Users of a generated graph.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Random seed of the generated graph.")] = 42,
+    posts_per_user: Annotated[int, typer.Option(help="Posts created per user.")] = 2,
+    prefix: Annotated[str, typer.Option(help="Usernames are PREFIX0, PREFIX1, ...")] = "user",
+) -> None:
+    """Load a demo network: an edge list, or a seeded graph with heavy-tailed followers."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from aperture.runtime import Runtime, Servers
+    from aperture.seed import DEMO_PASSWORD, generate_graph, load_graph, read_edge_list
+    from db.session import ShardSessions
+
+    if edges is not None and not edges.is_file():
+        raise _fail(ConfigurationError("--edges", f"{edges} is not a file"))
+    settings, servers = _prepare()
+    assert isinstance(servers, Servers)
+    graph = read_edge_list(edges) if edges else generate_graph(users, seed=seed)
+
+    async def run() -> None:
+        runtime = Runtime.connect(settings, servers)
+        try:
+            with Progress(
+                TextColumn("{task.description:>8}"), BarColumn(), MofNCompleteColumn()
+            ) as bar:
+                tasks: dict[str, object] = {}
+
+                def report(stage: str, done: int, total: int) -> None:
+                    if stage not in tasks:
+                        tasks[stage] = bar.add_task(stage, total=total)
+                    bar.update(tasks[stage], completed=done)  # type: ignore[arg-type]
+
+                await load_graph(
+                    ShardSessions(runtime.databases),
+                    graph,
+                    prefix=prefix,
+                    posts_per_user=posts_per_user,
+                    progress=report,
+                )
+            await runtime.redis.flushdb()
+        finally:
+            await runtime.close()
+
+    try:
+        asyncio.run(run())
+    finally:
+        servers.stop()
+    typer.echo(
+        f"seeded {graph.users} users and {len(graph.edges)} follows; "
+        f"log in as {prefix}0 with password {DEMO_PASSWORD!r}"
+    )
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Data access: sharded PostgreSQL and Redis, one repository module per feature."""

@@ -1,0 +1,131 @@
+"""Read-through Redis cache of ORM rows, invalidated on write.
+
+Rows are stored as JSON of their column values under ``{prefix}:{id}``. A page of
+objects costs one MGET; only the misses go to PostgreSQL, grouped by shard.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from collections.abc import Awaitable, Callable
+
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import DateTime, LargeBinary
+from sqlalchemy import inspect as sa_inspect
+
+from db.base import Base
+from db.session import ShardSessions
+
+ModelT = TypeVar("ModelT", bound=Base)
+_MISSING = b"-"
+
+
+def _encode_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.hex()
+    return value
+
+
+class RowCache(Generic[ModelT]):
+    def __init__(self, redis: Redis, model: type[ModelT], *, prefix: str, ttl_seconds: int) -> None:
+        self.redis = redis
+        self.model = model
+        self.prefix = prefix
+        self.ttl_seconds = ttl_seconds
+        mapper = sa_inspect(model)
+        self._columns = [column.key for column in mapper.column_attrs]
+        self._datetime_columns = {
+            attr.key
+            for attr in mapper.column_attrs
+            if isinstance(attr.columns[0].type, DateTime)
+        }
+        self._bytes_columns = {
+            attr.key
+            for attr in mapper.column_attrs
+            if isinstance(attr.columns[0].type, LargeBinary)
+        }
+
+    def key(self, object_id: int) -> str:
+        return f"{self.prefix}:{object_id}"
+
+    def encode(self, row: ModelT) -> bytes:
+        return json.dumps(
+            {column: _encode_value(getattr(row, column)) for column in self._columns},
+            separators=(",", ":"),
+        ).encode()
+
+    def decode(self, raw: bytes) -> ModelT:
+        data: dict[str, Any] = json.loads(raw)
+        for column in self._datetime_columns:
+            if data.get(column) is not None:
+                data[column] = datetime.fromisoformat(data[column])
+        for column in self._bytes_columns:
+            if data.get(column) is not None:
+                data[column] = bytes.fromhex(data[column])
+        return self.model(**data)
+
+    async def get_many(self, ids: Sequence[int]) -> dict[int, ModelT | None]:
+        """Cached ids only: a row, or None where the cache knows the id is gone."""
+        if not ids:
+            return {}
+        raws = await self.redis.mget([self.key(object_id) for object_id in ids])
+        found: dict[int, ModelT | None] = {}
+        for object_id, raw in zip(ids, raws, strict=True):
+            if raw == _MISSING:
+                found[object_id] = None
+            elif raw is not None:
+                found[object_id] = self.decode(raw)
+        return found
+
+    async def fill(self, rows: dict[int, ModelT | None]) -> None:
+        """Cache what a reader loaded, without overwriting a concurrent writer's value.
+
+        SET NX: a reader that read PostgreSQL before a write committed must not replace
+        the value (or tombstone) that the writer stored after committing.
+        """
+        if not rows:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for object_id, row in rows.items():
+                value = _MISSING if row is None else self.encode(row)
+                pipe.set(self.key(object_id), value, ex=self.ttl_seconds, nx=True)
+            await pipe.execute()
+
+    async def store(self, object_id: int, row: ModelT | None) -> None:
+        """Write-through after a committed change; None marks the object deleted."""
+        value = _MISSING if row is None else self.encode(row)
+        await self.redis.set(self.key(object_id), value, ex=self.ttl_seconds)
+
+    async def load(
+        self,
+        ids: Sequence[int],
+        *,
+        sessions: ShardSessions,
+        fetch: Callable[[AsyncSession, list[int]], Awaitable[list[ModelT]]],
+    ) -> list[ModelT | None]:
+        """Rows for ``ids`` in order: one MGET, then one query per shard for the misses."""
+        found = await self.get_many(ids)
+        misses = [object_id for object_id in dict.fromkeys(ids) if object_id not in found]
+        if misses:
+            rows = await sessions.scatter_ids(misses, fetch)
+            loaded: dict[int, ModelT | None] = dict.fromkeys(misses)
+            for row in rows:
+                loaded[self.identity(row)] = row
+            await self.fill(loaded)
+            found.update(loaded)
+        return [found.get(object_id) for object_id in ids]
+
+    def identity(self, row: ModelT) -> int:
+        value: int = getattr(row, "id")  # noqa: B009
+        return value
+
+    async def invalidate(self, *ids: int) -> None:
+        if ids:
+            await self.redis.delete(*(self.key(object_id) for object_id in ids))

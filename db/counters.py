@@ -1,0 +1,63 @@
+"""Hot counters (likes, comments) in Redis; the rows in PostgreSQL stay the truth.
+
+A write changes the counter only if it exists. A missing counter (evicted, flushed,
+Redis restarted) is recounted from the rows and stored with SET NX, so it is rebuilt,
+never reset to zero. A recount racing a write can be off by one; the TTL bounds how
+long such drift can live, because the next read after expiry recounts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.session import ShardSessions
+
+_INCR_IF_PRESENT = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+    return redis.call('INCRBY', KEYS[1], ARGV[1])
+end
+return nil
+"""
+
+CountQuery = Callable[[AsyncSession, list[int]], Awaitable[dict[int, int]]]
+
+
+class HotCounters:
+    def __init__(self, redis: Redis, *, name: str, ttl_seconds: int) -> None:
+        self.redis = redis
+        self.name = name
+        self.ttl_seconds = ttl_seconds
+        self._incr = redis.register_script(_INCR_IF_PRESENT)
+
+    def key(self, object_id: int) -> str:
+        return f"{self.name}:{object_id}"
+
+    async def get_many(
+        self, ids: Sequence[int], *, sessions: ShardSessions, count: CountQuery
+    ) -> list[int]:
+        if not ids:
+            return []
+        raws = await self.redis.mget([self.key(object_id) for object_id in ids])
+        values = {
+            object_id: int(raw) for object_id, raw in zip(ids, raws, strict=True) if raw is not None
+        }
+        misses = [object_id for object_id in dict.fromkeys(ids) if object_id not in values]
+        if misses:
+
+            async def per_shard(session: AsyncSession, shard_ids: list[int]) -> list[tuple[int, int]]:
+                return list((await count(session, shard_ids)).items())
+
+            recounted = dict(await sessions.scatter_ids(misses, per_shard))
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for object_id, value in recounted.items():
+                    pipe.set(self.key(object_id), value, ex=self.ttl_seconds, nx=True)
+                await pipe.execute()
+            values.update(recounted)
+        return [max(values.get(object_id, 0), 0) for object_id in ids]
+
+    async def adjust(self, object_id: int, delta: int) -> None:
+        """Call after the row change committed."""
+        await self._incr(keys=[self.key(object_id)], args=[delta])

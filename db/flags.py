@@ -1,0 +1,48 @@
+"""Per-viewer yes/no flags in a Redis hash (has the viewer liked post X).
+
+Readers fill missing fields with HSETNX; writers HSET after committing, so a reader that
+read PostgreSQL before a like committed cannot overwrite the writer's answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from redis.asyncio import Redis
+
+
+class ViewerFlags:
+    def __init__(self, redis: Redis, *, name: str, ttl_seconds: int) -> None:
+        self.redis = redis
+        self.name = name
+        self.ttl_seconds = ttl_seconds
+
+    def key(self, viewer_id: int) -> str:
+        return f"{self.name}:{viewer_id}"
+
+    async def get_many(self, viewer_id: int, ids: Sequence[int]) -> dict[int, bool]:
+        if not ids:
+            return {}
+        raws = await self.redis.hmget(self.key(viewer_id), [str(i) for i in ids])
+        return {
+            object_id: raw == b"1"
+            for object_id, raw in zip(ids, raws, strict=True)
+            if raw is not None
+        }
+
+    async def fill(self, viewer_id: int, flags: dict[int, bool]) -> None:
+        if not flags:
+            return
+        key = self.key(viewer_id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for object_id, flag in flags.items():
+                pipe.hsetnx(key, str(object_id), "1" if flag else "0")
+            pipe.expire(key, self.ttl_seconds)
+            await pipe.execute()
+
+    async def store(self, viewer_id: int, object_id: int, flag: bool) -> None:
+        key = self.key(viewer_id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hset(key, str(object_id), "1" if flag else "0")
+            pipe.expire(key, self.ttl_seconds)
+            await pipe.execute()

@@ -1,0 +1,304 @@
+"""Every SQL statement about posts, hashtags, mentions, comments and likes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.accounts.repository import adjust_counter
+from db.posts.models import (
+    Comment,
+    CommentLike,
+    HashtagPost,
+    Post,
+    PostHashtag,
+    PostLike,
+    PostMention,
+)
+
+
+async def get_posts(session: AsyncSession, ids: Sequence[int]) -> list[Post]:
+    if not ids:
+        return []
+    result = await session.scalars(select(Post).where(Post.id.in_(ids), Post.deleted_at.is_(None)))
+    return list(result)
+
+
+async def insert_post(
+    session: AsyncSession,
+    *,
+    author_id: int,
+    caption: str,
+    hashtags: Sequence[str],
+    mention_ids: Sequence[int],
+) -> Post:
+    post = await session.scalar(
+        insert(Post).values(author_id=author_id, caption=caption).returning(Post)
+    )
+    assert post is not None
+    await _replace_tags(session, post.id, hashtags, mention_ids)
+    await adjust_counter(session, author_id, "post_count", 1)
+    return post
+
+
+async def _replace_tags(
+    session: AsyncSession, post_id: int, hashtags: Sequence[str], mention_ids: Sequence[int]
+) -> None:
+    await session.execute(delete(PostHashtag).where(PostHashtag.post_id == post_id))
+    await session.execute(delete(PostMention).where(PostMention.post_id == post_id))
+    if hashtags:
+        await session.execute(
+            insert(PostHashtag), [{"post_id": post_id, "tag": tag} for tag in hashtags]
+        )
+    if mention_ids:
+        await session.execute(
+            insert(PostMention), [{"post_id": post_id, "user_id": uid} for uid in mention_ids]
+        )
+
+
+async def update_caption(
+    session: AsyncSession,
+    post_id: int,
+    *,
+    caption: str,
+    hashtags: Sequence[str],
+    mention_ids: Sequence[int],
+) -> Post | None:
+    post = await session.scalar(
+        update(Post)
+        .where(Post.id == post_id, Post.deleted_at.is_(None))
+        .values(caption=caption, updated_at=func.now())
+        .returning(Post)
+    )
+    if post is not None:
+        await _replace_tags(session, post_id, hashtags, mention_ids)
+    return post
+
+
+async def mark_post_deleted(session: AsyncSession, post_id: int) -> Post | None:
+    post = await session.scalar(
+        update(Post)
+        .where(Post.id == post_id, Post.deleted_at.is_(None))
+        .values(deleted_at=func.now())
+        .returning(Post)
+    )
+    if post is not None:
+        await adjust_counter(session, post.author_id, "post_count", -1)
+    return post
+
+
+async def hashtags_of(session: AsyncSession, post_ids: Sequence[int]) -> list[tuple[int, str]]:
+    rows = await session.execute(
+        select(PostHashtag.post_id, PostHashtag.tag)
+        .where(PostHashtag.post_id.in_(post_ids))
+        .order_by(PostHashtag.tag)
+    )
+    return [(post_id, tag) for post_id, tag in rows]
+
+
+async def mentions_of(session: AsyncSession, post_ids: Sequence[int]) -> list[tuple[int, int]]:
+    rows = await session.execute(
+        select(PostMention.post_id, PostMention.user_id).where(PostMention.post_id.in_(post_ids))
+    )
+    return [(post_id, user_id) for post_id, user_id in rows]
+
+
+async def author_post_ids(
+    session: AsyncSession, author_id: int, *, before_id: int | None, limit: int
+) -> list[int]:
+    """Keyset page of an author's live posts, newest first (index ``posts_by_author``)."""
+    query = select(Post.id).where(Post.author_id == author_id, Post.deleted_at.is_(None))
+    if before_id is not None:
+        query = query.where(Post.id < before_id)
+    result = await session.scalars(query.order_by(Post.id.desc()).limit(limit))
+    return list(result)
+
+
+# Hashtag index (in the tag's shard) ---------------------------------------------------
+
+
+async def index_hashtags(session: AsyncSession, post_id: int, tags: Sequence[str]) -> None:
+    if tags:
+        await session.execute(
+            insert(HashtagPost).on_conflict_do_nothing(),
+            [{"tag": tag, "post_id": post_id} for tag in tags],
+        )
+
+
+async def unindex_hashtags(session: AsyncSession, post_id: int, tags: Sequence[str]) -> None:
+    if tags:
+        await session.execute(
+            delete(HashtagPost).where(HashtagPost.post_id == post_id, HashtagPost.tag.in_(tags))
+        )
+
+
+async def hashtag_post_ids(
+    session: AsyncSession, tag: str, *, before_id: int | None, limit: int
+) -> list[int]:
+    query = select(HashtagPost.post_id).where(HashtagPost.tag == tag)
+    if before_id is not None:
+        query = query.where(HashtagPost.post_id < before_id)
+    result = await session.scalars(query.order_by(HashtagPost.post_id.desc()).limit(limit))
+    return list(result)
+
+
+# Comments -----------------------------------------------------------------------------
+
+
+async def insert_comment(
+    session: AsyncSession, *, post_id: int, author_id: int, parent_id: int | None, body: str
+) -> Comment:
+    comment = await session.scalar(
+        insert(Comment)
+        .values(post_id=post_id, author_id=author_id, parent_id=parent_id, body=body)
+        .returning(Comment)
+    )
+    assert comment is not None
+    return comment
+
+
+async def get_comments(session: AsyncSession, ids: Sequence[int]) -> list[Comment]:
+    if not ids:
+        return []
+    result = await session.scalars(
+        select(Comment).where(Comment.id.in_(ids), Comment.deleted_at.is_(None))
+    )
+    return list(result)
+
+
+async def mark_comment_deleted(session: AsyncSession, comment_id: int) -> Comment | None:
+    return await session.scalar(
+        update(Comment)
+        .where(Comment.id == comment_id, Comment.deleted_at.is_(None))
+        .values(deleted_at=func.now())
+        .returning(Comment)
+    )
+
+
+async def first_comment_ids(
+    session: AsyncSession,
+    *,
+    post_ids: Sequence[int] = (),
+    parent_ids: Sequence[int] = (),
+    after_id: int | None,
+    limit: int,
+) -> list[tuple[int, int]]:
+    """(owner id, comment id) for the first ``limit`` comments of each post or parent,
+    oldest first, in one statement for any number of owners (a window per owner)."""
+    owner = Comment.post_id if post_ids else Comment.parent_id
+    owner_ids = post_ids or parent_ids
+    conditions = [owner.in_(owner_ids), Comment.deleted_at.is_(None)]
+    if post_ids:
+        conditions.append(Comment.parent_id.is_(None))
+    if after_id is not None:
+        conditions.append(Comment.id > after_id)
+    ranked = (
+        select(
+            owner.label("owner_id"),
+            Comment.id.label("comment_id"),
+            func.row_number().over(partition_by=owner, order_by=Comment.id).label("position"),
+        )
+        .where(*conditions)
+        .subquery()
+    )
+    rows = await session.execute(
+        select(ranked.c.owner_id, ranked.c.comment_id)
+        .where(ranked.c.position <= limit)
+        .order_by(ranked.c.owner_id, ranked.c.comment_id)
+    )
+    return [(owner_id, comment_id) for owner_id, comment_id in rows]
+
+
+async def comment_counts(session: AsyncSession, post_ids: Sequence[int]) -> dict[int, int]:
+    rows = await session.execute(
+        select(Comment.post_id, func.count())
+        .where(Comment.post_id.in_(post_ids), Comment.deleted_at.is_(None))
+        .group_by(Comment.post_id)
+    )
+    counts = dict.fromkeys(post_ids, 0)
+    counts.update({post_id: count for post_id, count in rows})
+    return counts
+
+
+# Likes --------------------------------------------------------------------------------
+
+
+async def add_post_like(session: AsyncSession, *, post_id: int, user_id: int) -> bool:
+    inserted = await session.scalar(
+        insert(PostLike)
+        .values(post_id=post_id, user_id=user_id)
+        .on_conflict_do_nothing()
+        .returning(PostLike.user_id)
+    )
+    return inserted is not None
+
+
+async def remove_post_like(session: AsyncSession, *, post_id: int, user_id: int) -> bool:
+    removed = await session.scalar(
+        delete(PostLike)
+        .where(PostLike.post_id == post_id, PostLike.user_id == user_id)
+        .returning(PostLike.user_id)
+    )
+    return removed is not None
+
+
+async def add_comment_like(session: AsyncSession, *, comment_id: int, user_id: int) -> bool:
+    inserted = await session.scalar(
+        insert(CommentLike)
+        .values(comment_id=comment_id, user_id=user_id)
+        .on_conflict_do_nothing()
+        .returning(CommentLike.user_id)
+    )
+    return inserted is not None
+
+
+async def remove_comment_like(session: AsyncSession, *, comment_id: int, user_id: int) -> bool:
+    removed = await session.scalar(
+        delete(CommentLike)
+        .where(CommentLike.comment_id == comment_id, CommentLike.user_id == user_id)
+        .returning(CommentLike.user_id)
+    )
+    return removed is not None
+
+
+async def post_like_counts(session: AsyncSession, post_ids: Sequence[int]) -> dict[int, int]:
+    rows = await session.execute(
+        select(PostLike.post_id, func.count())
+        .where(PostLike.post_id.in_(post_ids))
+        .group_by(PostLike.post_id)
+    )
+    counts = dict.fromkeys(post_ids, 0)
+    counts.update({post_id: count for post_id, count in rows})
+    return counts
+
+
+async def comment_like_counts(session: AsyncSession, comment_ids: Sequence[int]) -> dict[int, int]:
+    rows = await session.execute(
+        select(CommentLike.comment_id, func.count())
+        .where(CommentLike.comment_id.in_(comment_ids))
+        .group_by(CommentLike.comment_id)
+    )
+    counts = dict.fromkeys(comment_ids, 0)
+    counts.update({comment_id: count for comment_id, count in rows})
+    return counts
+
+
+async def liked_posts(session: AsyncSession, user_id: int, post_ids: Sequence[int]) -> set[int]:
+    result = await session.scalars(
+        select(PostLike.post_id).where(PostLike.user_id == user_id, PostLike.post_id.in_(post_ids))
+    )
+    return set(result)
+
+
+async def liked_comments(
+    session: AsyncSession, user_id: int, comment_ids: Sequence[int]
+) -> set[int]:
+    result = await session.scalars(
+        select(CommentLike.comment_id).where(
+            CommentLike.user_id == user_id, CommentLike.comment_id.in_(comment_ids)
+        )
+    )
+    return set(result)

@@ -1,0 +1,88 @@
+"""Per-user id sets in Redis (whom I follow, whom I blocked or was blocked by).
+
+Privacy checks read these on every request, so they must never keep a stale "yes" after
+an unfollow or a block. A version counter closes the race between a reader that loaded
+the set from PostgreSQL and a writer that changed it meanwhile: the writer bumps the
+version and drops the set after committing, and the reader's fill only lands if the
+version it saw before reading PostgreSQL is still current.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+
+from redis.asyncio import Redis
+
+# The set always holds this member once filled, so "cached and empty" differs from "absent".
+_SENTINEL = b"-"
+
+_FILL_IF_CURRENT = """
+local current = redis.call('GET', KEYS[2]) or '0'
+if current ~= ARGV[1] or redis.call('EXISTS', KEYS[1]) == 1 then
+    return 0
+end
+redis.call('SADD', KEYS[1], unpack(ARGV, 3))
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
+
+
+class RelationSetCache:
+    def __init__(self, redis: Redis, *, name: str, ttl_seconds: int) -> None:
+        self.redis = redis
+        self.name = name
+        self.ttl_seconds = ttl_seconds
+        self._fill = redis.register_script(_FILL_IF_CURRENT)
+
+    def _key(self, user_id: int) -> str:
+        return f"{self.name}:{user_id}"
+
+    def _version_key(self, user_id: int) -> str:
+        return f"{self.name}:{user_id}:v"
+
+    async def contains(
+        self,
+        user_id: int,
+        members: Sequence[int],
+        *,
+        load: Callable[[], Awaitable[Iterable[int]]],
+    ) -> list[bool]:
+        """Membership of each id; one SMISMEMBER when cached, else one load and a fill."""
+        flags = await self.redis.smismember(self._key(user_id), [_SENTINEL, *members])
+        if flags[0]:
+            return [bool(flag) for flag in flags[1:]]
+        loaded = await self.members(user_id, load=load, cached=False)
+        return [member in loaded for member in members]
+
+    async def members(
+        self,
+        user_id: int,
+        *,
+        load: Callable[[], Awaitable[Iterable[int]]],
+        cached: bool = True,
+    ) -> set[int]:
+        if cached:
+            raw = await self.redis.smembers(self._key(user_id))
+            if _SENTINEL in raw:
+                return {int(member) for member in raw if member != _SENTINEL}
+        version = await self.redis.get(self._version_key(user_id))
+        loaded = set(await load())
+        await self._fill(
+            keys=[self._key(user_id), self._version_key(user_id)],
+            args=[
+                (version or b"0").decode(),
+                self.ttl_seconds,
+                _SENTINEL,
+                *[str(member) for member in loaded],
+            ],
+        )
+        return loaded
+
+    async def changed(self, *user_ids: int) -> None:
+        """Call after committing a change to these users' sets."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for user_id in user_ids:
+                pipe.incr(self._version_key(user_id))
+                pipe.expire(self._version_key(user_id), self.ttl_seconds * 2)
+                pipe.delete(self._key(user_id))
+            await pipe.execute()

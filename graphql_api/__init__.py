@@ -1,0 +1,1 @@
+"""The GraphQL API: FastAPI + Strawberry, one package per feature."""

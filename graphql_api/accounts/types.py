@@ -1,0 +1,156 @@
+"""GraphQL types for accounts."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated
+
+import strawberry
+from strawberry import relay
+
+from db.accounts import repository as accounts_repo
+from db.accounts.models import User as UserRow
+from graphql_api.accounts import service
+from graphql_api.context import Info
+from graphql_api.node import Node
+from graphql_api.relay import build_connection, decode_cursor, page_size, to_global_id
+
+if TYPE_CHECKING:
+    from graphql_api.posts.types import Post
+
+
+@strawberry.enum(description="How the viewer relates to a user.")
+class FollowStatus(enum.Enum):
+    SELF = "SELF"
+    NONE = "NONE"
+    REQUESTED = "REQUESTED"
+    FOLLOWING = "FOLLOWING"
+
+
+def follow_status_of(status: service.FollowStatus) -> FollowStatus:
+    return FollowStatus(status.value)
+
+
+@strawberry.type(description="A person on Aperture.")
+class User(Node):
+    row: strawberry.Private[UserRow]
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:  # type: ignore[override]
+        return to_global_id("User", self.row.id)
+
+    @strawberry.field
+    def username(self) -> str:
+        return self.row.username
+
+    @strawberry.field
+    def full_name(self) -> str:
+        return self.row.full_name
+
+    @strawberry.field
+    def bio(self) -> str:
+        return self.row.bio
+
+    @strawberry.field
+    def website(self) -> str:
+        return self.row.website
+
+    @strawberry.field
+    def is_private(self) -> bool:
+        return self.row.is_private
+
+    @strawberry.field
+    def created_at(self) -> datetime:
+        return self.row.created_at
+
+    @strawberry.field
+    def follower_count(self) -> int:
+        return self.row.follower_count
+
+    @strawberry.field
+    def following_count(self) -> int:
+        return self.row.following_count
+
+    @strawberry.field
+    def post_count(self) -> int:
+        return self.row.post_count
+
+    @strawberry.field(description="Whether the viewer follows this user.")
+    async def viewer_follows(self, info: Info) -> bool:
+        return await info.context.loaders.accounts.viewer_follows.load(self.row.id)
+
+    @strawberry.field(description="The viewer's relationship to this user.")
+    async def follow_status(self, info: Info) -> FollowStatus | None:
+        viewer_id = info.context.viewer_id
+        if viewer_id is None:
+            return None
+        if viewer_id == self.row.id:
+            return FollowStatus.SELF
+        loaders = info.context.loaders.accounts
+        if await loaders.viewer_follows.load(self.row.id):
+            return FollowStatus.FOLLOWING
+        if await loaders.viewer_requested.load(self.row.id):
+            return FollowStatus.REQUESTED
+        return FollowStatus.NONE
+
+    async def _require_private_access(self, info: Info) -> None:
+        ctx = info.context
+        if not self.row.is_private or ctx.viewer_id == self.row.id:
+            return
+        if ctx.viewer_id is not None and await ctx.loaders.accounts.viewer_follows.load(
+            self.row.id
+        ):
+            return
+        raise service.forbid_private()
+
+    @strawberry.field(description="Who follows this user, most recent first.")
+    async def followers(
+        self, info: Info, first: int | None = None, after: str | None = None
+    ) -> relay.Connection[User] | None:
+        await self._require_private_access(info)
+        limit = page_size(first)
+        async with info.context.sessions.for_id(self.row.id) as session:
+            rows = await accounts_repo.followers_page(
+                session, self.row.id, before_edge_id=decode_cursor(after), limit=limit + 1
+            )
+        return await _user_connection(info, rows, limit)
+
+    @strawberry.field(description="Whom this user follows, most recent first.")
+    async def following(
+        self, info: Info, first: int | None = None, after: str | None = None
+    ) -> relay.Connection[User] | None:
+        await self._require_private_access(info)
+        limit = page_size(first)
+        async with info.context.sessions.for_id(self.row.id) as session:
+            rows = await accounts_repo.following_page(
+                session, self.row.id, before_edge_id=decode_cursor(after), limit=limit + 1
+            )
+        return await _user_connection(info, rows, limit)
+
+    @strawberry.field(description="This user's posts, newest first (the profile grid).")
+    async def posts(
+        self, info: Info, first: int | None = None, after: str | None = None
+    ) -> relay.Connection[Annotated[Post, strawberry.lazy("graphql_api.posts.types")]] | None:
+        await self._require_private_access(info)
+        from graphql_api.posts.types import profile_posts
+
+        return await profile_posts(info, self.row.id, first=first, after=after)
+
+
+async def _user_connection(
+    info: Info, rows: list[tuple[int, int]], limit: int
+) -> relay.Connection[User]:
+    users = await info.context.loaders.accounts.visible_users([user_id for _, user_id in rows])
+    by_id = {user.id: user for user in users if user is not None}
+    return build_connection(
+        rows,
+        limit=limit,
+        cursor_of=lambda row: row[0],
+        node_of=lambda row: User(row=by_id[row[1]]) if row[1] in by_id else None,
+    )
+
+
+async def resolve_user_node(info: Info, user_id: int) -> User | None:
+    row = await info.context.loaders.accounts.visible_user(user_id)
+    return User(row=row) if row is not None else None

@@ -1,0 +1,167 @@
+"""Post queries and mutations."""
+
+from __future__ import annotations
+
+import strawberry
+from strawberry import relay
+
+from db.posts import repository as posts_repo
+from graphql_api.context import Info
+from graphql_api.errors import BadUserInput, NotFound
+from graphql_api.node import register_node_type
+from graphql_api.posts import service
+from graphql_api.posts.types import (
+    Comment,
+    Post,
+    post_connection,
+    resolve_comment_node,
+    resolve_post_node,
+)
+from graphql_api.relay import decode_cursor, from_global_id, page_size, to_global_id
+
+register_node_type("Post", resolve_post_node)
+register_node_type("Comment", resolve_comment_node)
+
+
+def post_id_from(global_id: strawberry.ID) -> int:
+    return from_global_id(global_id, expected="Post")[1]
+
+
+def comment_id_from(global_id: strawberry.ID) -> int:
+    return from_global_id(global_id, expected="Comment")[1]
+
+
+@strawberry.input
+class CreatePostInput:
+    caption: str = ""
+
+
+@strawberry.type
+class PostPayload:
+    post: Post
+
+
+@strawberry.type
+class DeletePostPayload:
+    deleted_post_id: strawberry.ID
+
+
+@strawberry.type
+class CommentPayload:
+    comment: Comment
+
+
+@strawberry.type
+class DeleteCommentPayload:
+    deleted_comment_id: strawberry.ID
+
+
+@strawberry.type
+class PostQueries:
+    @strawberry.field(description="Posts with a hashtag, newest first.")
+    async def posts_by_hashtag(
+        self, info: Info, tag: str, first: int | None = None, after: str | None = None
+    ) -> relay.Connection[Post]:
+        normalized = service.parse_hashtags(f"#{tag.lstrip('#')}")
+        if not normalized:
+            raise BadUserInput(f"{tag!r} is not a hashtag", field="tag")
+        limit = page_size(first)
+        shard = info.context.sessions.shard_map.shard_for_key(f"tag:{normalized[0]}")
+        async with info.context.sessions.shard(shard) as session:
+            ids = await posts_repo.hashtag_post_ids(
+                session, normalized[0], before_id=decode_cursor(after), limit=limit + 1
+            )
+        return await post_connection(info, ids, limit=limit)
+
+
+async def _post(info: Info, post_id: int) -> Post:
+    row = await info.context.loaders.posts.visible_post(post_id)
+    if row is None:
+        raise NotFound("No such post")
+    return Post(row=row)
+
+
+@strawberry.type
+class PostMutations:
+    @strawberry.mutation
+    async def create_post(self, info: Info, input: CreatePostInput) -> PostPayload:
+        ctx = info.context
+        row = await service.create_post(
+            ctx.state, ctx.sessions, ctx.require_viewer(), caption=input.caption
+        )
+        return PostPayload(post=Post(row=row))
+
+    @strawberry.mutation
+    async def edit_post(self, info: Info, id: strawberry.ID, caption: str) -> PostPayload:
+        ctx = info.context
+        row = await service.edit_caption(
+            ctx.state, ctx.sessions, ctx.require_viewer(), post_id_from(id), caption=caption
+        )
+        return PostPayload(post=Post(row=row))
+
+    @strawberry.mutation
+    async def delete_post(self, info: Info, id: strawberry.ID) -> DeletePostPayload:
+        ctx = info.context
+        row = await service.delete_post(ctx.state, ctx.sessions, ctx.require_viewer(), post_id_from(id))
+        return DeletePostPayload(deleted_post_id=to_global_id("Post", row.id))
+
+    @strawberry.mutation(description="Comment on a post; replyTo makes it a reply.")
+    async def add_comment(
+        self,
+        info: Info,
+        post_id: strawberry.ID,
+        body: str,
+        reply_to: strawberry.ID | None = None,
+    ) -> CommentPayload:
+        ctx = info.context
+        row = await service.add_comment(
+            ctx.state,
+            ctx.sessions,
+            ctx.require_viewer(),
+            post_id_from(post_id),
+            body=body,
+            reply_to=comment_id_from(reply_to) if reply_to is not None else None,
+        )
+        return CommentPayload(comment=Comment(row=row))
+
+    @strawberry.mutation
+    async def delete_comment(self, info: Info, id: strawberry.ID) -> DeleteCommentPayload:
+        ctx = info.context
+        row = await service.delete_comment(
+            ctx.state, ctx.sessions, ctx.require_viewer(), comment_id_from(id)
+        )
+        return DeleteCommentPayload(deleted_comment_id=to_global_id("Comment", row.id))
+
+    @strawberry.mutation(description="Like a post. Liking twice is the same as once.")
+    async def like_post(self, info: Info, post_id: strawberry.ID) -> PostPayload:
+        ctx = info.context
+        target = post_id_from(post_id)
+        await service.set_post_like(
+            ctx.state, ctx.sessions, ctx.require_viewer(), target, liked=True
+        )
+        return PostPayload(post=await _post(info, target))
+
+    @strawberry.mutation
+    async def unlike_post(self, info: Info, post_id: strawberry.ID) -> PostPayload:
+        ctx = info.context
+        target = post_id_from(post_id)
+        await service.set_post_like(
+            ctx.state, ctx.sessions, ctx.require_viewer(), target, liked=False
+        )
+        return PostPayload(post=await _post(info, target))
+
+    @strawberry.mutation
+    async def like_comment(self, info: Info, comment_id: strawberry.ID) -> CommentPayload:
+        ctx = info.context
+        row = await service.set_comment_like(
+            ctx.state, ctx.sessions, ctx.require_viewer(), comment_id_from(comment_id), liked=True
+        )
+        return CommentPayload(comment=Comment(row=row))
+
+    @strawberry.mutation
+    async def unlike_comment(self, info: Info, comment_id: strawberry.ID) -> CommentPayload:
+        ctx = info.context
+        row = await service.set_comment_like(
+            ctx.state, ctx.sessions, ctx.require_viewer(), comment_id_from(comment_id), liked=False
+        )
+        return CommentPayload(comment=Comment(row=row))

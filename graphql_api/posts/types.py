@@ -1,0 +1,202 @@
+"""GraphQL types for posts and comments."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+import strawberry
+from strawberry import relay
+
+from db.posts import repository as posts_repo
+from db.posts.models import Comment as CommentRow
+from db.posts.models import Post as PostRow
+from graphql_api.context import Info
+from graphql_api.node import Node
+from graphql_api.posts.service import parse_hashtags
+from graphql_api.relay import build_connection, decode_cursor, page_size, to_global_id
+from graphql_api.state import CACHED_LIST_LENGTH
+
+UserType = Annotated["User", strawberry.lazy("graphql_api.accounts.types")]
+
+
+async def _user(info: Info, user_id: int) -> UserType | None:
+    from graphql_api.accounts.types import User
+
+    row = await info.context.loaders.accounts.visible_user(user_id)
+    return User(row=row) if row is not None else None
+
+
+@strawberry.type(description="A photo or video post.")
+class Post(Node):
+    row: strawberry.Private[PostRow]
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:  # type: ignore[override]
+        return to_global_id("Post", self.row.id)
+
+    @strawberry.field
+    def caption(self) -> str:
+        return self.row.caption
+
+    @strawberry.field
+    def created_at(self) -> datetime:
+        return self.row.created_at
+
+    @strawberry.field
+    def updated_at(self) -> datetime:
+        return self.row.updated_at
+
+    @strawberry.field(description="Hashtags in the caption, lower-cased, without '#'.")
+    def hashtags(self) -> list[str]:
+        return parse_hashtags(self.row.caption)
+
+    @strawberry.field
+    async def author(self, info: Info) -> UserType | None:
+        return await _user(info, self.row.author_id)
+
+    @strawberry.field(description="Existing users @mentioned in the caption.")
+    async def mentions(self, info: Info) -> list[UserType]:
+        from graphql_api.accounts.types import User
+
+        ids = await info.context.loaders.posts.mentions.load(self.row.id)
+        rows = await info.context.loaders.accounts.visible_users(ids)
+        return [User(row=row) for row in rows if row is not None]
+
+    @strawberry.field
+    async def like_count(self, info: Info) -> int:
+        return await info.context.loaders.posts.like_count.load(self.row.id)
+
+    @strawberry.field(description="All comments, replies included.")
+    async def comment_count(self, info: Info) -> int:
+        return await info.context.loaders.posts.comment_count.load(self.row.id)
+
+    @strawberry.field
+    async def viewer_has_liked(self, info: Info) -> bool:
+        return await info.context.loaders.posts.viewer_liked.load(self.row.id)
+
+    @strawberry.field(description="Top-level comments, oldest first.")
+    async def comments(
+        self, info: Info, first: int | None = None, after: str | None = None
+    ) -> relay.Connection[Comment]:
+        return await _comment_page(info, owner_id=self.row.id, replies=False, first=first, after=after)
+
+
+@strawberry.type(description="A comment on a post, or a reply to one.")
+class Comment(Node):
+    row: strawberry.Private[CommentRow]
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:  # type: ignore[override]
+        return to_global_id("Comment", self.row.id)
+
+    @strawberry.field
+    def body(self) -> str:
+        return self.row.body
+
+    @strawberry.field
+    def created_at(self) -> datetime:
+        return self.row.created_at
+
+    @strawberry.field
+    async def author(self, info: Info) -> UserType | None:
+        return await _user(info, self.row.author_id)
+
+    @strawberry.field
+    async def post(self, info: Info) -> Post | None:
+        row = await info.context.loaders.posts.visible_post(self.row.post_id)
+        return Post(row=row) if row is not None else None
+
+    @strawberry.field
+    async def like_count(self, info: Info) -> int:
+        return await info.context.loaders.posts.comment_like_count.load(self.row.id)
+
+    @strawberry.field
+    async def viewer_has_liked(self, info: Info) -> bool:
+        return await info.context.loaders.posts.viewer_liked_comment.load(self.row.id)
+
+    @strawberry.field(description="Replies, oldest first. Replies have no replies of their own.")
+    async def replies(
+        self, info: Info, first: int | None = None, after: str | None = None
+    ) -> relay.Connection[Comment]:
+        return await _comment_page(info, owner_id=self.row.id, replies=True, first=first, after=after)
+
+
+async def _comment_page(
+    info: Info, *, owner_id: int, replies: bool, first: int | None, after: str | None
+) -> relay.Connection[Comment]:
+    limit = page_size(first)
+    after_id = decode_cursor(after)
+    loaders = info.context.loaders.posts
+    if after_id is None and limit < CACHED_LIST_LENGTH:
+        loader = loaders.first_replies if replies else loaders.first_comments
+        ids = await loader.load((owner_id, limit + 1))
+    else:
+        # Deep pages are rare and not worth caching: straight to the owner's shard.
+        async with info.context.sessions.for_id(owner_id) as session:
+            rows = await posts_repo.first_comment_ids(
+                session,
+                post_ids=() if replies else [owner_id],
+                parent_ids=[owner_id] if replies else (),
+                after_id=after_id,
+                limit=limit + 1,
+            )
+        ids = [comment_id for _, comment_id in rows]
+    comments = await loaders.visible_comments(ids)
+    by_id = {comment.id: comment for comment in comments if comment is not None}
+    return build_connection(
+        ids,
+        limit=limit,
+        cursor_of=lambda comment_id: comment_id,
+        node_of=lambda comment_id: Comment(row=by_id[comment_id]) if comment_id in by_id else None,
+    )
+
+
+async def post_connection(
+    info: Info, ids: list[int], *, limit: int
+) -> relay.Connection[Post]:
+    """A page of post ids (``limit + 1`` of them at most) as a connection of visible posts."""
+    rows = await info.context.loaders.posts.visible_posts(ids[: limit + 1])
+    by_id = {row.id: row for row in rows if row is not None}
+    return build_connection(
+        ids,
+        limit=limit,
+        cursor_of=lambda post_id: post_id,
+        node_of=lambda post_id: Post(row=by_id[post_id]) if post_id in by_id else None,
+    )
+
+
+async def profile_posts(
+    info: Info, author_id: int, *, first: int | None, after: str | None
+) -> relay.Connection[Post]:
+    limit = page_size(first)
+    before_id = decode_cursor(after)
+    state = info.context.state
+    ids: list[int] | None = None
+    if before_id is None and limit < CACHED_LIST_LENGTH:
+        cached = await state.author_posts.get_many([author_id])
+        ids = cached.get(author_id)
+    if ids is None:
+        async with info.context.sessions.for_id(author_id) as session:
+            fetched = await posts_repo.author_post_ids(
+                session,
+                author_id,
+                before_id=before_id,
+                limit=CACHED_LIST_LENGTH if before_id is None else limit + 1,
+            )
+        if before_id is None:
+            await state.author_posts.fill({author_id: fetched})
+        ids = fetched
+    return await post_connection(info, ids[: limit + 1], limit=limit)
+
+
+async def resolve_post_node(info: Info, post_id: int) -> Post | None:
+    row = await info.context.loaders.posts.visible_post(post_id)
+    return Post(row=row) if row is not None else None
+
+
+async def resolve_comment_node(info: Info, comment_id: int) -> Comment | None:
+    (row,) = await info.context.loaders.posts.visible_comments([comment_id])
+    if row is None or await info.context.loaders.posts.visible_post(row.post_id) is None:
+        return None
+    return Comment(row=row)

@@ -1,0 +1,101 @@
+"""The schema: every feature's queries and mutations merged into one root each."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import (
+    MaskErrors,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    QueryDepthLimiter,
+)
+
+from graphql_api.accounts.schema import AccountMutations, AccountQueries
+from graphql_api.accounts.types import User
+from graphql_api.context import Info
+from graphql_api.errors import ApertureError, BadUserInput, NotFound
+from graphql_api.node import Node, resolve_node
+from graphql_api.posts.schema import PostMutations, PostQueries
+from graphql_api.posts.types import Comment, Post
+
+log = logging.getLogger(__name__)
+
+MAX_NODES_PER_QUERY = 100
+
+
+@strawberry.type
+class NodeQueries:
+    @strawberry.field(description="Any object by its global id.")
+    async def node(self, info: Info, id: strawberry.ID) -> Node:
+        node: Node = await resolve_node(info, id)
+        return node
+
+    @strawberry.field(description="Several objects by global id; null where one is not found.")
+    async def nodes(self, info: Info, ids: list[strawberry.ID]) -> list[Node | None]:
+        if len(ids) > MAX_NODES_PER_QUERY:
+            raise BadUserInput(f"At most {MAX_NODES_PER_QUERY} ids at once", field="ids")
+        results: list[Node | None] = []
+        for global_id in ids:
+            try:
+                results.append(await resolve_node(info, global_id))
+            except NotFound:
+                results.append(None)
+        return results
+
+
+@strawberry.type
+class Query(NodeQueries, AccountQueries, PostQueries):
+    pass
+
+
+@strawberry.type
+class Mutation(AccountMutations, PostMutations):
+    pass
+
+
+class TypedErrors(MaskErrors):
+    """Every error leaves with ``extensions.code``; unexpected ones also lose their message,
+    which may carry SQL or internals, after being logged."""
+
+    def __init__(self) -> None:
+        super().__init__(should_mask_error=_is_unexpected, error_message="Internal server error")
+
+    def anonymise_error(self, error: GraphQLError) -> GraphQLError:
+        log.error("unexpected error in %s", error.path, exc_info=error.original_error)
+        masked = super().anonymise_error(error)
+        masked.extensions = {"code": "INTERNAL_SERVER_ERROR"}
+        return masked
+
+    def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
+        processed = super()._process_errors(errors)
+        for error in processed:
+            if not error.extensions or "code" not in error.extensions:
+                # No original error: the document itself failed to parse or validate.
+                error.extensions = {**(error.extensions or {}), "code": "GRAPHQL_VALIDATION_FAILED"}
+        return processed
+
+
+def _is_unexpected(error: GraphQLError) -> bool:
+    return error.original_error is not None and not isinstance(error.original_error, ApertureError)
+
+
+def build_schema() -> strawberry.Schema:
+    extensions: list[Any] = [
+        QueryDepthLimiter(max_depth=12),
+        MaxTokensLimiter(max_token_count=5000),
+        MaxAliasesLimiter(max_alias_count=30),
+        TypedErrors(),
+    ]
+    return strawberry.Schema(
+        query=Query,
+        mutation=Mutation,
+        types=[User, Post, Comment],
+        extensions=extensions,
+    )
+
+
+schema = build_schema()

@@ -1,0 +1,58 @@
+"""Process-wide state the API shares between requests: connections and caches."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from aperture.runtime import Runtime
+from db.accounts.models import User
+from db.cache import RowCache
+from db.counters import HotCounters
+from db.flags import ViewerFlags
+from db.id_lists import IdListCache
+from db.posts.models import Comment, Post
+from db.relation_cache import RelationSetCache
+
+# How many ids of a list are cached: enough for any first page a client asks for.
+CACHED_LIST_LENGTH = 100
+
+
+@dataclass
+class AppState:
+    runtime: Runtime
+    user_cache: RowCache[User] = field(init=False)
+    following_sets: RelationSetCache = field(init=False)
+    block_sets: RelationSetCache = field(init=False)
+    post_cache: RowCache[Post] = field(init=False)
+    comment_cache: RowCache[Comment] = field(init=False)
+    post_likes: HotCounters = field(init=False)
+    post_comments: HotCounters = field(init=False)
+    comment_likes: HotCounters = field(init=False)
+    liked_posts: ViewerFlags = field(init=False)
+    liked_comments: ViewerFlags = field(init=False)
+    top_comments: IdListCache = field(init=False)
+    comment_replies: IdListCache = field(init=False)
+    author_posts: IdListCache = field(init=False)
+
+    def __post_init__(self) -> None:
+        redis = self.runtime.redis
+        ttl = self.runtime.settings.cache_ttl_seconds
+        self.user_cache = RowCache(redis, User, prefix="user", ttl_seconds=ttl)
+        self.following_sets = RelationSetCache(redis, name="following", ttl_seconds=ttl)
+        self.block_sets = RelationSetCache(redis, name="blockrel", ttl_seconds=ttl)
+        self.post_cache = RowCache(redis, Post, prefix="post", ttl_seconds=ttl)
+        self.comment_cache = RowCache(redis, Comment, prefix="comment", ttl_seconds=ttl)
+        self.post_likes = HotCounters(redis, name="post-likes", ttl_seconds=ttl)
+        self.post_comments = HotCounters(redis, name="post-comments", ttl_seconds=ttl)
+        self.comment_likes = HotCounters(redis, name="comment-likes", ttl_seconds=ttl)
+        self.liked_posts = ViewerFlags(redis, name="liked-posts", ttl_seconds=ttl)
+        self.liked_comments = ViewerFlags(redis, name="liked-comments", ttl_seconds=ttl)
+        self.top_comments = IdListCache(
+            redis, name="top-comments", capacity=CACHED_LIST_LENGTH, ttl_seconds=ttl
+        )
+        self.comment_replies = IdListCache(
+            redis, name="replies", capacity=CACHED_LIST_LENGTH, ttl_seconds=ttl
+        )
+        self.author_posts = IdListCache(
+            redis, name="author-posts", capacity=CACHED_LIST_LENGTH, ttl_seconds=ttl
+        )

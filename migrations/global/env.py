@@ -1,0 +1,5 @@
+from alembic import context
+
+from migrations.runner import run_global_lineage
+
+run_global_lineage(context)

@@ -1,0 +1,5 @@
+from alembic import context
+
+from migrations.runner import run_shard_lineage
+
+run_shard_lineage(context)
