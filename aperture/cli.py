@@ -150,6 +150,17 @@ def seed(
     )
 
 
+@app.command("export-schema")
+def export_schema(
+    output: Annotated[Path, typer.Option(help="Where to write the SDL.")] = Path("schema.graphql"),
+) -> None:
+    """Write the GraphQL schema (SDL) generated from the code."""
+    from graphql_api.schema import schema
+
+    output.write_text(schema.as_str() + "\n")
+    typer.echo(f"wrote {output}")
+
+
 def main() -> None:
     app()
 

@@ -84,11 +84,12 @@ def _is_unexpected(error: GraphQLError) -> bool:
 
 
 def build_schema() -> strawberry.Schema:
+    # Factories, not instances: each request gets fresh extension state.
     extensions: list[Any] = [
-        QueryDepthLimiter(max_depth=12),
-        MaxTokensLimiter(max_token_count=5000),
-        MaxAliasesLimiter(max_alias_count=30),
-        TypedErrors(),
+        lambda: QueryDepthLimiter(max_depth=12),
+        lambda: MaxTokensLimiter(max_token_count=5000),
+        lambda: MaxAliasesLimiter(max_alias_count=30),
+        TypedErrors,
     ]
     return strawberry.Schema(
         query=Query,

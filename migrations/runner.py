@@ -116,11 +116,14 @@ def migrate(
     revision: str = "heads",
 ) -> None:
     """Bring the global schema and every shard to ``revision``. Safe to run repeatedly."""
-    for lineage, location in (("global", None), ("shards", shards_script_location)):
-        config = alembic_config(lineage, script_location=location)
-        config.attributes["shard_map"] = shard_map
-        command.upgrade(config, revision)
+    global_config = alembic_config("global")
+    global_config.attributes["shard_map"] = shard_map
+    command.upgrade(global_config, "heads")
+    # Before touching any shard: a config with another shard count must not create schemas.
     check_cluster_shape(shard_map)
+    shards_config = alembic_config("shards", script_location=shards_script_location)
+    shards_config.attributes["shard_map"] = shard_map
+    command.upgrade(shards_config, revision)
 
 
 def check_cluster_shape(shard_map: ShardMap) -> None:

@@ -1,0 +1,167 @@
+"""Real servers for every test: embedded PostgreSQL and Valkey in a temporary directory,
+or the external ones that ``APERTURE_DATABASE_URLS`` / ``APERTURE_REDIS_URL`` name."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
+
+from aperture.runtime import Runtime, Servers, shard_map_for, start_servers
+from aperture.settings import Settings
+from db.session import ShardSessions
+from db.shards import ShardMap, shard_schema, to_sqlalchemy_url
+from graphql_api.accounts.service import configure_password_hashing
+from graphql_api.app import create_app
+from graphql_api.state import AppState
+from migrations.runner import migrate
+from tests.helpers import GraphQLClient
+
+# Argon2 at its production cost (64 MiB, 3 passes) would dominate the suite's run time.
+configure_password_hashing(memory_cost_kib=1024, time_cost=1)
+
+TABLES = [
+    "users",
+    "unique_keys",
+    "sessions",
+    "following",
+    "followers",
+    "follow_requests",
+    "blocks",
+    "blocked_by",
+    "posts",
+    "post_hashtags",
+    "post_mentions",
+    "hashtag_posts",
+    "comments",
+    "post_likes",
+    "comment_likes",
+]
+
+
+@pytest.fixture(scope="session")
+def test_data_dir() -> Iterator[Path]:
+    # Short path: a Unix socket path must stay under 108 bytes.
+    path = Path(tempfile.mkdtemp(prefix="apt-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def settings(test_data_dir: Path) -> Settings:
+    return Settings(data_dir=test_data_dir)
+
+
+@pytest.fixture(scope="session")
+def servers(settings: Settings) -> Iterator[Servers]:
+    started = start_servers(settings, postgres_cleanup="delete")
+    yield started
+    started.stop()
+
+
+@pytest.fixture(scope="session")
+def shard_map(settings: Settings, servers: Servers) -> ShardMap:
+    shard_map = shard_map_for(settings, servers)
+    migrate(shard_map)
+    return shard_map
+
+
+def truncate_everything(shard_map: ShardMap) -> None:
+    for index, dsn in enumerate(shard_map.database_urls):
+        tables = ", ".join(
+            f"{shard_schema(shard)}.{table}"
+            for shard in shard_map.shards_on(index)
+            for table in TABLES
+        )
+        engine = create_engine(to_sqlalchemy_url(dsn), poolclass=NullPool)
+        with engine.begin() as connection:
+            connection.execute(text(f"TRUNCATE {tables}"))
+        engine.dispose()
+
+
+@pytest.fixture
+async def runtime(settings: Settings, servers: Servers, shard_map: ShardMap) -> AsyncIterator[Runtime]:
+    truncate_everything(shard_map)
+    runtime = Runtime.connect(settings, servers)
+    await runtime.redis.flushdb()
+    yield runtime
+    await runtime.close()
+
+
+@pytest.fixture
+def app_state(runtime: Runtime) -> AppState:
+    state: AppState = create_app(runtime, close_runtime=False).state.aperture
+    return state
+
+
+@pytest.fixture
+async def http(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(runtime, close_runtime=False)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://aperture.test") as client:
+        yield client
+
+
+@pytest.fixture
+def gql(http: httpx.AsyncClient) -> GraphQLClient:
+    return GraphQLClient(http)
+
+
+@pytest.fixture
+def sessions(runtime: Runtime) -> ShardSessions:
+    return ShardSessions(runtime.databases)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="session")
+def live_server_url(settings: Settings, servers: Servers, shard_map: ShardMap) -> Iterator[str]:
+    """The real app over real HTTP, in a thread with its own event loop."""
+    port = _free_port()
+    holder: dict[str, uvicorn.Server] = {}
+
+    def serve() -> None:
+        async def main() -> None:
+            runtime = Runtime.connect(settings, servers)
+            config = uvicorn.Config(create_app(runtime), host="127.0.0.1", port=port, log_level="warning")
+            holder["server"] = uvicorn.Server(config)
+            await holder["server"].serve()
+
+        asyncio.run(main())
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        server = holder.get("server")
+        if server is not None and server.started:
+            break
+        time.sleep(0.05)
+    else:
+        raise RuntimeError("live server did not start")
+    yield f"http://127.0.0.1:{port}"
+    holder["server"].should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def project_env() -> dict[str, str]:
+    """Environment for CLI subprocesses, without any APERTURE_* the test run was given."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("APERTURE_")}
