@@ -76,7 +76,7 @@ def serve(
         )
         server = uvicorn.Server(config)
         serving = asyncio.create_task(server.serve())
-        while not server.started and not serving.done():
+        while not server.started and not serving.done():  # noqa: ASYNC110 (uvicorn has no ready event)
             await asyncio.sleep(0.05)
         if server.started:
             actual_port = server.servers[0].sockets[0].getsockname()[1]

@@ -6,10 +6,9 @@ import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-
-from argon2 import PasswordHasher
 from typing import Any
 
+from argon2 import PasswordHasher
 from sqlalchemy import Update, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 
@@ -111,7 +110,7 @@ async def load_graph(
                 ],
                 1000,
             ):
-                rows = await session.execute(
+                inserted = await session.execute(
                     insert(User)
                     .values(batch)
                     .on_conflict_do_update(
@@ -119,7 +118,7 @@ async def load_graph(
                     )
                     .returning(User.username_lower, User.id)
                 )
-                ids = dict(rows.tuples().all())
+                ids = dict(inserted.tuples().all())
                 for node, username in members:
                     if username.lower() in ids:
                         user_ids[node] = ids[username.lower()]
@@ -190,7 +189,5 @@ def recount_statement() -> Update:
     return update(User).values(
         following_count=count_of(Following.follower_id, Following.follower_id == User.id),
         follower_count=count_of(Follower.followee_id, Follower.followee_id == User.id),
-        post_count=count_of(
-            Post.id, Post.author_id == User.id, Post.deleted_at.is_(None)
-        ),
+        post_count=count_of(Post.id, Post.author_id == User.id, Post.deleted_at.is_(None)),
     )

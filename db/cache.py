@@ -7,16 +7,14 @@ objects costs one MGET; only the misses go to PostgreSQL, grouped by shard.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from collections.abc import Awaitable, Callable
-
 from redis.asyncio import Redis
-from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy import DateTime, LargeBinary
 from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.base import Base
 from db.session import ShardSessions
@@ -42,9 +40,7 @@ class RowCache(Generic[ModelT]):
         mapper = sa_inspect(model)
         self._columns = [column.key for column in mapper.column_attrs]
         self._datetime_columns = {
-            attr.key
-            for attr in mapper.column_attrs
-            if isinstance(attr.columns[0].type, DateTime)
+            attr.key for attr in mapper.column_attrs if isinstance(attr.columns[0].type, DateTime)
         }
         self._bytes_columns = {
             attr.key
@@ -61,7 +57,7 @@ class RowCache(Generic[ModelT]):
             separators=(",", ":"),
         ).encode()
 
-    def decode(self, raw: bytes) -> ModelT:
+    def decode(self, raw: bytes | str) -> ModelT:
         data: dict[str, Any] = json.loads(raw)
         for column in self._datetime_columns:
             if data.get(column) is not None:

@@ -47,7 +47,9 @@ class HotCounters:
         misses = [object_id for object_id in dict.fromkeys(ids) if object_id not in values]
         if misses:
 
-            async def per_shard(session: AsyncSession, shard_ids: list[int]) -> list[tuple[int, int]]:
+            async def per_shard(
+                session: AsyncSession, shard_ids: list[int]
+            ) -> list[tuple[int, int]]:
                 return list((await count(session, shard_ids)).items())
 
             recounted = dict(await sessions.scatter_ids(misses, per_shard))

@@ -24,7 +24,7 @@ class CountingUnixConnection(UnixDomainSocketConnection):
 
 
 def create_redis(url: str, *, max_connections: int = 64) -> Redis:
-    connection_class: type[Connection] = (
+    connection_class: type[Connection | UnixDomainSocketConnection] = (
         CountingUnixConnection if url.startswith("unix:") else CountingConnection
     )
     pool = ConnectionPool.from_url(

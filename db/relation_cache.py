@@ -27,6 +27,10 @@ return 1
 """
 
 
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 class RelationSetCache:
     def __init__(self, redis: Redis, *, name: str, ttl_seconds: int) -> None:
         self.redis = redis
@@ -70,7 +74,7 @@ class RelationSetCache:
         await self._fill(
             keys=[self._key(user_id), self._version_key(user_id)],
             args=[
-                (version or b"0").decode(),
+                _text(version or b"0"),
                 self.ttl_seconds,
                 _SENTINEL,
                 *[str(member) for member in loaded],

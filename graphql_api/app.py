@@ -42,9 +42,7 @@ def create_app(runtime: Runtime, *, close_runtime: bool = True) -> FastAPI:
     app = FastAPI(title="Aperture", lifespan=lifespan)
     app.state.aperture = state
     app.mount(STATIC_URL_PREFIX, StaticFiles(directory=STATIC_DIR), name="graphiql-static")
-    app.include_router(
-        ApertureGraphQLRouter(schema, context_getter=get_context), prefix="/graphql"
-    )
+    app.include_router(ApertureGraphQLRouter(schema, context_getter=get_context), prefix="/graphql")
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

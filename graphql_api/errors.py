@@ -20,7 +20,9 @@ class ApertureError(Exception):
 class Unauthenticated(ApertureError):
     code = "UNAUTHENTICATED"
 
-    def __init__(self, message: str = "Log in first: send 'Authorization: Bearer <token>'.") -> None:
+    def __init__(
+        self, message: str = "Log in first: send 'Authorization: Bearer <token>'."
+    ) -> None:
         super().__init__(message)
 
 

@@ -15,7 +15,9 @@ from graphql_api.relay import from_global_id
 
 @strawberry.interface(description="An object with a globally unique, opaque id.")
 class Node:
-    id: strawberry.ID
+    @strawberry.field(description="Opaque: pass it back to node(id), never parse it.")
+    def id(self) -> strawberry.ID:
+        raise NotImplementedError
 
 
 NodeResolver = Callable[[Info, int], Awaitable[Any]]

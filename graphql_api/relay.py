@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 import strawberry
 from strawberry import relay
@@ -64,13 +64,37 @@ def page_size(first: int | None) -> int:
     return first
 
 
+@strawberry.type(description="Where a page of a connection sits in the whole list.")
+class PageInfo:
+    has_next_page: bool
+    has_previous_page: bool
+    start_cursor: str | None
+    end_cursor: str | None
+
+
+@strawberry.type(description="An item of a connection, with the cursor to page after it.")
+class Edge(Generic[NodeT]):
+    node: NodeT
+    cursor: str
+
+
+@strawberry.type(description="A page of a list, paged forward with first/after.")
+class Connection(Generic[NodeT]):
+    page_info: PageInfo
+    edges: list[Edge[NodeT]]
+
+    @strawberry.field(description="The page's items, without cursors.")
+    def nodes(self) -> list[NodeT]:
+        return [edge.node for edge in self.edges]
+
+
 def build_connection(
     items: Sequence[ItemT],
     *,
     limit: int,
     cursor_of: Callable[[ItemT], int],
     node_of: Callable[[ItemT], NodeT | None],
-) -> relay.Connection[NodeT]:
+) -> Connection[NodeT]:
     """``items`` holds up to ``limit + 1`` rows: the extra one only says there is a next page.
 
     Rows whose node resolves to None (deleted, hidden) are dropped from the page but still
@@ -78,15 +102,15 @@ def build_connection(
     """
     has_next = len(items) > limit
     page = list(items[:limit])
-    edges = []
+    edges: list[Edge[NodeT]] = []
     for item in page:
         node = node_of(item)
         if node is not None:
-            edges.append(relay.Edge(node=node, cursor=encode_cursor(cursor_of(item))))
+            edges.append(Edge(node=node, cursor=encode_cursor(cursor_of(item))))
     end_cursor = encode_cursor(cursor_of(page[-1])) if page else None
-    return relay.Connection(
+    return Connection(
         edges=edges,
-        page_info=relay.PageInfo(
+        page_info=PageInfo(
             has_next_page=has_next,
             has_previous_page=False,
             start_cursor=edges[0].cursor if edges else None,

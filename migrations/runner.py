@@ -145,7 +145,7 @@ def check_cluster_shape(shard_map: ShardMap) -> None:
                 ),
                 {"shards": str(shard_map.logical_shards), "dbs": str(len(shard_map.database_urls))},
             )
-            rows = dict(
+            rows: dict[str, str] = dict(
                 connection.execute(
                     text(f"SELECT key, value FROM {GLOBAL_SCHEMA}.cluster_settings")
                 ).all()

@@ -92,7 +92,9 @@ def truncate_everything(shard_map: ShardMap) -> None:
 
 
 @pytest.fixture
-async def runtime(settings: Settings, servers: Servers, shard_map: ShardMap) -> AsyncIterator[Runtime]:
+async def runtime(
+    settings: Settings, servers: Servers, shard_map: ShardMap
+) -> AsyncIterator[Runtime]:
     truncate_everything(shard_map)
     runtime = Runtime.connect(settings, servers)
     await runtime.redis.flushdb()
@@ -140,7 +142,9 @@ def live_server_url(settings: Settings, servers: Servers, shard_map: ShardMap) -
     def serve() -> None:
         async def main() -> None:
             runtime = Runtime.connect(settings, servers)
-            config = uvicorn.Config(create_app(runtime), host="127.0.0.1", port=port, log_level="warning")
+            config = uvicorn.Config(
+                create_app(runtime), host="127.0.0.1", port=port, log_level="warning"
+            )
             holder["server"] = uvicorn.Server(config)
             await holder["server"].serve()
 

@@ -83,7 +83,7 @@ def test_unreachable_redis_names_its_variable(
 
 def test_database_urls_are_comma_separated() -> None:
     settings = Settings(
-        database_urls="postgresql://a@h1/db1, postgresql://a@h2:5433/db2",  # type: ignore[arg-type]
+        database_urls="postgresql://a@h1/db1, postgresql://a@h2:5433/db2",
         redis_url="redis://h3:6379/0",
     )
     assert settings.database_urls == ["postgresql://a@h1/db1", "postgresql://a@h2:5433/db2"]

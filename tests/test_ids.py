@@ -53,7 +53,11 @@ async def test_every_shard_stamps_its_own_number(runtime: Runtime) -> None:
 def test_id_layout_round_trips() -> None:
     object_id = compose_id(milliseconds_since_epoch=123_456_789, shard=8191, sequence=1023)
     parts = decode_id(object_id)
-    assert (parts.milliseconds_since_epoch, parts.shard, parts.sequence) == (123_456_789, 8191, 1023)
+    assert (parts.milliseconds_since_epoch, parts.shard, parts.sequence) == (
+        123_456_789,
+        8191,
+        1023,
+    )
     # The largest timestamp that keeps the id a positive signed bigint: about 34.8 years.
     last = compose_id(milliseconds_since_epoch=(1 << 40) - 1, shard=8191, sequence=1023)
     assert last < 1 << 63

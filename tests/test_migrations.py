@@ -79,7 +79,9 @@ def _shard_state(shard_map: ShardMap) -> dict[int, tuple[str, bool]]:
         with engine.connect() as connection:
             for shard in shard_map.shards_on(index):
                 schema = shard_schema(shard)
-                version = connection.scalar(text(f"SELECT version_num FROM {schema}.alembic_version"))
+                version = connection.scalar(
+                    text(f"SELECT version_num FROM {schema}.alembic_version")
+                )
                 has_probe = connection.scalar(
                     text("SELECT to_regclass(:name) IS NOT NULL"),
                     {"name": f"{schema}.migration_probe"},
@@ -114,12 +116,16 @@ def test_new_revision_reaches_every_shard(scratch_shard_map: ShardMap, tmp_path:
         with engine.begin() as connection:
             for shard in scratch_shard_map.shards_on(index):
                 new_id = connection.scalar(
-                    text(f"INSERT INTO {shard_schema(shard)}.migration_probe DEFAULT VALUES RETURNING id")
+                    text(
+                        f"INSERT INTO {shard_schema(shard)}.migration_probe "
+                        "DEFAULT VALUES RETURNING id"
+                    )
                 )
                 assert (int(new_id) >> 10) & 0x1FFF == shard
             # The global lineage lives on database 0 only.
             has_global = connection.scalar(
-                text("SELECT to_regclass(:n) IS NOT NULL"), {"n": f"{GLOBAL_SCHEMA}.cluster_settings"}
+                text("SELECT to_regclass(:n) IS NOT NULL"),
+                {"n": f"{GLOBAL_SCHEMA}.cluster_settings"},
             )
             assert has_global == (index == 0)
         engine.dispose()

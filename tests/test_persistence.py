@@ -39,7 +39,7 @@ def test_restart_keeps_postgres_rows_and_redis_keys() -> None:
         # Even a crash of the Redis server keeps what it acknowledged (append-only file).
         client = redis.Redis.from_url(redis_url)
         client.set("survives-crash", "yes")
-        client.execute_command("BGREWRITEAOF")
+        client.bgrewriteaof()
         client.close()
         import time
 

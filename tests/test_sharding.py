@@ -13,8 +13,8 @@ from db.ids import shard_of
 from db.instrumentation import count_work
 from db.session import ShardSessions
 from db.shards import UnknownShardError, shard_schema, to_sqlalchemy_url
-from tests.helpers import GraphQLClient, sign_up
 from graphql_api.relay import from_global_id
+from tests.helpers import GraphQLClient, sign_up
 
 
 async def test_users_land_on_every_physical_database(runtime: Runtime, gql: GraphQLClient) -> None:

@@ -29,9 +29,7 @@ from db.accounts.models import (
 async def get_users(session: AsyncSession, ids: Sequence[int]) -> list[User]:
     if not ids:
         return []
-    result = await session.scalars(
-        select(User).where(User.id.in_(ids), User.deleted_at.is_(None))
-    )
+    result = await session.scalars(select(User).where(User.id.in_(ids), User.deleted_at.is_(None)))
     return list(result)
 
 
@@ -205,9 +203,7 @@ async def following_page(
     session: AsyncSession, user_id: int, *, before_edge_id: int | None, limit: int
 ) -> list[tuple[int, int]]:
     """(edge_id, followee_id), most recent first."""
-    query = select(Following.edge_id, Following.followee_id).where(
-        Following.follower_id == user_id
-    )
+    query = select(Following.edge_id, Following.followee_id).where(Following.follower_id == user_id)
     if before_edge_id is not None:
         query = query.where(Following.edge_id < before_edge_id)
     rows = await session.execute(query.order_by(Following.edge_id.desc()).limit(limit))
@@ -356,7 +352,9 @@ async def remove_block(session: AsyncSession, *, blocker_id: int, blocked_id: in
 
 async def remove_blocked_by(session: AsyncSession, *, blocked_id: int, blocker_id: int) -> None:
     await session.execute(
-        delete(BlockedBy).where(BlockedBy.blocked_id == blocked_id, BlockedBy.blocker_id == blocker_id)
+        delete(BlockedBy).where(
+            BlockedBy.blocked_id == blocked_id, BlockedBy.blocker_id == blocker_id
+        )
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import ColumnElement, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -35,7 +35,7 @@ async def insert_post(
     hashtags: Sequence[str],
     mention_ids: Sequence[int],
 ) -> Post:
-    post = await session.scalar(
+    post: Post | None = await session.scalar(
         insert(Post).values(author_id=author_id, caption=caption).returning(Post)
     )
     assert post is not None
@@ -151,7 +151,7 @@ async def hashtag_post_ids(
 async def insert_comment(
     session: AsyncSession, *, post_id: int, author_id: int, parent_id: int | None, body: str
 ) -> Comment:
-    comment = await session.scalar(
+    comment: Comment | None = await session.scalar(
         insert(Comment)
         .values(post_id=post_id, author_id=author_id, parent_id=parent_id, body=body)
         .returning(Comment)
@@ -190,7 +190,7 @@ async def first_comment_ids(
     oldest first, in one statement for any number of owners (a window per owner)."""
     owner = Comment.post_id if post_ids else Comment.parent_id
     owner_ids = post_ids or parent_ids
-    conditions = [owner.in_(owner_ids), Comment.deleted_at.is_(None)]
+    conditions: list[ColumnElement[bool]] = [owner.in_(owner_ids), Comment.deleted_at.is_(None)]
     if post_ids:
         conditions.append(Comment.parent_id.is_(None))
     if after_id is not None:

@@ -71,6 +71,4 @@ class AccountLoaders:
         users, blocked = await asyncio.gather(
             self.user.load_many(user_ids), self.viewer_block_set()
         )
-        return [
-            user if user is not None and user.id not in blocked else None for user in users
-        ]
+        return [user if user is not None and user.id not in blocked else None for user in users]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import strawberry
-from strawberry import relay
 
 from db.accounts import repository as accounts_repo
 from graphql_api.accounts import service
@@ -12,6 +11,7 @@ from graphql_api.context import Info
 from graphql_api.errors import BadUserInput, NotFound
 from graphql_api.node import register_node_type
 from graphql_api.relay import (
+    Connection,
     build_connection,
     decode_cursor,
     from_global_id,
@@ -113,7 +113,7 @@ class AccountQueries:
     @strawberry.field(description="Pending requests to follow the viewer, newest first.")
     async def follow_requests(
         self, info: Info, first: int | None = None, after: str | None = None
-    ) -> relay.Connection[User]:
+    ) -> Connection[User]:
         viewer_id = info.context.require_viewer()
         limit = page_size(first)
         async with info.context.sessions.for_id(viewer_id) as session:

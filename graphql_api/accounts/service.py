@@ -240,7 +240,9 @@ async def delete_account(state: AppState, sessions: ShardSessions, viewer_id: in
     if tokens:
         async with state.runtime.redis.pipeline(transaction=False) as pipe:
             for token_hash in tokens:
-                pipe.set(f"session:{token_hash.hex()}", "-", ex=state.runtime.settings.cache_ttl_seconds)
+                pipe.set(
+                    f"session:{token_hash.hex()}", "-", ex=state.runtime.settings.cache_ttl_seconds
+                )
             await pipe.execute()
 
 
@@ -407,9 +409,7 @@ async def block(state: AppState, sessions: ShardSessions, viewer_id: int, target
     await _disconnect(state, sessions, follower_id=target_id, followee_id=viewer_id)
 
 
-async def unblock(
-    state: AppState, sessions: ShardSessions, viewer_id: int, target_id: int
-) -> None:
+async def unblock(state: AppState, sessions: ShardSessions, viewer_id: int, target_id: int) -> None:
     async with sessions.for_id(viewer_id) as session:
         await accounts_repo.remove_block(session, blocker_id=viewer_id, blocked_id=target_id)
     async with sessions.for_id(target_id) as session:

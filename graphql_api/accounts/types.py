@@ -7,14 +7,13 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
 
 import strawberry
-from strawberry import relay
 
 from db.accounts import repository as accounts_repo
 from db.accounts.models import User as UserRow
 from graphql_api.accounts import service
 from graphql_api.context import Info
 from graphql_api.node import Node
-from graphql_api.relay import build_connection, decode_cursor, page_size, to_global_id
+from graphql_api.relay import Connection, build_connection, decode_cursor, page_size, to_global_id
 
 if TYPE_CHECKING:
     from graphql_api.posts.types import Post
@@ -37,7 +36,7 @@ class User(Node):
     row: strawberry.Private[UserRow]
 
     @strawberry.field
-    def id(self) -> strawberry.ID:  # type: ignore[override]
+    def id(self) -> strawberry.ID:
         return to_global_id("User", self.row.id)
 
     @strawberry.field
@@ -107,7 +106,7 @@ class User(Node):
     @strawberry.field(description="Who follows this user, most recent first.")
     async def followers(
         self, info: Info, first: int | None = None, after: str | None = None
-    ) -> relay.Connection[User] | None:
+    ) -> Connection[User] | None:
         await self._require_private_access(info)
         limit = page_size(first)
         async with info.context.sessions.for_id(self.row.id) as session:
@@ -119,7 +118,7 @@ class User(Node):
     @strawberry.field(description="Whom this user follows, most recent first.")
     async def following(
         self, info: Info, first: int | None = None, after: str | None = None
-    ) -> relay.Connection[User] | None:
+    ) -> Connection[User] | None:
         await self._require_private_access(info)
         limit = page_size(first)
         async with info.context.sessions.for_id(self.row.id) as session:
@@ -131,16 +130,14 @@ class User(Node):
     @strawberry.field(description="This user's posts, newest first (the profile grid).")
     async def posts(
         self, info: Info, first: int | None = None, after: str | None = None
-    ) -> relay.Connection[Annotated[Post, strawberry.lazy("graphql_api.posts.types")]] | None:
+    ) -> Connection[Annotated[Post, strawberry.lazy("graphql_api.posts.types")]] | None:
         await self._require_private_access(info)
         from graphql_api.posts.types import profile_posts
 
         return await profile_posts(info, self.row.id, first=first, after=after)
 
 
-async def _user_connection(
-    info: Info, rows: list[tuple[int, int]], limit: int
-) -> relay.Connection[User]:
+async def _user_connection(info: Info, rows: list[tuple[int, int]], limit: int) -> Connection[User]:
     users = await info.context.loaders.accounts.visible_users([user_id for _, user_id in rows])
     by_id = {user.id: user for user in users if user is not None}
     return build_connection(

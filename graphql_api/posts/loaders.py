@@ -115,7 +115,9 @@ class PostLoaders:
         misses = [owner for owner in owners if owner not in cached]
         if misses:
 
-            async def per_shard(session: AsyncSession, shard_owners: list[int]) -> list[tuple[int, int]]:
+            async def per_shard(
+                session: AsyncSession, shard_owners: list[int]
+            ) -> list[tuple[int, int]]:
                 if replies:
                     return await posts_repo.first_comment_ids(
                         session, parent_ids=shard_owners, after_id=None, limit=cache.capacity

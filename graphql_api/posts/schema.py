@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import strawberry
-from strawberry import relay
 
 from db.posts import repository as posts_repo
 from graphql_api.context import Info
@@ -17,7 +16,7 @@ from graphql_api.posts.types import (
     resolve_comment_node,
     resolve_post_node,
 )
-from graphql_api.relay import decode_cursor, from_global_id, page_size, to_global_id
+from graphql_api.relay import Connection, decode_cursor, from_global_id, page_size, to_global_id
 
 register_node_type("Post", resolve_post_node)
 register_node_type("Comment", resolve_comment_node)
@@ -61,7 +60,7 @@ class PostQueries:
     @strawberry.field(description="Posts with a hashtag, newest first.")
     async def posts_by_hashtag(
         self, info: Info, tag: str, first: int | None = None, after: str | None = None
-    ) -> relay.Connection[Post]:
+    ) -> Connection[Post]:
         normalized = service.parse_hashtags(f"#{tag.lstrip('#')}")
         if not normalized:
             raise BadUserInput(f"{tag!r} is not a hashtag", field="tag")
@@ -102,7 +101,9 @@ class PostMutations:
     @strawberry.mutation
     async def delete_post(self, info: Info, id: strawberry.ID) -> DeletePostPayload:
         ctx = info.context
-        row = await service.delete_post(ctx.state, ctx.sessions, ctx.require_viewer(), post_id_from(id))
+        row = await service.delete_post(
+            ctx.state, ctx.sessions, ctx.require_viewer(), post_id_from(id)
+        )
         return DeletePostPayload(deleted_post_id=to_global_id("Post", row.id))
 
     @strawberry.mutation(description="Comment on a post; replyTo makes it a reply.")

@@ -265,9 +265,7 @@ async def set_post_like(
         if liked:
             changed = await posts_repo.add_post_like(session, post_id=post_id, user_id=viewer_id)
         else:
-            changed = await posts_repo.remove_post_like(
-                session, post_id=post_id, user_id=viewer_id
-            )
+            changed = await posts_repo.remove_post_like(session, post_id=post_id, user_id=viewer_id)
     # Liking twice changes no row, so it changes no counter either.
     if changed:
         await state.post_likes.adjust(post_id, 1 if liked else -1)

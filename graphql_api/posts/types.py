@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import strawberry
-from strawberry import relay
 
 from db.posts import repository as posts_repo
 from db.posts.models import Comment as CommentRow
@@ -14,8 +13,11 @@ from db.posts.models import Post as PostRow
 from graphql_api.context import Info
 from graphql_api.node import Node
 from graphql_api.posts.service import parse_hashtags
-from graphql_api.relay import build_connection, decode_cursor, page_size, to_global_id
+from graphql_api.relay import Connection, build_connection, decode_cursor, page_size, to_global_id
 from graphql_api.state import CACHED_LIST_LENGTH
+
+if TYPE_CHECKING:
+    from graphql_api.accounts.types import User
 
 UserType = Annotated["User", strawberry.lazy("graphql_api.accounts.types")]
 
@@ -32,7 +34,7 @@ class Post(Node):
     row: strawberry.Private[PostRow]
 
     @strawberry.field
-    def id(self) -> strawberry.ID:  # type: ignore[override]
+    def id(self) -> strawberry.ID:
         return to_global_id("Post", self.row.id)
 
     @strawberry.field
@@ -78,8 +80,10 @@ class Post(Node):
     @strawberry.field(description="Top-level comments, oldest first.")
     async def comments(
         self, info: Info, first: int | None = None, after: str | None = None
-    ) -> relay.Connection[Comment]:
-        return await _comment_page(info, owner_id=self.row.id, replies=False, first=first, after=after)
+    ) -> Connection[Comment]:
+        return await _comment_page(
+            info, owner_id=self.row.id, replies=False, first=first, after=after
+        )
 
 
 @strawberry.type(description="A comment on a post, or a reply to one.")
@@ -87,7 +91,7 @@ class Comment(Node):
     row: strawberry.Private[CommentRow]
 
     @strawberry.field
-    def id(self) -> strawberry.ID:  # type: ignore[override]
+    def id(self) -> strawberry.ID:
         return to_global_id("Comment", self.row.id)
 
     @strawberry.field
@@ -118,13 +122,15 @@ class Comment(Node):
     @strawberry.field(description="Replies, oldest first. Replies have no replies of their own.")
     async def replies(
         self, info: Info, first: int | None = None, after: str | None = None
-    ) -> relay.Connection[Comment]:
-        return await _comment_page(info, owner_id=self.row.id, replies=True, first=first, after=after)
+    ) -> Connection[Comment]:
+        return await _comment_page(
+            info, owner_id=self.row.id, replies=True, first=first, after=after
+        )
 
 
 async def _comment_page(
     info: Info, *, owner_id: int, replies: bool, first: int | None, after: str | None
-) -> relay.Connection[Comment]:
+) -> Connection[Comment]:
     limit = page_size(first)
     after_id = decode_cursor(after)
     loaders = info.context.loaders.posts
@@ -152,9 +158,7 @@ async def _comment_page(
     )
 
 
-async def post_connection(
-    info: Info, ids: list[int], *, limit: int
-) -> relay.Connection[Post]:
+async def post_connection(info: Info, ids: list[int], *, limit: int) -> Connection[Post]:
     """A page of post ids (``limit + 1`` of them at most) as a connection of visible posts."""
     rows = await info.context.loaders.posts.visible_posts(ids[: limit + 1])
     by_id = {row.id: row for row in rows if row is not None}
@@ -168,7 +172,7 @@ async def post_connection(
 
 async def profile_posts(
     info: Info, author_id: int, *, first: int | None, after: str | None
-) -> relay.Connection[Post]:
+) -> Connection[Post]:
     limit = page_size(first)
     before_id = decode_cursor(after)
     state = info.context.state
