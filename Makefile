@@ -42,5 +42,8 @@ format: install
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
+bench: install
+	$(VENV)/bin/python -m bench.social_core
+
 clean:
 	rm -rf $(VENV) .uv .aperture-test
