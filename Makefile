@@ -9,7 +9,7 @@ VENV := .venv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: install serve test lint format worker seed bench clean
+.PHONY: install serve test lint format seed bench clean
 
 $(UV):
 	$(PYTHON) -m venv .uv
@@ -23,9 +23,6 @@ install: $(VENV)/.installed
 
 serve: install
 	$(VENV)/bin/aperture serve
-
-worker: install
-	$(VENV)/bin/aperture worker
 
 seed: install
 	$(VENV)/bin/aperture seed --edges ../shared/data/social-graphs/socfb-Reed98.edges

@@ -1,4 +1,4 @@
-"""The ``aperture`` command: serve, migrate, seed and worker."""
+"""The ``aperture`` command: serve, migrate, seed and export-schema."""
 
 from __future__ import annotations
 

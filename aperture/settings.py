@@ -78,7 +78,7 @@ class Settings(BaseSettings):
         if value is None or value == "":
             return None
         parts = urlsplit(value)
-        if parts.scheme not in ("redis", "rediss", "unix", "valkey", "valkeys"):
+        if parts.scheme not in ("redis", "rediss", "unix"):
             raise ValueError(f"{value!r} is not a redis:// URL")
         if parts.scheme != "unix" and not parts.hostname:
             raise ValueError(f"{value!r} names no host")

@@ -32,13 +32,21 @@ def _encode_value(value: Any) -> Any:
 
 
 class RowCache(Generic[ModelT]):
-    def __init__(self, redis: Redis, model: type[ModelT], *, prefix: str, ttl_seconds: int) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        model: type[ModelT],
+        *,
+        prefix: str,
+        ttl_seconds: int,
+        exclude: tuple[str, ...] = (),
+    ) -> None:
         self.redis = redis
         self.model = model
         self.prefix = prefix
         self.ttl_seconds = ttl_seconds
         mapper = sa_inspect(model)
-        self._columns = [column.key for column in mapper.column_attrs]
+        self._columns = [column.key for column in mapper.column_attrs if column.key not in exclude]
         self._datetime_columns = {
             attr.key for attr in mapper.column_attrs if isinstance(attr.columns[0].type, DateTime)
         }

@@ -37,7 +37,10 @@ class AppState:
     def __post_init__(self) -> None:
         redis = self.runtime.redis
         ttl = self.runtime.settings.cache_ttl_seconds
-        self.user_cache = RowCache(redis, User, prefix="user", ttl_seconds=ttl)
+        # Credentials never leave PostgreSQL: log-in reads the row itself.
+        self.user_cache = RowCache(
+            redis, User, prefix="user", ttl_seconds=ttl, exclude=("password_hash", "email")
+        )
         self.following_sets = RelationSetCache(redis, name="following", ttl_seconds=ttl)
         self.block_sets = RelationSetCache(redis, name="blockrel", ttl_seconds=ttl)
         self.post_cache = RowCache(redis, Post, prefix="post", ttl_seconds=ttl)

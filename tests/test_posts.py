@@ -35,13 +35,22 @@ async def test_create_edit_delete(gql: GraphQLClient) -> None:
     assert edited.ok()["editPost"]["post"] == {"caption": "now #moon", "hashtags": ["moon"]}
     by_tag = '{ postsByHashtag(tag: "%s") { edges { node { id } } } }'
     assert (await gql(by_tag % "world")).ok()["postsByHashtag"]["edges"] == []
-    assert (await gql(by_tag % "#Moon")).ok()["postsByHashtag"]["edges"] == [{"node": {"id": post_id}}]
+    assert (await gql(by_tag % "#Moon")).ok()["postsByHashtag"]["edges"] == [
+        {"node": {"id": post_id}}
+    ]
 
-    (await gql("mutation($id: ID!) { deletePost(id: $id) { deletedPostId } }", {"id": post_id}, token=author.token)).ok()
+    (
+        await gql(
+            "mutation($id: ID!) { deletePost(id: $id) { deletedPostId } }",
+            {"id": post_id},
+            token=author.token,
+        )
+    ).ok()
     assert (await gql(POST, {"id": post_id}, token=author.token)).codes == ["NOT_FOUND"]
     assert (await gql(by_tag % "moon")).ok()["postsByHashtag"]["edges"] == []
     grid = (await gql(GRID, {"u": "author"}, token=author.token)).ok()["user"]
-    assert grid["postCount"] == 0 and grid["posts"]["edges"] == []
+    assert grid["postCount"] == 0
+    assert grid["posts"]["edges"] == []
 
 
 async def test_only_the_author_edits_or_deletes(gql: GraphQLClient) -> None:
@@ -95,8 +104,12 @@ async def test_comments_and_replies(gql: GraphQLClient) -> None:
         "mutation($p: ID!, $b: String!, $r: ID) { addComment(postId: $p, body: $b, replyTo: $r) "
         "{ comment { id body } } }"
     )
-    first = (await gql(add, {"p": post_id, "b": "first!"}, token=fan.token)).ok()["addComment"]["comment"]
-    reply = (await gql(add, {"p": post_id, "b": "thanks", "r": first["id"]}, token=author.token)).ok()
+    first = (await gql(add, {"p": post_id, "b": "first!"}, token=fan.token)).ok()["addComment"][
+        "comment"
+    ]
+    reply = (
+        await gql(add, {"p": post_id, "b": "thanks", "r": first["id"]}, token=author.token)
+    ).ok()
     reply_id = reply["addComment"]["comment"]["id"]
     nested = await gql(add, {"p": post_id, "b": "deeper", "r": reply_id}, token=fan.token)
     nested.ok()
@@ -114,7 +127,9 @@ async def test_comments_and_replies(gql: GraphQLClient) -> None:
     assert [
         (e["node"]["body"], [r["node"]["body"] for r in e["node"]["replies"]["edges"]])
         for e in data["comments"]["edges"]
-    ] == [("first!", ["thanks", "deeper"]), ("second", [])], "one level: a reply to a reply joins the thread"
+    ] == [("first!", ["thanks", "deeper"]), ("second", [])], (
+        "one level: a reply to a reply joins the thread"
+    )
 
     deleted = await gql(
         "mutation($id: ID!) { deleteComment(id: $id) { deletedCommentId } }",
@@ -122,7 +137,9 @@ async def test_comments_and_replies(gql: GraphQLClient) -> None:
         token=author.token,
     )
     deleted.ok()
-    count = await gql("query($id: ID!) { node(id: $id) { ... on Post { commentCount } } }", {"id": post_id})
+    count = await gql(
+        "query($id: ID!) { node(id: $id) { ... on Post { commentCount } } }", {"id": post_id}
+    )
     assert count.ok()["node"]["commentCount"] == 3
 
 
@@ -169,7 +186,9 @@ async def test_posts_by_hashtag_newest_first(gql: GraphQLClient) -> None:
         await create_post(gql, bob, "two #Travel #food"),
         await create_post(gql, ann, "three #travel"),
     ]
-    page = await gql('{ postsByHashtag(tag: "travel", first: 2) { edges { node { id } } pageInfo { hasNextPage endCursor } } }')
+    page = await gql(
+        '{ postsByHashtag(tag: "travel", first: 2) { edges { node { id } } pageInfo { hasNextPage endCursor } } }'
+    )
     data = page.ok()["postsByHashtag"]
     assert [e["node"]["id"] for e in data["edges"]] == [ids[2], ids[1]]
     rest = await gql(
@@ -194,8 +213,20 @@ async def test_deleted_post_leaves_every_read_path(gql: GraphQLClient) -> None:
     author, fan = await sign_up(gql, "del.author"), await sign_up(gql, "del.fan")
     await follow(gql, fan, author)
     post_id = await create_post(gql, author, "ephemeral #gone")
-    (await gql("mutation($id: ID!) { deletePost(id: $id) { deletedPostId } }", {"id": post_id}, token=author.token)).ok()
-    like = await gql("mutation($id: ID!) { likePost(postId: $id) { post { id } } }", {"id": post_id}, token=fan.token)
+    (
+        await gql(
+            "mutation($id: ID!) { deletePost(id: $id) { deletedPostId } }",
+            {"id": post_id},
+            token=author.token,
+        )
+    ).ok()
+    like = await gql(
+        "mutation($id: ID!) { likePost(postId: $id) { post { id } } }",
+        {"id": post_id},
+        token=fan.token,
+    )
     assert like.codes == ["NOT_FOUND"]
-    nodes = await gql("query($ids: [ID!]!) { nodes(ids: $ids) { id } }", {"ids": [post_id]}, token=fan.token)
+    nodes = await gql(
+        "query($ids: [ID!]!) { nodes(ids: $ids) { id } }", {"ids": [post_id]}, token=fan.token
+    )
     assert nodes.ok()["nodes"] == [None]

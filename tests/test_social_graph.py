@@ -11,9 +11,7 @@ from db.session import ShardSessions
 from graphql_api.relay import from_global_id
 from tests.helpers import Account, GraphQLClient, create_post, follow, sign_up
 
-COUNTS = (
-    "query($u: String!) { user(username: $u) { followerCount followingCount followStatus } }"
-)
+COUNTS = "query($u: String!) { user(username: $u) { followerCount followingCount followStatus } }"
 FOLLOWERS = (
     "query($u: String!, $first: Int, $after: String) { user(username: $u) { "
     "followers(first: $first, after: $after) { edges { node { username } } "
@@ -97,9 +95,7 @@ async def test_private_account_requests_approve_and_deny(gql: GraphQLClient) -> 
     assert (await _counts(gql, asker, "private.owner"))["followStatus"] == "REQUESTED"
     assert (await _counts(gql, owner, "private.owner"))["followerCount"] == 0
 
-    requests = await gql(
-        "{ followRequests { edges { node { username } } } }", token=owner.token
-    )
+    requests = await gql("{ followRequests { edges { node { username } } } }", token=owner.token)
     assert [e["node"]["username"] for e in requests.ok()["followRequests"]["edges"]] == [
         "other.asker",
         "asker",
@@ -136,7 +132,11 @@ async def test_block_hides_both_ways_and_ends_follows(gql: GraphQLClient) -> Non
     await follow(gql, bob, ann)
     post = await create_post(gql, bob, "bob's post")
     (
-        await gql("mutation($id: ID!) { block(userId: $id) { blockedUserId } }", {"id": bob.id}, token=ann.token)
+        await gql(
+            "mutation($id: ID!) { block(userId: $id) { blockedUserId } }",
+            {"id": bob.id},
+            token=ann.token,
+        )
     ).ok()
     for viewer, other in ((ann, "blk.bob"), (bob, "blk.ann")):
         assert (await gql(f'{{ user(username: "{other}") {{ id }} }}', token=viewer.token)).ok()[
@@ -152,9 +152,14 @@ async def test_block_hides_both_ways_and_ends_follows(gql: GraphQLClient) -> Non
     assert refollow.codes == ["NOT_FOUND"]
     third = await sign_up(gql, "blk.third")
     counts = await _counts(gql, third, "blk.ann")
-    assert counts["followerCount"] == 0 and counts["followingCount"] == 0
+    assert counts["followerCount"] == 0
+    assert counts["followingCount"] == 0
     (
-        await gql("mutation($id: ID!) { unblock(userId: $id) { user { username } } }", {"id": bob.id}, token=ann.token)
+        await gql(
+            "mutation($id: ID!) { unblock(userId: $id) { user { username } } }",
+            {"id": bob.id},
+            token=ann.token,
+        )
     ).ok()
     visible = await gql("query($id: ID!) { node(id: $id) { id } }", {"id": post}, token=ann.token)
     assert visible.ok()["node"] == {"id": post}
@@ -162,7 +167,9 @@ async def test_block_hides_both_ways_and_ends_follows(gql: GraphQLClient) -> Non
 
 async def test_following_yourself_is_bad_input(gql: GraphQLClient) -> None:
     me = await sign_up(gql, "narcissus")
-    result = await gql("mutation($id: ID!) { follow(userId: $id) { status } }", {"id": me.id}, token=me.token)
+    result = await gql(
+        "mutation($id: ID!) { follow(userId: $id) { status } }", {"id": me.id}, token=me.token
+    )
     assert result.codes == ["BAD_USER_INPUT"]
 
 

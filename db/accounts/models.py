@@ -34,7 +34,9 @@ class User(Base):
 
 
 class UniqueKey(Base):
-    """A globally unique key (``username``, ``email``) in the shard its hash names."""
+    """A globally unique key other than the username (today: ``email``), in the shard its
+    hash names. Usernames need no row here: a user lives in its username's hash shard, so
+    ``users.username_lower`` is unique there and therefore everywhere."""
 
     __tablename__ = "unique_keys"
 

@@ -75,6 +75,18 @@ async def release_unique_key(session: AsyncSession, *, kind: str, key: str, owne
     )
 
 
+async def reassign_unique_key(
+    session: AsyncSession, *, kind: str, key: str, from_owner: int, to_owner: int
+) -> bool:
+    moved = await session.scalar(
+        update(UniqueKey)
+        .where(UniqueKey.kind == kind, UniqueKey.key == key, UniqueKey.owner_id == from_owner)
+        .values(owner_id=to_owner)
+        .returning(UniqueKey.owner_id)
+    )
+    return moved is not None
+
+
 async def find_unique_key_owner(session: AsyncSession, *, kind: str, key: str) -> int | None:
     return await session.scalar(
         select(UniqueKey.owner_id).where(UniqueKey.kind == kind, UniqueKey.key == key)

@@ -1,8 +1,10 @@
 """Account rules: sign-up, sessions, follows, requests and blocks.
 
 Writes that span two users touch two shards. There is no distributed transaction: each
-shard's part is its own transaction, written in an order that leaves a retry able to
-finish the job (every step is idempotent), and caches are updated only after commits.
+shard's part is its own transaction and every step is idempotent, so repeating the
+action (a follow, an unfollow, a block) completes one that died half-way; a sign-up that
+died half-way leaves an email claim that the next sign-up takes over. Caches are updated
+only after commits.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ from datetime import UTC, datetime
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.accounts import repository as accounts_repo
 from db.accounts.models import User
+from db.ids import shard_of
 from db.session import ShardSessions
 from graphql_api.errors import BadUserInput, Conflict, Forbidden, NotFound, Unauthenticated
 from graphql_api.state import AppState
@@ -122,11 +126,29 @@ async def sign_up(
                 email_session, kind="email", key=email_key, owner_id=user.id
             )
             if not claimed:
+                claimed = await _reclaim_orphan_email(sessions, email_session, email_key, user.id)
+            if not claimed:
                 # Raising rolls back the user insert too: nothing is left behind.
                 raise Conflict("An account with this email already exists", field="email")
     await state.user_cache.store(user.id, user)
     token = await _start_session(state, sessions, user)
     return SignedIn(user=user, token=token)
+
+
+async def _reclaim_orphan_email(
+    sessions: ShardSessions, email_session: AsyncSession, email_key: str, new_owner: int
+) -> bool:
+    """A sign-up that died after claiming its email but before its user committed leaves a
+    claim whose owner does not exist; the next sign-up with that email takes it over."""
+    owner = await accounts_repo.find_unique_key_owner(email_session, kind="email", key=email_key)
+    if owner is None or not sessions.shard_map.exists(shard_of(owner)):
+        return False
+    async with sessions.for_id(owner) as session:
+        if await accounts_repo.get_user(session, owner) is not None:
+            return False
+    return await accounts_repo.reassign_unique_key(
+        email_session, kind="email", key=email_key, from_owner=owner, to_owner=new_owner
+    )
 
 
 async def log_in(
@@ -159,7 +181,7 @@ async def log_in(
 async def authenticate(state: AppState, sessions: ShardSessions, token: str) -> int | None:
     """The user id a bearer token belongs to, or None if it is unknown or revoked."""
     user_id = _user_id_from_token(token)
-    if user_id is None or not sessions.shard_map.exists((user_id >> 10) & 0x1FFF):
+    if user_id is None or not sessions.shard_map.exists(shard_of(user_id)):
         return None
     cache_key = f"session:{_token_hash(token).hex()}"
     cached = await state.runtime.redis.get(cache_key)
@@ -168,8 +190,12 @@ async def authenticate(state: AppState, sessions: ShardSessions, token: str) -> 
     async with sessions.for_id(user_id) as session:
         live = await accounts_repo.find_live_session(session, _token_hash(token))
     valid = live is not None and live.user_id == user_id
+    # NX: a log-out that committed after our read has already stored "-" and must win.
     await state.runtime.redis.set(
-        cache_key, str(user_id) if valid else "-", ex=state.runtime.settings.cache_ttl_seconds
+        cache_key,
+        str(user_id) if valid else "-",
+        ex=state.runtime.settings.cache_ttl_seconds,
+        nx=True,
     )
     return user_id if valid else None
 
@@ -344,6 +370,9 @@ async def follow(
         raise BadUserInput("You cannot follow yourself", field="userId")
     target = await _visible_target(state, sessions, viewer_id, target_id)
     current = await follow_status(state, sessions, viewer_id, target_id)
+    if current is FollowStatus.FOLLOWING:
+        # Idempotent repair: a follow that crashed between its two shards is completed.
+        await _connect(state, sessions, follower_id=viewer_id, followee_id=target_id)
     if current is not FollowStatus.NONE:
         return current
     if target.is_private:
