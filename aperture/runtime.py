@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import psycopg
 import redis
 from redis.asyncio import Redis
+from saq import Queue
 
 from aperture.embedded import EmbeddedServers
 from aperture.settings import ConfigurationError, Settings, get_settings
@@ -16,6 +17,8 @@ from db.redis import create_redis
 from db.shards import Databases, ShardMap, redact_dsn
 
 log = logging.getLogger(__name__)
+
+JOB_QUEUE_NAME = "aperture"
 
 
 @dataclass
@@ -96,6 +99,7 @@ class Runtime:
     databases: Databases
     redis: Redis
     redis_url: str
+    queue: Queue
     background_tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     @classmethod
@@ -107,11 +111,13 @@ class Runtime:
             databases=Databases(shard_map, pool_size=settings.db_pool_size),
             redis=create_redis(servers.redis_url),
             redis_url=servers.redis_url,
+            queue=Queue.from_url(servers.redis_url, name=JOB_QUEUE_NAME),
         )
 
     async def close(self) -> None:
         for task in list(self.background_tasks):
             task.cancel()
         await asyncio.gather(*self.background_tasks, return_exceptions=True)
+        await self.queue.disconnect()
         await self.databases.dispose()
         await self.redis.aclose()

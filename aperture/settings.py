@@ -60,6 +60,27 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=10, ge=1)
     cache_ttl_seconds: int = Field(default=3600, ge=1)
 
+    feed_capacity: int = Field(
+        default=800, ge=10, description="Posts kept per home feed (Twitter and Mastodon: 800)."
+    )
+    fanout_follower_threshold: int = Field(
+        default=10_000,
+        ge=0,
+        description="Authors with more followers are merged into feeds at read time.",
+    )
+    feed_active_days: int = Field(
+        default=30, ge=1, description="Only users active this recently receive fan-out."
+    )
+    fanout_batch_size: int = Field(default=1000, ge=1)
+    fanout_sweep_interval_seconds: float = Field(default=10.0, gt=0)
+    fanout_sweep_grace_seconds: float = Field(
+        default=60.0, ge=0, description="Age at which a pending fan-out is re-enqueued."
+    )
+    worker_concurrency: int = Field(default=8, ge=1)
+    serve_runs_workers: bool | None = Field(
+        default=None, description="Run fan-out workers inside serve (default: embedded mode)."
+    )
+
     @field_validator("database_urls", mode="before")
     @classmethod
     def _split_urls(cls, value: object) -> object:

@@ -18,6 +18,7 @@ from graphql_api.accounts.schema import AccountMutations, AccountQueries
 from graphql_api.accounts.types import User
 from graphql_api.context import Info
 from graphql_api.errors import ApertureError, BadUserInput, NotFound
+from graphql_api.feed.schema import FeedQueries
 from graphql_api.node import Node, resolve_node
 from graphql_api.posts.schema import PostMutations, PostQueries
 from graphql_api.posts.types import Comment, Post
@@ -48,7 +49,7 @@ class NodeQueries:
 
 
 @strawberry.type
-class Query(NodeQueries, AccountQueries, PostQueries):
+class Query(NodeQueries, AccountQueries, PostQueries, FeedQueries):
     pass
 
 

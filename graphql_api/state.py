@@ -8,6 +8,7 @@ from aperture.runtime import Runtime
 from db.accounts.models import User
 from db.cache import RowCache
 from db.counters import HotCounters
+from db.feed.store import FeedStore
 from db.flags import ViewerFlags
 from db.id_lists import IdListCache
 from db.posts.models import Comment, Post
@@ -33,6 +34,9 @@ class AppState:
     top_comments: IdListCache = field(init=False)
     comment_replies: IdListCache = field(init=False)
     author_posts: IdListCache = field(init=False)
+    feeds: FeedStore = field(init=False)
+    # Authors above the fan-out threshold, as one global set (key "large-accounts:0").
+    large_accounts: RelationSetCache = field(init=False)
 
     def __post_init__(self) -> None:
         redis = self.runtime.redis
@@ -59,3 +63,5 @@ class AppState:
         self.author_posts = IdListCache(
             redis, name="author-posts", capacity=CACHED_LIST_LENGTH, ttl_seconds=ttl
         )
+        self.feeds = FeedStore(redis, capacity=self.runtime.settings.feed_capacity)
+        self.large_accounts = RelationSetCache(redis, name="large-accounts", ttl_seconds=ttl)

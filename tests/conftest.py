@@ -10,7 +10,7 @@ import socket
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -49,6 +49,15 @@ TABLES = [
     "post_likes",
     "comment_likes",
 ]
+
+
+@pytest.fixture
+def state(http: httpx.AsyncClient) -> AppState:
+    """The AppState of the app behind ``http``/``gql``."""
+    transport = http._transport
+    assert isinstance(transport, httpx.ASGITransport)
+    app_state: AppState = transport.app.state.aperture  # type: ignore[attr-defined]
+    return app_state
 
 
 @pytest.fixture(scope="session")
@@ -100,6 +109,29 @@ async def runtime(
     await runtime.redis.flushdb()
     yield runtime
     await runtime.close()
+
+
+@pytest.fixture
+async def tuned_gql(
+    settings: Settings, servers: Servers, runtime: Runtime
+) -> AsyncIterator[Callable[..., Awaitable[tuple[GraphQLClient, AppState]]]]:
+    """A client on an app whose settings differ (thresholds, capacities) from the default."""
+    opened: list[tuple[Runtime, httpx.AsyncClient]] = []
+
+    async def make(**overrides: object) -> tuple[GraphQLClient, AppState]:
+        tuned = Runtime.connect(settings.model_copy(update=overrides), servers)
+        app = create_app(tuned, close_runtime=False)
+        client = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://aperture.test"
+        )
+        opened.append((tuned, client))
+        state: AppState = app.state.aperture
+        return GraphQLClient(client), state
+
+    yield make
+    for tuned, client in opened:
+        await client.aclose()
+        await tuned.close()
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.accounts import repository as accounts_repo
 from db.accounts.models import User
+from db.feed.store import ACTIVE_USERS_KEY
 from db.ids import shard_of
 from db.session import ShardSessions
 from graphql_api.errors import BadUserInput, Conflict, Forbidden, NotFound, Unauthenticated
@@ -132,6 +133,7 @@ async def sign_up(
                 raise Conflict("An account with this email already exists", field="email")
     await state.user_cache.store(user.id, user)
     token = await _start_session(state, sessions, user)
+    await record_activity(state, sessions, user.id)
     return SignedIn(user=user, token=token)
 
 
@@ -175,6 +177,7 @@ async def log_in(
     except (VerificationError, InvalidHashError):
         raise failure from None
     token = await _start_session(state, sessions, user)
+    await record_activity(state, sessions, user.id)
     return SignedIn(user=user, token=token)
 
 
@@ -218,7 +221,14 @@ async def record_activity(state: AppState, sessions: ShardSessions, user_id: int
     now = datetime.now(UTC)
     redis = state.runtime.redis
     if await redis.set(f"active-touch:{user_id}", "1", ex=3600, nx=True):
-        await redis.zadd("active_users", {str(user_id): now.timestamp()})
+        async with redis.pipeline(transaction=False) as pipe:
+            pipe.zscore(ACTIVE_USERS_KEY, str(user_id))
+            pipe.zadd(ACTIVE_USERS_KEY, {str(user_id): now.timestamp()})
+            previous, _ = await pipe.execute()
+        away_since = now.timestamp() - state.runtime.settings.feed_active_days * 86400
+        if previous is None or previous < away_since:
+            # Fan-out skipped this user while they were away: their feed is stale.
+            await state.feeds.invalidate(user_id)
         async with sessions.for_id(user_id) as session:
             await accounts_repo.touch_last_active(session, user_id, now)
 
@@ -308,10 +318,14 @@ async def _visible_target(
 
 
 async def _refresh_users(state: AppState, sessions: ShardSessions, *user_ids: int) -> None:
+    from workers.feed import note_follower_count
+
     for user_id in user_ids:
         async with sessions.for_id(user_id) as session:
             user = await accounts_repo.get_user(session, user_id)
         await state.user_cache.store(user_id, user)
+        if user is not None:
+            await note_follower_count(state, sessions, user_id, user.follower_count)
 
 
 async def _connect(
@@ -328,6 +342,9 @@ async def _connect(
         )
     await state.following_sets.changed(follower_id)
     await _refresh_users(state, sessions, follower_id, followee_id)
+    from graphql_api.feed.service import on_follow
+
+    await on_follow(state, sessions, follower_id, followee_id)
 
 
 async def _disconnect(
@@ -346,6 +363,9 @@ async def _disconnect(
         )
     await state.following_sets.changed(follower_id)
     await _refresh_users(state, sessions, follower_id, followee_id)
+    from graphql_api.feed.service import on_unfollow
+
+    await on_unfollow(state, sessions, follower_id, followee_id)
 
 
 async def follow_status(

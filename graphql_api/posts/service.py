@@ -13,6 +13,7 @@ from db.session import ShardSessions
 from graphql_api.accounts import service as accounts_service
 from graphql_api.errors import BadUserInput, Forbidden, NotFound
 from graphql_api.state import CACHED_LIST_LENGTH, AppState
+from workers.feed import enqueue_fan_out
 
 MAX_CAPTION = 2200
 MAX_COMMENT = 2200
@@ -100,6 +101,7 @@ async def create_post(
     await _index_tags(sessions, post.id, add=hashtags, remove=())
     await refresh_author_posts(state, sessions, viewer_id)
     await _refresh_user(state, sessions, viewer_id)
+    await enqueue_fan_out(state.runtime.queue, post.id)
     return post
 
 

@@ -1,0 +1,79 @@
+"""SQL for the home feed: fan-out bookkeeping on posts, recent posts per author, and the
+fan-out-on-read query used to rebuild feeds (and as the benchmark's baseline)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.accounts.models import User
+from db.posts.models import Post
+
+
+async def get_post_for_fanout(session: AsyncSession, post_id: int) -> Post | None:
+    post: Post | None = await session.scalar(select(Post).where(Post.id == post_id))
+    return post
+
+
+async def save_fanout_cursor(session: AsyncSession, post_id: int, cursor: int) -> None:
+    await session.execute(update(Post).where(Post.id == post_id).values(fanout_cursor=cursor))
+
+
+async def mark_fanout_done(session: AsyncSession, post_id: int) -> None:
+    await session.execute(update(Post).where(Post.id == post_id).values(fanout_state="done"))
+
+
+async def pending_fanouts(session: AsyncSession, *, older_than_id: int, limit: int) -> list[int]:
+    """Posts whose fan-out has not finished and started before ``older_than_id``'s time."""
+    result = await session.scalars(
+        select(Post.id)
+        .where(Post.fanout_state == "pending", Post.id < older_than_id)
+        .order_by(Post.id)
+        .limit(limit)
+    )
+    return list(result)
+
+
+async def recent_post_ids_by_authors(
+    session: AsyncSession, author_ids: Sequence[int], *, per_author: int
+) -> list[tuple[int, int]]:
+    """(author id, post id) for each author's newest live posts: one statement per shard."""
+    if not author_ids:
+        return []
+    ranked = (
+        select(
+            Post.author_id,
+            Post.id,
+            func.row_number()
+            .over(partition_by=Post.author_id, order_by=Post.id.desc())
+            .label("position"),
+        )
+        .where(Post.author_id.in_(author_ids), Post.deleted_at.is_(None))
+        .subquery()
+    )
+    rows = await session.execute(
+        select(ranked.c.author_id, ranked.c.id).where(ranked.c.position <= per_author)
+    )
+    return [(author_id, post_id) for author_id, post_id in rows]
+
+
+async def large_account_ids(session: AsyncSession, *, threshold: int) -> list[int]:
+    result = await session.scalars(
+        select(User.id).where(User.follower_count > threshold, User.deleted_at.is_(None))
+    )
+    return list(result)
+
+
+async def newest_posts_of_authors(
+    session: AsyncSession, author_ids: Sequence[int], *, before_id: int | None, limit: int
+) -> list[int]:
+    """Fan-out on read: the newest posts by any of ``author_ids`` in this shard."""
+    if not author_ids:
+        return []
+    query = select(Post.id).where(Post.author_id.in_(author_ids), Post.deleted_at.is_(None))
+    if before_id is not None:
+        query = query.where(Post.id < before_id)
+    result = await session.scalars(query.order_by(Post.id.desc()).limit(limit))
+    return list(result)

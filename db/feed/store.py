@@ -1,0 +1,103 @@
+"""Home feeds in Redis.
+
+A feed is a sorted set ``feed:{user}`` whose members are post ids zero-padded to 19
+digits, all with score 0: lexicographic order is then exactly id order (and ids are time
+ordered), which a double score cannot promise for 64-bit ids. Pages are ``ZRANGE ... BYLEX
+REV``; a trim after each push keeps the newest ``capacity`` entries.
+
+``feed:{user}:ready`` marks a feed as complete. Fan-out adds to any feed, ready or not;
+a reader that finds no marker rebuilds the feed from PostgreSQL and unions it in, so a
+fan-out that lands during a rebuild is never lost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+ID_WIDTH = 19
+ACTIVE_USERS_KEY = "active_users"
+
+
+def encode_member(post_id: int) -> str:
+    return f"{post_id:0{ID_WIDTH}d}"
+
+
+def feed_key(user_id: int) -> str:
+    return f"feed:{user_id}"
+
+
+def ready_key(user_id: int) -> str:
+    return f"feed:{user_id}:ready"
+
+
+@dataclass(frozen=True)
+class FeedPage:
+    ready: bool
+    post_ids: list[int]
+
+
+class FeedStore:
+    def __init__(self, redis: Redis, *, capacity: int) -> None:
+        self.redis = redis
+        self.capacity = capacity
+
+    async def page(self, user_id: int, *, before_id: int | None, count: int) -> FeedPage:
+        upper = f"({encode_member(before_id)}" if before_id is not None else "+"
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.exists(ready_key(user_id))
+            pipe.zrange(feed_key(user_id), upper, "-", desc=True, bylex=True, offset=0, num=count)
+            ready, members = await pipe.execute()
+        return FeedPage(ready=bool(ready), post_ids=[int(member) for member in members])
+
+    async def push(self, user_ids: Iterable[int], post_ids: Sequence[int]) -> int:
+        """Add posts to many feeds in one pipeline; returns the entries written."""
+        if not post_ids:
+            return 0
+        mapping = {encode_member(post_id): 0 for post_id in post_ids}
+        written = 0
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for user_id in user_ids:
+                pipe.zadd(feed_key(user_id), mapping)
+                pipe.zremrangebyrank(feed_key(user_id), 0, -(self.capacity + 1))
+                written += len(mapping)
+            await pipe.execute()
+        return written
+
+    async def remove(self, user_id: int, post_ids: Sequence[int]) -> None:
+        if post_ids:
+            await self.redis.zrem(feed_key(user_id), *(encode_member(p) for p in post_ids))
+
+    async def complete(self, user_id: int, post_ids: Sequence[int]) -> None:
+        """Union a rebuilt feed into whatever fan-out wrote meanwhile, then mark it ready."""
+        key = feed_key(user_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            if post_ids:
+                pipe.zadd(key, {encode_member(post_id): 0 for post_id in post_ids})
+                pipe.zremrangebyrank(key, 0, -(self.capacity + 1))
+            pipe.set(ready_key(user_id), "1")
+            await pipe.execute()
+
+    async def is_ready(self, user_id: int) -> bool:
+        return bool(await self.redis.exists(ready_key(user_id)))
+
+    async def invalidate(self, user_id: int) -> None:
+        """The feed may be stale (the user was away): rebuild it on the next read."""
+        await self.redis.delete(ready_key(user_id))
+
+    async def all_entries(self, user_id: int) -> list[int]:
+        members = await self.redis.zrange(feed_key(user_id), "+", "-", desc=True, bylex=True)
+        return [int(member) for member in members]  # type: ignore[arg-type]
+
+    async def active_since(self, user_ids: Sequence[int], since_timestamp: float) -> list[int]:
+        """Which users were active at or after ``since_timestamp``: one ZMSCORE."""
+        if not user_ids:
+            return []
+        scores = await self.redis.zmscore(ACTIVE_USERS_KEY, [str(u) for u in user_ids])
+        return [
+            user_id
+            for user_id, score in zip(user_ids, scores, strict=True)
+            if score is not None and score >= since_timestamp
+        ]

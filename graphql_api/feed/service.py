@@ -1,0 +1,170 @@
+"""Reading home feeds: a precomputed page from Redis, large accounts merged in at read
+time, a bounded rebuild from PostgreSQL when the feed is missing, and the follow-graph
+hooks that keep feeds in step (backfill on follow, removal on unfollow or block)."""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.accounts import repository as accounts_repo
+from db.feed import repository as feed_repo
+from db.posts.models import Post
+from db.session import ShardSessions
+from graphql_api.accounts.loaders import AccountLoaders
+from graphql_api.posts.loaders import PostLoaders
+from graphql_api.state import CACHED_LIST_LENGTH, AppState
+from workers.feed import large_account_ids
+
+# How many of each followed account's newest posts a rebuild or a backfill reads: enough
+# to fill a feed, bounded whatever the number of accounts followed.
+POSTS_PER_AUTHOR_ON_REBUILD = 20
+# A page may lose entries to read-time filters (deleted posts, unfollowed authors); this
+# many extra chunks are read before a short page is returned.
+MAX_EXTRA_READS = 4
+
+
+@dataclass(frozen=True)
+class FeedSlice:
+    posts: list[Post]
+    has_next: bool
+
+
+async def recent_posts_by_author(
+    state: AppState, sessions: ShardSessions, author_ids: Sequence[int]
+) -> dict[int, list[int]]:
+    """Each author's newest post ids: one MGET, then one statement per shard for misses."""
+    cached = await state.author_posts.get_many(list(author_ids))
+    misses = [author for author in author_ids if author not in cached]
+    if misses:
+
+        async def per_shard(
+            session: AsyncSession, shard_authors: list[int]
+        ) -> list[tuple[int, int]]:
+            return await feed_repo.recent_post_ids_by_authors(
+                session, shard_authors, per_author=CACHED_LIST_LENGTH
+            )
+
+        loaded: dict[int, list[int]] = {author: [] for author in misses}
+        for author, post_id in await sessions.scatter_ids(misses, per_shard):
+            loaded[author].append(post_id)
+        for ids in loaded.values():
+            ids.sort(reverse=True)
+        await state.author_posts.fill(loaded)
+        cached.update(loaded)
+    return cached
+
+
+async def followee_ids(state: AppState, sessions: ShardSessions, user_id: int) -> set[int]:
+    async def load() -> list[int]:
+        async with sessions.for_id(user_id) as session:
+            return await accounts_repo.all_followee_ids(session, user_id)
+
+    return await state.following_sets.members(user_id, load=load)
+
+
+async def rebuild(state: AppState, sessions: ShardSessions, user_id: int) -> int:
+    """Recompute a missing feed from PostgreSQL with bounded work and mark it ready.
+
+    Scatter-gather: the newest posts of every followed account (and the user's own),
+    read concurrently across shards through the per-author lists, newest ``capacity`` kept.
+    """
+    authors = sorted(await followee_ids(state, sessions, user_id) | {user_id})
+    per_author = await recent_posts_by_author(state, sessions, authors)
+    candidates = (
+        post_id for ids in per_author.values() for post_id in ids[:POSTS_PER_AUTHOR_ON_REBUILD]
+    )
+    newest = heapq.nlargest(state.feeds.capacity, candidates)
+    await state.feeds.complete(user_id, newest)
+    return len(newest)
+
+
+async def _large_followees(
+    state: AppState, sessions: ShardSessions, accounts: AccountLoaders, user_id: int
+) -> list[int]:
+    large = sorted(await large_account_ids(state, sessions))
+    if not large:
+        return []
+    follows = await accounts.viewer_follows.load_many(large)
+    return [author for author, followed in zip(large, follows, strict=True) if followed]
+
+
+async def home_feed(
+    state: AppState,
+    sessions: ShardSessions,
+    *,
+    accounts: AccountLoaders,
+    posts: PostLoaders,
+    viewer_id: int,
+    before_id: int | None,
+    limit: int,
+) -> FeedSlice:
+    """The newest ``limit`` visible posts of the viewer's feed below ``before_id``."""
+    large = await _large_followees(state, sessions, accounts, viewer_id)
+    merged_large: list[int] = []
+    if large:
+        lists = await recent_posts_by_author(state, sessions, large)
+        merged_large = [post_id for author in large for post_id in lists.get(author, [])]
+
+    chunk = limit + 1 + limit // 2
+    collected: list[Post] = []
+    cursor = before_id
+    exhausted = False
+    for _ in range(1 + MAX_EXTRA_READS):
+        page = await state.feeds.page(viewer_id, before_id=cursor, count=chunk)
+        if not page.ready:
+            await rebuild(state, sessions, viewer_id)
+            page = await state.feeds.page(viewer_id, before_id=cursor, count=chunk)
+        stored = page.post_ids
+        full = len(stored) == chunk
+        floor = stored[-1] if full else 0
+        extra = [
+            post_id
+            for post_id in merged_large
+            if (cursor is None or post_id < cursor) and post_id >= floor
+        ]
+        candidates = sorted(set(stored) | set(extra), reverse=True)
+        collected += await _visible(accounts, posts, viewer_id, candidates)
+        if len(collected) > limit or not full:
+            exhausted = not full
+            break
+        cursor = candidates[-1]
+    has_next = len(collected) > limit or not exhausted
+    return FeedSlice(posts=collected[:limit], has_next=has_next)
+
+
+async def _visible(
+    accounts: AccountLoaders, posts: PostLoaders, viewer_id: int, candidates: Iterable[int]
+) -> list[Post]:
+    ids = list(candidates)
+    rows = await posts.visible_posts(ids)
+    authors = sorted(
+        {row.author_id for row in rows if row is not None and row.author_id != viewer_id}
+    )
+    follows = dict(zip(authors, await accounts.viewer_follows.load_many(authors), strict=True))
+    # A feed entry outlives an unfollow until it is removed: the follow is checked here too.
+    return [
+        row
+        for row in rows
+        if row is not None and (row.author_id == viewer_id or follows.get(row.author_id, False))
+    ]
+
+
+async def on_follow(
+    state: AppState, sessions: ShardSessions, follower_id: int, followee_id: int
+) -> None:
+    """Backfill the followee's recent posts into a ready feed (a missing one is rebuilt)."""
+    if not await state.feeds.is_ready(follower_id):
+        return
+    recent = await recent_posts_by_author(state, sessions, [followee_id])
+    await state.feeds.push([follower_id], recent.get(followee_id, [])[:POSTS_PER_AUTHOR_ON_REBUILD])
+
+
+async def on_unfollow(
+    state: AppState, sessions: ShardSessions, follower_id: int, followee_id: int
+) -> None:
+    recent = await recent_posts_by_author(state, sessions, [followee_id])
+    await state.feeds.remove(follower_id, recent.get(followee_id, []))

@@ -1,0 +1,1 @@
+"""Background workers (``aperture worker``): home-feed fan-out and its sweeper."""
