@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 
 from sqlalchemy import text
@@ -40,7 +41,7 @@ async def test_ids_are_time_ordered_within_a_shard(runtime: Runtime) -> None:
     assert stamps == sorted(stamps), "time order, to the millisecond"
     # Ids from different milliseconds sort by time. Within one millisecond they follow the
     # 10-bit sequence, which wraps every 1024 ids: the layout's documented limit.
-    for earlier, later in zip(ids, ids[1:], strict=False):
+    for earlier, later in itertools.pairwise(ids):
         if decode_id(earlier).milliseconds_since_epoch < decode_id(later).milliseconds_since_epoch:
             assert earlier < later
     for object_id in (ids[0], ids[-1]):
