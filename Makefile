@@ -40,7 +40,9 @@ format: install
 	$(VENV)/bin/ruff format .
 
 bench: install
+	$(UV) sync --frozen --python $(PYTHON) --group bench
 	$(VENV)/bin/python -m bench.social_core
+	$(VENV)/bin/python -m bench.feed
 
 clean:
 	rm -rf $(VENV) .uv .aperture-test

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
@@ -77,6 +77,11 @@ class Settings(BaseSettings):
         default=60.0, ge=0, description="Age at which a pending fan-out is re-enqueued."
     )
     worker_concurrency: int = Field(default=8, ge=1)
+    feed_read_strategy: Literal["precomputed", "fanout_on_read"] = Field(
+        default="precomputed",
+        description="fanout_on_read answers homeFeed with SQL over follows and posts; it "
+        "exists as the benchmarks' baseline, not for production.",
+    )
     serve_runs_workers: bool | None = Field(
         default=None, description="Run fan-out workers inside serve (default: embedded mode)."
     )

@@ -230,3 +230,17 @@ async def test_warm_feed_page_runs_no_sql(gql: GraphQLClient, state: AppState) -
     assert warm.ok() == first.ok()
     assert len(warm.ok()["homeFeed"]["edges"]) == 20
     assert warm.work.sql_statements == 0, warm.work.statements
+
+
+async def test_fan_out_on_read_baseline_gives_the_same_page(tuned_gql: Any) -> None:
+    gql, state = await tuned_gql()
+    viewer = await sign_up(gql, "base.viewer")
+    authors = [await sign_up(gql, f"base.author{n}") for n in range(3)]
+    for author in authors:
+        await follow(gql, viewer, author)
+    for n in range(9):
+        await create_post(gql, authors[n % 3], f"b{n}")
+    await drain_jobs(state)
+    precomputed = await feed_ids(gql, viewer, first=5)
+    baseline_gql, _ = await tuned_gql(feed_read_strategy="fanout_on_read")
+    assert await feed_ids(baseline_gql, viewer, first=5) == precomputed

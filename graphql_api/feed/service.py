@@ -4,6 +4,7 @@ hooks that keep feeds in step (backfill on follow, removal on unfollow or block)
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -103,6 +104,16 @@ async def home_feed(
     limit: int,
 ) -> FeedSlice:
     """The newest ``limit`` visible posts of the viewer's feed below ``before_id``."""
+    if state.runtime.settings.feed_read_strategy == "fanout_on_read":
+        return await home_feed_from_sql(
+            state,
+            sessions,
+            accounts=accounts,
+            posts=posts,
+            viewer_id=viewer_id,
+            before_id=before_id,
+            limit=limit,
+        )
     large = await _large_followees(state, sessions, accounts, viewer_id)
     merged_large: list[int] = []
     if large:
@@ -134,6 +145,36 @@ async def home_feed(
         cursor = candidates[-1]
     has_next = len(collected) > limit or not exhausted
     return FeedSlice(posts=collected[:limit], has_next=has_next)
+
+
+async def home_feed_from_sql(
+    state: AppState,
+    sessions: ShardSessions,
+    *,
+    accounts: AccountLoaders,
+    posts: PostLoaders,
+    viewer_id: int,
+    before_id: int | None,
+    limit: int,
+) -> FeedSlice:
+    """Fan-out on read, the classic alternative: read whom the viewer follows, then the
+    newest posts of those accounts from every shard, and merge. The benchmark baseline."""
+    async with sessions.for_id(viewer_id) as session:
+        authors = await accounts_repo.all_followee_ids(session, viewer_id)
+    authors.append(viewer_id)
+    by_shard = sessions.group_by_shard(authors)
+    fetch = limit + 1 + limit // 2
+
+    async def newest(shard: int) -> list[int]:
+        async with sessions.shard(shard) as session:
+            return await feed_repo.newest_posts_of_authors(
+                session, by_shard[shard], before_id=before_id, limit=fetch
+            )
+
+    per_shard = await asyncio.gather(*(newest(shard) for shard in by_shard))
+    candidates = heapq.nlargest(fetch, (post_id for ids in per_shard for post_id in ids))
+    visible = await _visible(accounts, posts, viewer_id, candidates)
+    return FeedSlice(posts=visible[:limit], has_next=len(visible) > limit)
 
 
 async def _visible(
