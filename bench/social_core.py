@@ -481,8 +481,8 @@ def render_report(
         f"likes and {dataset.comment_likes} comment likes written through GraphQL",
         f"- Requests: {options.runs} runs x {options.requests} requests per scenario and cache "
         f"state, sequential, in-process (httpx ASGI transport), bearer token of one of "
-        f"{len(dataset.readers)} viewers; {options.warmup_requests} unmeasured warm-up "
-        "requests per scenario first",
+        f"{len(dataset.readers)} viewers; {options.warmup_requests} unmeasured cold/warm "
+        "pairs per scenario first",
         "- Cold: `FLUSHDB` before the request (the baseline of the same run); warm: the same "
         "request right after the cold one",
         f"- Wall time: {total_seconds:.0f} s to the report "
@@ -546,15 +546,15 @@ async def _measure_all(
     gc.collect()  # every run starts from the same heap, without the seeding's garbage
     measuring = time.perf_counter()
     per_run: dict[str, list[Measured]] = {scenario.name: [] for scenario in plan}
-    for run in range(options.runs):
-        run_rng = random.Random(1000 + run)
+    for run_index in range(options.runs):
+        run_rng = random.Random(1000 + run_index)
         for scenario in plan:
             result = await measure(
                 runtime, api, scenario, dataset.readers, options.requests, run_rng
             )
             per_run[scenario.name].append(result)
             log(
-                f"run {run + 1}/{options.runs} {scenario.name}: "
+                f"run {run_index + 1}/{options.runs} {scenario.name}: "
                 f"cold p50 {percentile([s.latency_ms for s in result.cold], 50):.1f} ms, "
                 f"warm p50 {percentile([s.latency_ms for s in result.warm], 50):.1f} ms"
             )
