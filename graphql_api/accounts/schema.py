@@ -6,13 +6,18 @@ import strawberry
 
 from db.accounts import repository as accounts_repo
 from graphql_api.accounts import service
-from graphql_api.accounts.types import FollowStatus, User, follow_status_of, resolve_user_node
+from graphql_api.accounts.types import (
+    FollowStatus,
+    User,
+    follow_status_of,
+    resolve_user_node,
+    user_connection,
+)
 from graphql_api.context import Info
 from graphql_api.errors import BadUserInput, NotFound
 from graphql_api.node import register_node_type
 from graphql_api.relay import (
     Connection,
-    build_connection,
     decode_cursor,
     from_global_id,
     page_size,
@@ -120,14 +125,7 @@ class AccountQueries:
             rows = await accounts_repo.follow_requests_page(
                 session, viewer_id, before_request_id=decode_cursor(after), limit=limit + 1
             )
-        users = await info.context.loaders.accounts.visible_users([r for _, r in rows])
-        by_id = {user.id: user for user in users if user is not None}
-        return build_connection(
-            rows,
-            limit=limit,
-            cursor_of=lambda row: row[0],
-            node_of=lambda row: User(row=by_id[row[1]]) if row[1] in by_id else None,
-        )
+        return await user_connection(info, rows, limit)
 
 
 @strawberry.type

@@ -113,7 +113,7 @@ class User(Node):
             rows = await accounts_repo.followers_page(
                 session, self.row.id, before_edge_id=decode_cursor(after), limit=limit + 1
             )
-        return await _user_connection(info, rows, limit)
+        return await user_connection(info, rows, limit)
 
     @strawberry.field(description="Whom this user follows, most recent first.")
     async def following(
@@ -125,7 +125,7 @@ class User(Node):
             rows = await accounts_repo.following_page(
                 session, self.row.id, before_edge_id=decode_cursor(after), limit=limit + 1
             )
-        return await _user_connection(info, rows, limit)
+        return await user_connection(info, rows, limit)
 
     @strawberry.field(description="This user's posts, newest first (the profile grid).")
     async def posts(
@@ -137,7 +137,8 @@ class User(Node):
         return await profile_posts(info, self.row.id, first=first, after=after)
 
 
-async def _user_connection(info: Info, rows: list[tuple[int, int]], limit: int) -> Connection[User]:
+async def user_connection(info: Info, rows: list[tuple[int, int]], limit: int) -> Connection[User]:
+    """(cursor position, user id) rows as a page of the users the viewer may see."""
     users = await info.context.loaders.accounts.visible_users([user_id for _, user_id in rows])
     by_id = {user.id: user for user in users if user is not None}
     return build_connection(
