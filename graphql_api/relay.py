@@ -18,6 +18,7 @@ DEFAULT_PAGE_SIZE = 20
 
 NodeT = TypeVar("NodeT")
 ItemT = TypeVar("ItemT")
+CursorT = TypeVar("CursorT", int, str)
 
 
 def to_global_id(type_name: str, object_id: int) -> strawberry.ID:
@@ -52,6 +53,22 @@ def decode_cursor(cursor: str | None) -> int | None:
         return int(raw)
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise BadUserInput(f"{cursor!r} is not a cursor from this API", field="after") from None
+
+
+def encode_text_cursor(position: str) -> str:
+    return base64.urlsafe_b64encode(f"t:{position}".encode()).decode()
+
+
+def decode_text_cursor(cursor: str | None) -> str | None:
+    if cursor is None:
+        return None
+    try:
+        prefix, raw = base64.urlsafe_b64decode(cursor.encode()).decode().split(":", 1)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        prefix, raw = "", ""
+    if prefix != "t":
+        raise BadUserInput(f"{cursor!r} is not a cursor from this API", field="after")
+    return raw
 
 
 def page_size(first: int | None) -> int:
@@ -92,8 +109,9 @@ def build_connection(
     items: Sequence[ItemT],
     *,
     limit: int,
-    cursor_of: Callable[[ItemT], int],
+    cursor_of: Callable[[ItemT], CursorT],
     node_of: Callable[[ItemT], NodeT | None],
+    encode: Callable[[CursorT], str] = encode_cursor,  # type: ignore[assignment]
 ) -> Connection[NodeT]:
     """``items`` holds up to ``limit + 1`` rows: the extra one only says there is a next page.
 
@@ -106,8 +124,8 @@ def build_connection(
     for item in page:
         node = node_of(item)
         if node is not None:
-            edges.append(Edge(node=node, cursor=encode_cursor(cursor_of(item))))
-    end_cursor = encode_cursor(cursor_of(page[-1])) if page else None
+            edges.append(Edge(node=node, cursor=encode(cursor_of(item))))
+    end_cursor = encode(cursor_of(page[-1])) if page else None
     return Connection(
         edges=edges,
         page_info=PageInfo(

@@ -149,5 +149,5 @@ async def test_deleted_account_disappears(gql: GraphQLClient) -> None:
     node = await gql("query($id: ID!) { node(id: $id) { id } }", {"id": account.id})
     assert node.codes == ["NOT_FOUND"]
     assert (await gql(VIEWER, token=account.token)).ok()["viewer"] is None
-    search = await gql('{ searchUsers(prefix: "gon") { username } }', token=other.token)
-    assert search.ok()["searchUsers"] == []
+    search = await gql('{ searchUsers(prefix: "gon") { nodes { username } } }', token=other.token)
+    assert search.ok()["searchUsers"]["nodes"] == []

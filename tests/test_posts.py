@@ -201,12 +201,21 @@ async def test_posts_by_hashtag_newest_first(gql: GraphQLClient) -> None:
 async def test_username_prefix_search(gql: GraphQLClient) -> None:
     for name in ["zed.alpha", "Zed.beta", "zedd", "zoe"]:
         await sign_up(gql, name)
-    result = await gql('{ searchUsers(prefix: "ZED", first: 10) { username } }')
-    assert [u["username"] for u in result.ok()["searchUsers"]] == ["zed.alpha", "Zed.beta", "zedd"]
-    limited = await gql('{ searchUsers(prefix: "z", first: 2) { username } }')
-    assert len(limited.ok()["searchUsers"]) == 2
-    literal = await gql('{ searchUsers(prefix: "zed_") { username } }')
-    assert literal.ok()["searchUsers"] == [], "'_' is a literal, not a wildcard"
+    result = await gql('{ searchUsers(prefix: "ZED", first: 10) { nodes { username } } }')
+    assert [u["username"] for u in result.ok()["searchUsers"]["nodes"]] == [
+        "zed.alpha",
+        "Zed.beta",
+        "zedd",
+    ]
+    page = '{ searchUsers(prefix: "z", first: 2, after: %s) { nodes { username } pageInfo { hasNextPage endCursor } } }'
+    first = (await gql(page % "null")).ok()["searchUsers"]
+    assert [u["username"] for u in first["nodes"]] == ["zed.alpha", "Zed.beta"]
+    assert first["pageInfo"]["hasNextPage"]
+    rest = (await gql(page % f'"{first["pageInfo"]["endCursor"]}"')).ok()["searchUsers"]
+    assert [u["username"] for u in rest["nodes"]] == ["zedd", "zoe"]
+    assert not rest["pageInfo"]["hasNextPage"]
+    literal = await gql('{ searchUsers(prefix: "zed_") { nodes { username } } }')
+    assert literal.ok()["searchUsers"]["nodes"] == [], "'_' is a literal, not a wildcard"
 
 
 async def test_deleted_post_leaves_every_read_path(gql: GraphQLClient) -> None:

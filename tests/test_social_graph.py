@@ -142,8 +142,10 @@ async def test_block_hides_both_ways_and_ends_follows(gql: GraphQLClient) -> Non
         assert (await gql(f'{{ user(username: "{other}") {{ id }} }}', token=viewer.token)).ok()[
             "user"
         ] is None
-        search = await gql('{ searchUsers(prefix: "blk.") { username } }', token=viewer.token)
-        assert [u["username"] for u in search.ok()["searchUsers"]] == [viewer.username]
+        search = await gql(
+            '{ searchUsers(prefix: "blk.") { nodes { username } } }', token=viewer.token
+        )
+        assert [u["username"] for u in search.ok()["searchUsers"]["nodes"]] == [viewer.username]
     hidden = await gql("query($id: ID!) { node(id: $id) { id } }", {"id": post}, token=ann.token)
     assert hidden.codes == ["NOT_FOUND"]
     refollow = await gql(

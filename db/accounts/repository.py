@@ -381,12 +381,13 @@ async def block_relations(session: AsyncSession, user_id: int) -> set[int]:
 # Search -------------------------------------------------------------------------------
 
 
-async def users_with_prefix(session: AsyncSession, prefix_lower: str, *, limit: int) -> list[User]:
+async def users_with_prefix(
+    session: AsyncSession, prefix_lower: str, *, after_username: str | None, limit: int
+) -> list[User]:
+    """Keyset page of usernames starting with a prefix, in order (index users_username_prefix)."""
     escaped = prefix_lower.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    result = await session.scalars(
-        select(User)
-        .where(User.username_lower.like(f"{escaped}%"), User.deleted_at.is_(None))
-        .order_by(User.username_lower)
-        .limit(limit)
-    )
+    query = select(User).where(User.username_lower.like(f"{escaped}%"), User.deleted_at.is_(None))
+    if after_username is not None:
+        query = query.where(User.username_lower > after_username)
+    result = await session.scalars(query.order_by(User.username_lower).limit(limit))
     return list(result)

@@ -18,15 +18,16 @@ from graphql_api.errors import BadUserInput, NotFound
 from graphql_api.node import register_node_type
 from graphql_api.relay import (
     Connection,
+    build_connection,
     decode_cursor,
+    decode_text_cursor,
+    encode_text_cursor,
     from_global_id,
     page_size,
     to_global_id,
 )
 
 register_node_type("User", resolve_user_node)
-
-MAX_SEARCH_RESULTS = 50
 
 
 def user_id_from(global_id: strawberry.ID) -> int:
@@ -99,21 +100,33 @@ class AccountQueries:
             return None
         return await resolve_user_node(info, row.id)
 
-    @strawberry.field(description="Usernames starting with a prefix, for autocomplete.")
-    async def search_users(self, info: Info, prefix: str, first: int = 10) -> list[User]:
-        limit = min(page_size(first), MAX_SEARCH_RESULTS)
+    @strawberry.field(description="Users whose username starts with a prefix, in order.")
+    async def search_users(
+        self, info: Info, prefix: str, first: int | None = 10, after: str | None = None
+    ) -> Connection[User]:
+        limit = page_size(first)
         prefix_lower = prefix.strip().lower()
         if not prefix_lower:
             raise BadUserInput("prefix must not be empty", field="prefix")
-        sessions = info.context.sessions
-        per_shard = await sessions.scatter_all(
-            lambda session: accounts_repo.users_with_prefix(session, prefix_lower, limit=limit)
+        after_username = decode_text_cursor(after)
+        # Every shard holds some usernames: ask all at once, merge in username order.
+        per_shard = await info.context.sessions.scatter_all(
+            lambda session: accounts_repo.users_with_prefix(
+                session, prefix_lower, after_username=after_username, limit=limit + 1
+            )
         )
         rows = sorted(
-            (row for rows in per_shard.values() for row in rows), key=lambda row: row.username_lower
-        )
+            (row for rows in per_shard.values() for row in rows),
+            key=lambda row: row.username_lower,
+        )[: limit + 1]
         blocked = await info.context.loaders.accounts.viewer_block_set()
-        return [User(row=row) for row in rows if row.id not in blocked][:limit]
+        return build_connection(
+            rows,
+            limit=limit,
+            cursor_of=lambda row: row.username_lower,
+            node_of=lambda row: User(row=row) if row.id not in blocked else None,
+            encode=encode_text_cursor,
+        )
 
     @strawberry.field(description="Pending requests to follow the viewer, newest first.")
     async def follow_requests(
