@@ -83,7 +83,9 @@ class Settings(BaseSettings):
         "exists as the benchmarks' baseline, not for production.",
     )
     serve_runs_workers: bool | None = Field(
-        default=None, description="Run fan-out workers inside serve (default: embedded mode)."
+        default=None,
+        description="Run fan-out workers inside serve. Default: yes when serve started "
+        "an embedded PostgreSQL or Valkey, so the one-command demo fans out.",
     )
 
     @field_validator("database_urls", mode="before")

@@ -151,3 +151,36 @@ async def test_deleted_account_disappears(gql: GraphQLClient) -> None:
     assert (await gql(VIEWER, token=account.token)).ok()["viewer"] is None
     search = await gql('{ searchUsers(prefix: "gon") { nodes { username } } }', token=other.token)
     assert search.ok()["searchUsers"]["nodes"] == []
+
+
+async def test_orphan_email_claim_is_taken_over_only_when_stale(
+    gql: GraphQLClient, runtime: Runtime
+) -> None:
+    """A sign-up that died between its email claim and its user commit leaves a claim whose
+    owner never existed; an old one is taken over, a fresh one may still be committing."""
+    from datetime import UTC, datetime, timedelta
+
+    from db.accounts.models import UniqueKey
+    from db.ids import compose_id
+
+    sessions = ShardSessions(runtime.databases)
+    ghost = compose_id(milliseconds_since_epoch=5, shard=1, sequence=7)
+    for email, age in (("stale@example.com", 120), ("fresh@example.com", 5)):
+        shard = runtime.shard_map.shard_for_key(f"email:{email}")
+        async with sessions.shard(shard) as session:
+            session.add(
+                UniqueKey(
+                    kind="email",
+                    key=email,
+                    owner_id=ghost,
+                    created_at=datetime.now(UTC) - timedelta(seconds=age),
+                )
+            )
+    taken = await gql(
+        SIGN_UP, {"username": "heir", "email": "stale@example.com", "password": "password123"}
+    )
+    assert taken.ok()["signUp"]["user"]["username"] == "heir"
+    refused = await gql(
+        SIGN_UP, {"username": "hasty", "email": "fresh@example.com", "password": "password123"}
+    )
+    assert refused.codes == ["CONFLICT"]

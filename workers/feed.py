@@ -134,7 +134,9 @@ async def sweep_pending(state: AppState, sessions: ShardSessions) -> int:
             session, older_than_id=older_than, limit=SWEEP_BATCH
         )
     )
-    # A fresh key per sweep: the first attempt's finished job record must not block it.
+    # saq refuses a key whose job is still unfinished, and the job of a killed worker stays
+    # "active" until saq's own sweep gives up on it; a key per grace window gets past it
+    # while still de-duplicating the sweeps within one window.
     attempt = f"sweep-{int(time.time() // max(grace, 1.0))}"
     count = 0
     for post_ids in per_shard.values():
@@ -196,6 +198,7 @@ async def run_workers(
 
 
 async def drain_jobs(state: AppState) -> None:
-    """Run queued jobs to completion and return (tests and the seeder use this)."""
+    """Run queued jobs to completion and return, for callers that need fan-out finished
+    before they go on (the tests)."""
     worker = build_worker(state, handle_signals=False, burst=True)
     await worker.start()

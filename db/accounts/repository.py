@@ -76,12 +76,25 @@ async def release_unique_key(session: AsyncSession, *, kind: str, key: str, owne
 
 
 async def reassign_unique_key(
-    session: AsyncSession, *, kind: str, key: str, from_owner: int, to_owner: int
+    session: AsyncSession,
+    *,
+    kind: str,
+    key: str,
+    from_owner: int,
+    to_owner: int,
+    claimed_before: datetime,
 ) -> bool:
+    """Move a claim to a new owner, only if it is older than ``claimed_before``: a claim
+    younger than that may belong to a sign-up whose user row has not committed yet."""
     moved = await session.scalar(
         update(UniqueKey)
-        .where(UniqueKey.kind == kind, UniqueKey.key == key, UniqueKey.owner_id == from_owner)
-        .values(owner_id=to_owner)
+        .where(
+            UniqueKey.kind == kind,
+            UniqueKey.key == key,
+            UniqueKey.owner_id == from_owner,
+            UniqueKey.created_at < claimed_before,
+        )
+        .values(owner_id=to_owner, created_at=func.now())
         .returning(UniqueKey.owner_id)
     )
     return moved is not None

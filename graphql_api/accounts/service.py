@@ -14,7 +14,7 @@ import hashlib
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -38,6 +38,7 @@ MAX_FULL_NAME = 64
 MAX_BIO = 150
 MAX_WEBSITE = 200
 TOKEN_PREFIX = "ap"
+ORPHAN_CLAIM_AGE = timedelta(minutes=1)
 
 
 class FollowStatus(enum.Enum):
@@ -141,7 +142,9 @@ async def _reclaim_orphan_email(
     sessions: ShardSessions, email_session: AsyncSession, email_key: str, new_owner: int
 ) -> bool:
     """A sign-up that died after claiming its email but before its user committed leaves a
-    claim whose owner does not exist; the next sign-up with that email takes it over."""
+    claim whose owner does not exist; a later sign-up with that email takes it over. So
+    does one after the owner deleted their account. A claim younger than a minute is left
+    alone: its sign-up may still be committing."""
     owner = await accounts_repo.find_unique_key_owner(email_session, kind="email", key=email_key)
     if owner is None or not sessions.shard_map.exists(shard_of(owner)):
         return False
@@ -149,7 +152,12 @@ async def _reclaim_orphan_email(
         if await accounts_repo.get_user(session, owner) is not None:
             return False
     return await accounts_repo.reassign_unique_key(
-        email_session, kind="email", key=email_key, from_owner=owner, to_owner=new_owner
+        email_session,
+        kind="email",
+        key=email_key,
+        from_owner=owner,
+        to_owner=new_owner,
+        claimed_before=datetime.now(UTC) - ORPHAN_CLAIM_AGE,
     )
 
 

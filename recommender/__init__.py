@@ -1,0 +1,1 @@
+"""Explore recommendations (implicit ALS); arrives with the Explore issue."""
