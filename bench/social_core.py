@@ -25,6 +25,7 @@ import platform
 import random
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -448,6 +449,29 @@ def describe_machine() -> list[str]:
     ]
 
 
+def describe_code() -> str:
+    """The commit measured, and whether the working tree differed from it."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "- Code: unknown (not a git checkout)"
+    return f"- Code: commit {commit}" + (" with uncommitted changes" if dirty else "")
+
+
 def command_line(options: Options) -> str:
     parts = [
         "python -m bench.social_core",
@@ -468,12 +492,14 @@ def render_report(
     *,
     total_seconds: float,
     measure_seconds: float,
+    load_averages: tuple[float, float],
 ) -> str:
     lines = [
         "# Social core benchmark (issue 3)",
         "",
         f"- Command: `{command_line(options)}`",
         *describe_machine(),
+        describe_code(),
         f"- Data: {dataset.users} users, {dataset.follows} follows ("
         + (f"from {options.edges}" if options.edges else f"heavy-tailed, seed {GRAPH_SEED}")
         + f"), {dataset.users * POSTS_PER_USER} posts; {len(dataset.commented_posts)} posts with "
@@ -487,7 +513,9 @@ def render_report(
         "request right after the cold one",
         f"- Wall time: {total_seconds:.0f} s to the report "
         f"({dataset.seed_seconds:.0f} s bulk seed, {dataset.api_writes_seconds:.0f} s GraphQL "
-        f"writes, {measure_seconds:.0f} s measuring)",
+        f"writes, {measure_seconds:.0f} s measuring); 1-minute load average "
+        f"{load_averages[0]:.2f} before measuring, {load_averages[1]:.2f} after (this "
+        "process alone keeps it near 1)",
         "",
         "| Scenario | Cache | p50 ms | p50 spread (min-max of runs) | p99 ms "
         "| SQL statements / request | Redis round trips / request | Requests with a full GC |",
@@ -544,6 +572,7 @@ async def _measure_all(
     for scenario in plan:  # connection pools, imports, PostgreSQL's buffer cache
         await measure(runtime, api, scenario, dataset.readers, options.warmup_requests, rng)
     gc.collect()  # every run starts from the same heap, without the seeding's garbage
+    load_before = os.getloadavg()[0]
     measuring = time.perf_counter()
     per_run: dict[str, list[Measured]] = {scenario.name: [] for scenario in plan}
     for run_index in range(options.runs):
@@ -559,6 +588,7 @@ async def _measure_all(
                 f"warm p50 {percentile([s.latency_ms for s in result.warm], 50):.1f} ms"
             )
     measure_seconds = time.perf_counter() - measuring
+    load_after = os.getloadavg()[0]
     page_rows = [
         row
         for scenario in plan
@@ -576,6 +606,7 @@ async def _measure_all(
         page_rows,
         total_seconds=time.perf_counter() - started,
         measure_seconds=measure_seconds,
+        load_averages=(load_before, load_after),
     )
 
 
