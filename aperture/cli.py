@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import sys
 from pathlib import Path
@@ -88,6 +89,10 @@ def serve(
 
         runtime = Runtime.connect(settings, servers)
         app = create_app(runtime)
+        # Everything allocated so far lives as long as the process. Freezing it keeps full
+        # collections from rescanning ~200k objects (a 150-200 ms pause that set p99).
+        gc.collect()
+        gc.freeze()
         config = uvicorn.Config(app, host=bind_host, port=bind_port, log_level="warning")
         server = uvicorn.Server(config)
         stop_workers = asyncio.Event()

@@ -184,3 +184,16 @@ async def test_orphan_email_claim_is_taken_over_only_when_stale(
         SIGN_UP, {"username": "hasty", "email": "fresh@example.com", "password": "password123"}
     )
     assert refused.codes == ["CONFLICT"]
+
+
+async def test_user_by_username_is_cached_and_sign_up_overrides_a_miss(
+    gql: GraphQLClient,
+) -> None:
+    missing = await gql('{ user(username: "latecomer") { username } }')
+    assert missing.ok()["user"] is None
+    await sign_up(gql, "LateComer")
+    found = await gql('{ user(username: "latecomer") { username } }')
+    assert found.ok()["user"] == {"username": "LateComer"}
+    warm = await gql('{ user(username: "LATECOMER") { username } }')
+    assert warm.ok()["user"] == {"username": "LateComer"}
+    assert warm.work.sql_statements == 0

@@ -92,13 +92,10 @@ class AccountQueries:
 
     @strawberry.field(description="A user by username (case-insensitive).")
     async def user(self, info: Info, username: str) -> User | None:
-        ctx = info.context
-        shard = ctx.sessions.shard_map.shard_for_key(f"username:{username.lower()}")
-        async with ctx.sessions.shard(shard) as session:
-            row = await accounts_repo.get_user_by_username(session, username.lower())
-        if row is None:
-            return None
-        return await resolve_user_node(info, row.id)
+        user_id = await service.user_id_for_username(
+            info.context.state, info.context.sessions, username
+        )
+        return await resolve_user_node(info, user_id) if user_id is not None else None
 
     @strawberry.field(description="Users whose username starts with a prefix, in order.")
     async def search_users(

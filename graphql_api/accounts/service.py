@@ -133,6 +133,11 @@ async def sign_up(
                 # Raising rolls back the user insert too: nothing is left behind.
                 raise Conflict("An account with this email already exists", field="email")
     await state.user_cache.store(user.id, user)
+    await state.runtime.redis.set(
+        _username_key(user.username_lower),
+        str(user.id),
+        ex=state.runtime.settings.cache_ttl_seconds,
+    )
     token = await _start_session(state, sessions, user)
     await record_activity(state, sessions, user.id)
     return SignedIn(user=user, token=token)
@@ -159,6 +164,37 @@ async def _reclaim_orphan_email(
         to_owner=new_owner,
         claimed_before=datetime.now(UTC) - ORPHAN_CLAIM_AGE,
     )
+
+
+USERNAME_CACHE_MISS_TTL_SECONDS = 60
+
+
+def _username_key(username_lower: str) -> str:
+    return f"username:{username_lower}"
+
+
+async def user_id_for_username(
+    state: AppState, sessions: ShardSessions, username: str
+) -> int | None:
+    """Usernames never change owner, so the name → id mapping caches safely; an unknown
+    name is remembered briefly, and sign-up overwrites that answer when it claims the name."""
+    username_lower = username.lower()
+    redis = state.runtime.redis
+    cached = await redis.get(_username_key(username_lower))
+    if cached is not None:
+        return None if cached == b"-" else int(cached)
+    shard = sessions.shard_map.shard_for_key(f"username:{username_lower}")
+    async with sessions.shard(shard) as session:
+        user = await accounts_repo.get_user_by_username(session, username_lower)
+    await redis.set(
+        _username_key(username_lower),
+        str(user.id) if user is not None else "-",
+        ex=state.runtime.settings.cache_ttl_seconds
+        if user is not None
+        else USERNAME_CACHE_MISS_TTL_SECONDS,
+        nx=True,
+    )
+    return user.id if user is not None else None
 
 
 async def log_in(
