@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from redis.asyncio import Connection, Redis
-from redis.asyncio.connection import ConnectionPool, UnixDomainSocketConnection
+from redis.asyncio.connection import BlockingConnectionPool, UnixDomainSocketConnection
 
 from db.instrumentation import record_redis_round_trip
 
@@ -23,11 +23,16 @@ class CountingUnixConnection(UnixDomainSocketConnection):
         await super().send_packed_command(command, check_health)
 
 
-def create_redis(url: str, *, max_connections: int = 64) -> Redis:
+def create_redis(url: str, *, max_connections: int = 64, wait_seconds: float = 5.0) -> Redis:
     connection_class: type[Connection | UnixDomainSocketConnection] = (
         CountingUnixConnection if url.startswith("unix:") else CountingConnection
     )
-    pool = ConnectionPool.from_url(
-        url, connection_class=connection_class, max_connections=max_connections
+    # Blocking: under a burst, a request waits for a free connection instead of failing
+    # at once with "Too many connections".
+    pool = BlockingConnectionPool.from_url(
+        url,
+        connection_class=connection_class,
+        max_connections=max_connections,
+        timeout=wait_seconds,
     )
     return Redis(connection_pool=pool, decode_responses=False)

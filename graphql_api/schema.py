@@ -8,10 +8,13 @@ from typing import Any
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import (
+    AddValidationRules,
     MaskErrors,
     MaxAliasesLimiter,
     MaxTokensLimiter,
+    ParserCache,
     QueryDepthLimiter,
+    ValidationCache,
 )
 
 from graphql_api.accounts.schema import AccountMutations, AccountQueries
@@ -26,6 +29,11 @@ from graphql_api.posts.types import Comment, Post
 log = logging.getLogger(__name__)
 
 MAX_NODES_PER_QUERY = 100
+DOCUMENT_CACHE_SIZE = 512
+LIMIT_RULES = [
+    *QueryDepthLimiter(max_depth=12).validation_rules,
+    *MaxAliasesLimiter(max_alias_count=30).validation_rules,
+]
 
 
 @strawberry.type
@@ -85,11 +93,14 @@ def _is_unexpected(error: GraphQLError) -> bool:
 
 
 def build_schema() -> strawberry.Schema:
-    # Factories, not instances: each request gets fresh extension state.
+    # Factories, not instances: each request gets fresh extension state. The limit rules
+    # are made once: the validation cache is keyed by the rule classes, and a limiter
+    # built per request would make a new class each time and never hit.
     extensions: list[Any] = [
-        lambda: QueryDepthLimiter(max_depth=12),
         lambda: MaxTokensLimiter(max_token_count=5000),
-        lambda: MaxAliasesLimiter(max_alias_count=30),
+        lambda: ParserCache(maxsize=DOCUMENT_CACHE_SIZE),
+        lambda: AddValidationRules(LIMIT_RULES),
+        lambda: ValidationCache(maxsize=DOCUMENT_CACHE_SIZE),
         TypedErrors,
     ]
     return strawberry.Schema(

@@ -65,3 +65,20 @@ def test_schema_file_matches_code() -> None:
     assert SCHEMA_FILE.read_text() == schema.as_str() + "\n", (
         "schema.graphql is stale: run `aperture export-schema`"
     )
+
+
+async def test_query_limits_are_enforced(gql: GraphQLClient) -> None:
+    nested = "{ id }"
+    for _ in range(8):
+        nested = "{ edges { node { followers " + nested + " } } }"
+    deep = await gql("{ viewer { followers " + nested + " } }")
+    assert deep.data is None
+    assert set(deep.codes) == {"GRAPHQL_VALIDATION_FAILED"}
+    assert any("exceeds maximum operation depth" in e["message"] for e in deep.errors)
+    aliases = " ".join(f"a{n}: __typename" for n in range(31))
+    many = await gql("{ " + aliases + " }")
+    assert many.data is None
+    assert set(many.codes) == {"GRAPHQL_VALIDATION_FAILED"}
+    # The same document again is served from the parse and validation caches, same answer.
+    again = await gql("{ " + aliases + " }")
+    assert again.errors == many.errors

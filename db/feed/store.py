@@ -39,10 +39,25 @@ class FeedPage:
     post_ids: list[int]
 
 
+# Feeds are plain keys on one server (or a cluster slot each): the script touches keys it
+# is given, as Redis requires, and nothing else.
+_PUSH = """
+local capacity = tonumber(ARGV[1])
+for _, key in ipairs(KEYS) do
+    for i = 2, #ARGV do
+        redis.call('ZADD', key, 0, ARGV[i])
+    end
+    redis.call('ZREMRANGEBYRANK', key, 0, -(capacity + 1))
+end
+return #KEYS
+"""
+
+
 class FeedStore:
     def __init__(self, redis: Redis, *, capacity: int) -> None:
         self.redis = redis
         self.capacity = capacity
+        self._push = redis.register_script(_PUSH)
 
     async def page(self, user_id: int, *, before_id: int | None, count: int) -> FeedPage:
         upper = f"({encode_member(before_id)}" if before_id is not None else "+"
@@ -53,18 +68,17 @@ class FeedStore:
         return FeedPage(ready=bool(ready), post_ids=[int(member) for member in members])
 
     async def push(self, user_ids: Iterable[int], post_ids: Sequence[int]) -> int:
-        """Add posts to many feeds in one pipeline; returns the entries written."""
-        if not post_ids:
+        """Add posts to many feeds in one round trip; returns the entries written.
+
+        One script call per batch: Redis loops over the feeds itself, so the client encodes
+        a batch of a thousand followers once instead of two thousand pipelined commands.
+        """
+        keys = [feed_key(user_id) for user_id in user_ids]
+        if not post_ids or not keys:
             return 0
-        mapping = {encode_member(post_id): 0 for post_id in post_ids}
-        written = 0
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for user_id in user_ids:
-                pipe.zadd(feed_key(user_id), mapping)
-                pipe.zremrangebyrank(feed_key(user_id), 0, -(self.capacity + 1))
-                written += len(mapping)
-            await pipe.execute()
-        return written
+        members = [encode_member(post_id) for post_id in post_ids]
+        await self._push(keys=keys, args=[self.capacity, *members])
+        return len(keys) * len(members)
 
     async def remove(self, user_id: int, post_ids: Sequence[int]) -> None:
         if post_ids:
