@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -64,8 +65,13 @@ def migrate() -> None:
 def serve(
     host: Annotated[str | None, typer.Option(help="Interface to bind.")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    processes: Annotated[
+        int | None, typer.Option(help="Web processes (default APERTURE_WEB_PROCESSES, 1).")
+    ] = None,
 ) -> None:
     """Start the API (GraphiQL at /graphql), migrating first."""
+    import os
+
     import uvicorn
 
     from aperture.runtime import Runtime, Servers
@@ -77,53 +83,74 @@ def serve(
     assert isinstance(servers, Servers)
     bind_host = host or settings.host
     bind_port = settings.port if port is None else port
-
+    process_count = processes or settings.web_processes
     run_workers_here = (
         settings.serve_runs_workers
         if settings.serve_runs_workers is not None
         else servers.embedded is not None
     )
+    mode = "embedded servers" if servers.embedded else "external servers"
+
+    def announce(actual_port: int) -> None:
+        typer.echo(
+            f"Aperture is ready ({mode}): GraphiQL at http://{bind_host}:{actual_port}/graphql"
+        )
+        if run_workers_here:
+            typer.echo("Fan-out workers run inside the web process (embedded mode).")
+        sys.stdout.flush()
+
+    if process_count > 1:
+        # Each uvicorn process builds its own app from the environment; point it at the
+        # servers this process started or was given.
+        os.environ["APERTURE_DATABASE_URLS"] = ",".join(servers.database_urls)
+        os.environ["APERTURE_REDIS_URL"] = servers.redis_url
+        os.environ["APERTURE_SERVE_RUNS_WORKERS"] = "true" if run_workers_here else "false"
+        _announce_when_healthy(bind_host, bind_port, announce)
+        try:
+            uvicorn.run(
+                "graphql_api.app:app_from_environment",
+                factory=True,
+                host=bind_host,
+                port=bind_port,
+                workers=process_count,
+                log_level="warning",
+            )
+        finally:
+            servers.stop()
+        return
 
     async def run() -> None:
-        from workers.feed import run_workers
-
         runtime = Runtime.connect(settings, servers)
-        app = create_app(runtime)
-        # Everything allocated so far lives as long as the process. Freezing it keeps full
-        # collections from rescanning ~200k objects (a 150-200 ms pause that set p99).
-        gc.collect()
-        gc.freeze()
+        app = create_app(runtime, run_workers=run_workers_here)
         config = uvicorn.Config(app, host=bind_host, port=bind_port, log_level="warning")
         server = uvicorn.Server(config)
-        stop_workers = asyncio.Event()
-        workers = (
-            asyncio.create_task(run_workers(app.state.aperture, stop_workers, handle_signals=False))
-            if run_workers_here
-            else None
-        )
         serving = asyncio.create_task(server.serve())
         while not server.started and not serving.done():  # noqa: ASYNC110 (uvicorn has no ready event)
             await asyncio.sleep(0.05)
         if server.started:
-            actual_port = server.servers[0].sockets[0].getsockname()[1]
-            mode = "embedded servers" if servers.embedded else "external servers"
-            typer.echo(
-                f"Aperture is ready ({mode}): GraphiQL at http://{bind_host}:{actual_port}/graphql",
-            )
-            if workers is not None:
-                typer.echo("Fan-out workers run inside this process (embedded mode).")
-            sys.stdout.flush()
-        try:
-            await serving
-        finally:
-            stop_workers.set()
-            if workers is not None:
-                await workers
+            announce(server.servers[0].sockets[0].getsockname()[1])
+        await serving
 
     try:
         asyncio.run(run())
     finally:
         servers.stop()
+
+
+def _announce_when_healthy(host: str, port: int, announce: Callable[[int], None]) -> None:
+    import threading
+    import urllib.request
+
+    def poll() -> None:
+        for _ in range(600):
+            try:
+                with urllib.request.urlopen(f"http://{host}:{port}/healthz", timeout=1):
+                    announce(port)
+                    return
+            except OSError:
+                time.sleep(0.1)
+
+    threading.Thread(target=poll, daemon=True).start()
 
 
 @app.command()

@@ -77,6 +77,9 @@ class Settings(BaseSettings):
         default=60.0, ge=0, description="Age at which a pending fan-out is re-enqueued."
     )
     worker_concurrency: int = Field(default=8, ge=1)
+    web_processes: int = Field(
+        default=1, ge=1, le=64, description="uvicorn processes serve runs (one per core)."
+    )
     feed_read_strategy: Literal["precomputed", "fanout_on_read"] = Field(
         default="precomputed",
         description="fanout_on_read answers homeFeed with SQL over follows and posts; it "

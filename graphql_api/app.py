@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -13,7 +14,8 @@ from sqlalchemy import text
 from starlette.responses import HTMLResponse
 from strawberry.fastapi import GraphQLRouter
 
-from aperture.runtime import Runtime
+from aperture.runtime import Runtime, Servers
+from aperture.settings import ConfigurationError, get_settings
 from db.instrumentation import instrument_sqlalchemy
 from graphql_api.context import Context, get_context
 from graphql_api.graphiql import STATIC_DIR, STATIC_URL_PREFIX, render_graphiql_page
@@ -29,13 +31,32 @@ class ApertureGraphQLRouter(GraphQLRouter[Context, None]):
         return HTMLResponse(render_graphiql_page())
 
 
-def create_app(runtime: Runtime, *, close_runtime: bool = True) -> FastAPI:
+def create_app(
+    runtime: Runtime, *, close_runtime: bool = True, run_workers: bool = False
+) -> FastAPI:
+    """The app over ``runtime``; with ``run_workers`` it also runs the fan-out workers
+    for its lifetime (embedded mode, where one command must give a working feed)."""
     instrument_sqlalchemy()
     state = AppState(runtime)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from workers.feed import run_workers as run_fan_out_workers
+
+        stop = asyncio.Event()
+        workers = (
+            asyncio.create_task(run_fan_out_workers(state, stop, handle_signals=False))
+            if run_workers
+            else None
+        )
+        # What exists now lives as long as the process. Freezing it keeps full collections
+        # from rescanning ~200k objects (a 150-200 ms pause that set the p99 latency).
+        gc.collect()
+        gc.freeze()
         yield
+        stop.set()
+        if workers is not None:
+            await workers
         if close_runtime:
             await runtime.close()
 
@@ -58,6 +79,19 @@ def create_app(runtime: Runtime, *, close_runtime: bool = True) -> FastAPI:
         )
 
     return app
+
+
+def app_from_environment() -> FastAPI:
+    """Factory for multi-process ``serve``: servers and flags come from APERTURE_*."""
+    settings = get_settings()
+    if settings.redis_url is None or not settings.database_urls:
+        raise ConfigurationError(
+            "APERTURE_DATABASE_URLS", "a multi-process serve needs the servers in the environment"
+        )
+    servers = Servers(database_urls=list(settings.database_urls), redis_url=settings.redis_url)
+    return create_app(
+        Runtime.connect(settings, servers), run_workers=bool(settings.serve_runs_workers)
+    )
 
 
 async def check_dependencies(runtime: Runtime) -> dict[str, str]:
