@@ -239,3 +239,36 @@ async def test_deleted_post_leaves_every_read_path(gql: GraphQLClient) -> None:
         "query($ids: [ID!]!) { nodes(ids: $ids) { id } }", {"ids": [post_id]}, token=fan.token
     )
     assert nodes.ok()["nodes"] == [None]
+
+
+async def test_page_fields_agree_across_edges_nodes_and_fragments(gql: GraphQLClient) -> None:
+    author, fan = await sign_up(gql, "frag.author"), await sign_up(gql, "frag.fan")
+    post_id = await create_post(gql, author, "fragments")
+    await gql(
+        "mutation($id: ID!) { likePost(postId: $id) { post { id } } }",
+        {"id": post_id},
+        token=fan.token,
+    )
+    fields = "id likeCount commentCount viewerHasLiked author { username }"
+    edges = await gql(
+        f'{{ user(username: "frag.author") {{ posts {{ edges {{ node {{ {fields} }} }} }} }} }}',
+        token=fan.token,
+    )
+    nodes = await gql(
+        f'{{ user(username: "frag.author") {{ posts {{ nodes {{ ...P }} }} }} }} fragment P on Post {{ {fields} }}',
+        token=fan.token,
+    )
+    inline = await gql(
+        f'{{ user(username: "frag.author") {{ posts {{ edges {{ node {{ ... on Post {{ {fields} }} }} }} }} }} }}',
+        token=fan.token,
+    )
+    expected = {
+        "id": post_id,
+        "likeCount": 1,
+        "commentCount": 0,
+        "viewerHasLiked": True,
+        "author": {"username": "frag.author"},
+    }
+    assert [e["node"] for e in edges.ok()["user"]["posts"]["edges"]] == [expected]
+    assert nodes.ok()["user"]["posts"]["nodes"] == [expected]
+    assert [e["node"] for e in inline.ok()["user"]["posts"]["edges"]] == [expected]

@@ -6,7 +6,7 @@ import strawberry
 
 from graphql_api.context import Info
 from graphql_api.feed import service
-from graphql_api.posts.types import Post
+from graphql_api.posts.types import Post, posts_for_page
 from graphql_api.relay import Connection, build_connection, decode_cursor, page_size
 
 
@@ -31,11 +31,12 @@ class FeedQueries:
             before_id=decode_cursor(after),
             limit=limit,
         )
+        posts = await posts_for_page(info, feed.posts)
         # One sentinel past the page tells build_connection whether there is a next page.
-        rows = feed.posts + ([None] if feed.has_next else [])
+        ids: list[int] = [row.id for row in feed.posts] + ([0] if feed.has_next else [])
         return build_connection(
-            rows[: limit + 1] if feed.has_next else rows,
+            ids,
             limit=len(feed.posts),
-            cursor_of=lambda row: row.id if row is not None else 0,
-            node_of=lambda row: Post(row=row) if row is not None else None,
+            cursor_of=lambda post_id: post_id,
+            node_of=posts.get,
         )
