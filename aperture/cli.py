@@ -113,6 +113,7 @@ def serve(
                 host=bind_host,
                 port=bind_port,
                 workers=process_count,
+                limit_concurrency=settings.max_concurrent_requests,
                 log_level="warning",
             )
         finally:
@@ -122,7 +123,13 @@ def serve(
     async def run() -> None:
         runtime = Runtime.connect(settings, servers)
         app = create_app(runtime, run_workers=run_workers_here)
-        config = uvicorn.Config(app, host=bind_host, port=bind_port, log_level="warning")
+        config = uvicorn.Config(
+            app,
+            host=bind_host,
+            port=bind_port,
+            limit_concurrency=settings.max_concurrent_requests,
+            log_level="warning",
+        )
         server = uvicorn.Server(config)
         serving = asyncio.create_task(server.serve())
         while not server.started and not serving.done():  # noqa: ASYNC110 (uvicorn has no ready event)

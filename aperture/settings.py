@@ -77,6 +77,11 @@ class Settings(BaseSettings):
         default=60.0, ge=0, description="Age at which a pending fan-out is re-enqueued."
     )
     worker_concurrency: int = Field(default=8, ge=1)
+    max_concurrent_requests: int = Field(
+        default=256,
+        ge=1,
+        description="Per web process; beyond it requests get a fast 503, not a long queue.",
+    )
     web_processes: int = Field(
         default=1, ge=1, le=64, description="uvicorn processes serve runs (one per core)."
     )

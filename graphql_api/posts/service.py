@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import unicodedata
 from collections.abc import Sequence
+
+from redis.exceptions import RedisError
+from sqlalchemy.exc import SQLAlchemyError
 
 from db.accounts import repository as accounts_repo
 from db.posts import repository as posts_repo
@@ -14,6 +18,8 @@ from graphql_api.accounts import service as accounts_service
 from graphql_api.errors import BadUserInput, Forbidden, NotFound
 from graphql_api.state import CACHED_LIST_LENGTH, AppState
 from workers.feed import enqueue_fan_out
+
+log = logging.getLogger(__name__)
 
 MAX_CAPTION = 2200
 MAX_COMMENT = 2200
@@ -97,11 +103,16 @@ async def create_post(
             hashtags=hashtags,
             mention_ids=mention_ids,
         )
-    await state.post_cache.store(post.id, post)
-    await _index_tags(sessions, post.id, add=hashtags, remove=())
-    await refresh_author_posts(state, sessions, viewer_id)
-    await _refresh_user(state, sessions, viewer_id)
+    # The post is committed: from here on nothing may turn it into an error for the client
+    # (a retry would post twice). Fan-out goes first; the row's pending state backs it up.
     await enqueue_fan_out(state.runtime.queue, post.id)
+    try:
+        await state.post_cache.store(post.id, post)
+        await _index_tags(sessions, post.id, add=hashtags, remove=())
+        await refresh_author_posts(state, sessions, viewer_id)
+        await _refresh_user(state, sessions, viewer_id)
+    except (RedisError, SQLAlchemyError, OSError):
+        log.exception("post %s is saved, but refreshing its caches and indexes failed", post.id)
     return post
 
 
