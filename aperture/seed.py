@@ -118,7 +118,7 @@ async def load_graph(
                     )
                     .returning(User.username_lower, User.id)
                 )
-                ids = dict(inserted.tuples().all())
+                ids = {username: user_id for username, user_id in inserted}
                 for node, username in members:
                     if username.lower() in ids:
                         user_ids[node] = ids[username.lower()]
@@ -175,7 +175,7 @@ async def load_graph(
                     insert(Post).values(batch).returning(Post.id, Post.caption)
                 )
                 post_tags: list[dict[str, object]] = []
-                for post_id, caption in created.tuples():
+                for post_id, caption in created:
                     for tag in parse_hashtags(caption):
                         post_tags.append({"post_id": post_id, "tag": tag})
                         tagged.setdefault(shard_map.shard_for_key(f"tag:{tag}"), []).append(
