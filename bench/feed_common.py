@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import platform
 import shutil
 import signal
 import socket
@@ -16,7 +15,6 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +25,7 @@ from sqlalchemy import select
 from aperture.runtime import Runtime, Servers
 from aperture.seed import Progress
 from aperture.settings import Settings
+from bench import machine
 from db.accounts.models import User
 from db.feed.store import ACTIVE_USERS_KEY
 from db.session import ShardSessions
@@ -471,32 +470,12 @@ def run_k6(
 
 
 def describe_machine() -> list[str]:
-    model = platform.processor() or "unknown"
-    memory = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                memory = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
-                break
-    except OSError:
-        pass
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     k6 = (
         subprocess.run([str(K6_BINARY), "version"], capture_output=True, text=True, check=False)
         .stdout.split("(")[0]
         .strip()
     )
-    return [
-        f"- CPUs (`nproc`): {cpus}; CPU model: {model}; memory: {memory}",
-        f"- OS: {platform.platform()}",
-        f"- Python: {platform.python_implementation()} {platform.python_version()}; "
-        f"load generator: {k6 or 'k6'} on the same machine",
-        f"- Date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
-    ]
+    return machine.describe_machine(load_generator=k6 or "k6")
 
 
 def fmt(value: float, digits: int = 1) -> str:

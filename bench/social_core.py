@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import gc
 import os
-import platform
 import random
 import shutil
 import statistics
@@ -31,7 +30,6 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +38,7 @@ import httpx
 from aperture.runtime import Runtime, Servers, shard_map_for, start_servers
 from aperture.seed import DEMO_PASSWORD, Graph, generate_graph, load_graph, read_edge_list
 from aperture.settings import Settings
+from bench import machine
 from db.instrumentation import count_work
 from db.session import ShardSessions
 from graphql_api.app import create_app
@@ -427,26 +426,7 @@ def summarise(scenario: str, cache: str, runs: Sequence[Sequence[Sample]]) -> Su
 
 
 def describe_machine() -> list[str]:
-    model = platform.processor() or "unknown"
-    memory = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                memory = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
-                break
-    except OSError:
-        pass
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return [
-        f"- CPUs (`nproc`): {cpus}; CPU model: {model}; memory: {memory}",
-        f"- OS: {platform.platform()}",
-        f"- Python: {platform.python_implementation()} {platform.python_version()}",
-        f"- Date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
-    ]
+    return machine.describe_machine()
 
 
 def describe_code() -> str:

@@ -8,25 +8,14 @@ import http from 'k6/http';
 import { SharedArray } from 'k6/data';
 import { Rate, Trend } from 'k6/metrics';
 
+import { fixedRateOptions } from './common.js';
+
 const tokens = new SharedArray('tokens', () => JSON.parse(open(__ENV.DATA)).tokens);
 const usernames = new SharedArray('usernames', () => JSON.parse(open(__ENV.DATA)).usernames);
 const URL = `${__ENV.TARGET}/graphql`;
 const TIMEOUT = __ENV.TIMEOUT || '5s';
 
-export const options = {
-  summaryTrendStats: ['avg', 'min', 'med', 'p(90)', 'p(99)', 'max', 'count'],
-  scenarios: {
-    mix: {
-      executor: 'constant-arrival-rate',
-      rate: parseInt(__ENV.RATE || '50', 10),
-      timeUnit: '1s',
-      duration: `${__ENV.DURATION || '20'}s`,
-      preAllocatedVUs: parseInt(__ENV.PRE_VUS || '20', 10),
-      maxVUs: parseInt(__ENV.MAX_VUS || '200', 10),
-      gracefulStop: '5s',
-    },
-  },
-};
+export const options = fixedRateOptions('mix');
 
 const FEED = JSON.stringify({
   query:
