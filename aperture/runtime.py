@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import psycopg
 import redis
@@ -100,7 +99,6 @@ class Runtime:
     redis: Redis
     redis_url: str
     queue: Queue
-    background_tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     @classmethod
     def connect(cls, settings: Settings, servers: Servers) -> Runtime:
@@ -115,9 +113,6 @@ class Runtime:
         )
 
     async def close(self) -> None:
-        for task in list(self.background_tasks):
-            task.cancel()
-        await asyncio.gather(*self.background_tasks, return_exceptions=True)
         await self.queue.disconnect()
         await self.databases.dispose()
         await self.redis.aclose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -17,6 +18,7 @@ from strawberry.extensions import (
     ValidationCache,
 )
 
+from db.shards import UnknownShardError
 from graphql_api.accounts.schema import AccountMutations, AccountQueries
 from graphql_api.accounts.types import User
 from graphql_api.context import Info
@@ -47,13 +49,16 @@ class NodeQueries:
     async def nodes(self, info: Info, ids: list[strawberry.ID]) -> list[Node | None]:
         if len(ids) > MAX_NODES_PER_QUERY:
             raise BadUserInput(f"At most {MAX_NODES_PER_QUERY} ids at once", field="ids")
-        results: list[Node | None] = []
-        for global_id in ids:
+
+        async def one(global_id: strawberry.ID) -> Node | None:
             try:
-                results.append(await resolve_node(info, global_id))
+                node: Node = await resolve_node(info, global_id)
             except NotFound:
-                results.append(None)
-        return results
+                return None
+            return node
+
+        # Concurrently, so that the ids of one type share DataLoader batches.
+        return list(await asyncio.gather(*(one(global_id) for global_id in ids)))
 
 
 @strawberry.type
@@ -73,13 +78,12 @@ class TypedErrors(MaskErrors):
     def __init__(self) -> None:
         super().__init__(should_mask_error=_is_unexpected, error_message="Internal server error")
 
-    def anonymise_error(self, error: GraphQLError) -> GraphQLError:
-        log.error("unexpected error in %s", error.path, exc_info=error.original_error)
-        masked = super().anonymise_error(error)
-        masked.extensions = {"code": "INTERNAL_SERVER_ERROR"}
-        return masked
-
     def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
+        for error in errors:
+            if isinstance(error.original_error, UnknownShardError):
+                # An id whose bits name a shard that does not exist names no object.
+                error.message = "No object has this id"
+                error.extensions = {"code": NotFound.code}
         processed = super()._process_errors(errors)
         for error in processed:
             if not error.extensions or "code" not in error.extensions:
@@ -87,9 +91,17 @@ class TypedErrors(MaskErrors):
                 error.extensions = {**(error.extensions or {}), "code": "GRAPHQL_VALIDATION_FAILED"}
         return processed
 
+    def anonymise_error(self, error: GraphQLError) -> GraphQLError:
+        log.error("unexpected error in %s", error.path, exc_info=error.original_error)
+        masked = super().anonymise_error(error)
+        masked.extensions = {"code": "INTERNAL_SERVER_ERROR"}
+        return masked
+
 
 def _is_unexpected(error: GraphQLError) -> bool:
-    return error.original_error is not None and not isinstance(error.original_error, ApertureError)
+    return error.original_error is not None and not isinstance(
+        error.original_error, ApertureError | UnknownShardError
+    )
 
 
 def build_schema() -> strawberry.Schema:

@@ -2,11 +2,11 @@
 
 Durability comes from PostgreSQL, not the queue. A post is committed with
 ``fanout_state = 'pending'``; a job (saq, on Redis) walks the author's followers in
-batches, pipelining one ZADD and one trim per follower; only then does it mark the post
-``done``. Every step is idempotent (ZADD of a member that is there changes nothing), so a
-job that runs twice, or is killed half-way and rerun, converges. A sweeper re-enqueues
-posts left pending, which covers a killed worker, a failed enqueue and a Redis that lost
-its queue.
+batches, each pushed to every follower's feed by one script call (ZADD and trim inside
+Redis); only then does it mark the post ``done``. Every step is idempotent (ZADD of a
+member that is there changes nothing), so a job that runs twice, or is killed half-way
+and rerun, converges. A sweeper re-enqueues posts left pending, which covers a killed
+worker, a failed enqueue and a Redis that lost its queue.
 """
 
 from __future__ import annotations

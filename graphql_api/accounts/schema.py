@@ -246,7 +246,8 @@ class AccountMutations:
 async def _fresh_user(info: Info, user_id: int) -> User:
     # Loaders may hold the pre-mutation row; a mutation payload must show the new state.
     row = await service.load_user(info.context.state, info.context.sessions, user_id)
-    if row is None:
+    # A mutation's reply is a read like any other: nothing of a blocked user leaks.
+    if row is None or row.id in await info.context.loaders.accounts.viewer_block_set():
         raise NotFound("No such user")
     return User(row=row)
 

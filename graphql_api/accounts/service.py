@@ -361,7 +361,8 @@ async def _visible_target(
     return target
 
 
-async def _refresh_users(state: AppState, sessions: ShardSessions, *user_ids: int) -> None:
+async def refresh_users(state: AppState, sessions: ShardSessions, *user_ids: int) -> None:
+    """Write these users' committed rows (new counts) through to the cache."""
     from workers.feed import note_follower_count
 
     for user_id in user_ids:
@@ -385,7 +386,7 @@ async def _connect(
             session, target_id=followee_id, requester_id=follower_id
         )
     await state.following_sets.changed(follower_id)
-    await _refresh_users(state, sessions, follower_id, followee_id)
+    await refresh_users(state, sessions, follower_id, followee_id)
     from graphql_api.feed.service import on_follow
 
     await on_follow(state, sessions, follower_id, followee_id)
@@ -406,7 +407,7 @@ async def _disconnect(
             session, target_id=followee_id, requester_id=follower_id
         )
     await state.following_sets.changed(follower_id)
-    await _refresh_users(state, sessions, follower_id, followee_id)
+    await refresh_users(state, sessions, follower_id, followee_id)
     from graphql_api.feed.service import on_unfollow
 
     await on_unfollow(state, sessions, follower_id, followee_id)
@@ -437,7 +438,9 @@ async def follow(
     if current is FollowStatus.FOLLOWING:
         # Idempotent repair: a follow that crashed between its two shards is completed.
         await _connect(state, sessions, follower_id=viewer_id, followee_id=target_id)
-    if current is not FollowStatus.NONE:
+    if current is FollowStatus.REQUESTED and target.is_private:
+        return current
+    if current is FollowStatus.FOLLOWING:
         return current
     if target.is_private:
         async with sessions.for_id(target_id) as session:

@@ -32,11 +32,14 @@ class FeedQueries:
             limit=limit,
         )
         posts = await posts_for_page(info, feed.posts)
+        ids = [row.id for row in feed.posts]
+        if feed.has_next and not ids and feed.resume_after is not None:
+            # A page whose entries were all filtered out still hands out a cursor.
+            ids = [feed.resume_after]
         # One sentinel past the page tells build_connection whether there is a next page.
-        ids: list[int] = [row.id for row in feed.posts] + ([0] if feed.has_next else [])
         return build_connection(
-            ids,
-            limit=len(feed.posts),
+            [*ids, 0] if feed.has_next else ids,
+            limit=len(ids),
             cursor_of=lambda post_id: post_id,
             node_of=posts.get,
         )

@@ -32,6 +32,9 @@ MAX_EXTRA_READS = 4
 class FeedSlice:
     posts: list[Post]
     has_next: bool
+    # Where the next page starts: the last post returned, or, when every entry read was
+    # filtered out, the last entry read, so that a client can always move on.
+    resume_after: int | None = None
 
 
 async def recent_posts_by_author(
@@ -144,7 +147,9 @@ async def home_feed(
             break
         cursor = candidates[-1]
     has_next = len(collected) > limit or not exhausted
-    return FeedSlice(posts=collected[:limit], has_next=has_next)
+    page_posts = collected[:limit]
+    resume_after = page_posts[-1].id if page_posts else cursor
+    return FeedSlice(posts=page_posts, has_next=has_next, resume_after=resume_after)
 
 
 async def home_feed_from_sql(
@@ -174,7 +179,12 @@ async def home_feed_from_sql(
     per_shard = await asyncio.gather(*(newest(shard) for shard in by_shard))
     candidates = heapq.nlargest(fetch, (post_id for ids in per_shard for post_id in ids))
     visible = await _visible(accounts, posts, viewer_id, candidates)
-    return FeedSlice(posts=visible[:limit], has_next=len(visible) > limit)
+    page_posts = visible[:limit]
+    return FeedSlice(
+        posts=page_posts,
+        has_next=len(visible) > limit,
+        resume_after=page_posts[-1].id if page_posts else None,
+    )
 
 
 async def _visible(

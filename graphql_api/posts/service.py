@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import unicodedata
@@ -10,7 +11,6 @@ from collections.abc import Sequence
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
-from db.accounts import repository as accounts_repo
 from db.posts import repository as posts_repo
 from db.posts.models import Comment, Post
 from db.session import ShardSessions
@@ -44,19 +44,14 @@ def _validate_caption(caption: str) -> str:
     return caption
 
 
-async def resolve_usernames(sessions: ShardSessions, usernames: Sequence[str]) -> list[int]:
-    """User ids for lower-cased usernames, one query per username shard; unknown names drop."""
-    by_shard: dict[int, list[str]] = {}
-    for name in usernames:
-        by_shard.setdefault(sessions.shard_map.shard_for_key(f"username:{name}"), []).append(name)
-    found: list[int] = []
-    for shard, names in by_shard.items():
-        async with sessions.shard(shard) as session:
-            for name in names:
-                user = await accounts_repo.get_user_by_username(session, name)
-                if user is not None:
-                    found.append(user.id)
-    return found
+async def resolve_usernames(
+    state: AppState, sessions: ShardSessions, usernames: Sequence[str]
+) -> list[int]:
+    """User ids for mentioned usernames, through the username cache; unknown names drop."""
+    ids = await asyncio.gather(
+        *(accounts_service.user_id_for_username(state, sessions, name) for name in usernames)
+    )
+    return [user_id for user_id in ids if user_id is not None]
 
 
 async def _index_tags(
@@ -81,18 +76,12 @@ async def refresh_author_posts(state: AppState, sessions: ShardSessions, author_
     await state.author_posts.store(author_id, ids)
 
 
-async def _refresh_user(state: AppState, sessions: ShardSessions, user_id: int) -> None:
-    async with sessions.for_id(user_id) as session:
-        user = await accounts_repo.get_user(session, user_id)
-    await state.user_cache.store(user_id, user)
-
-
 async def create_post(
     state: AppState, sessions: ShardSessions, viewer_id: int, *, caption: str
 ) -> Post:
     caption = _validate_caption(caption)
     hashtags = parse_hashtags(caption)
-    mention_ids = await resolve_usernames(sessions, parse_mentions(caption))
+    mention_ids = await resolve_usernames(state, sessions, parse_mentions(caption))
     # A post lives in its author's shard, so its id (made by that shard's next_id) routes
     # every later read of it, its comments and its likes to the same place.
     async with sessions.for_id(viewer_id) as session:
@@ -110,17 +99,14 @@ async def create_post(
         await state.post_cache.store(post.id, post)
         await _index_tags(sessions, post.id, add=hashtags, remove=())
         await refresh_author_posts(state, sessions, viewer_id)
-        await _refresh_user(state, sessions, viewer_id)
+        await accounts_service.refresh_users(state, sessions, viewer_id)
     except (RedisError, SQLAlchemyError, OSError):
         log.exception("post %s is saved, but refreshing its caches and indexes failed", post.id)
     return post
 
 
 async def _own_post(state: AppState, sessions: ShardSessions, viewer_id: int, post_id: int) -> Post:
-    rows = await state.post_cache.load([post_id], sessions=sessions, fetch=posts_repo.get_posts)
-    post = rows[0]
-    if post is None or not await can_view_post(state, sessions, viewer_id, post):
-        raise NotFound("No such post")
+    post = await visible_post(state, sessions, viewer_id, post_id)
     if post.author_id != viewer_id:
         raise Forbidden("Only the author can change this post")
     return post
@@ -132,7 +118,7 @@ async def edit_caption(
     caption = _validate_caption(caption)
     old = await _own_post(state, sessions, viewer_id, post_id)
     hashtags = parse_hashtags(caption)
-    mention_ids = await resolve_usernames(sessions, parse_mentions(caption))
+    mention_ids = await resolve_usernames(state, sessions, parse_mentions(caption))
     async with sessions.for_id(post_id) as session:
         post = await posts_repo.update_caption(
             session, post_id, caption=caption, hashtags=hashtags, mention_ids=mention_ids
@@ -161,7 +147,7 @@ async def delete_post(
     await state.post_cache.store(post_id, None)
     await _index_tags(sessions, post_id, add=(), remove=parse_hashtags(post.caption))
     await refresh_author_posts(state, sessions, viewer_id)
-    await _refresh_user(state, sessions, viewer_id)
+    await accounts_service.refresh_users(state, sessions, viewer_id)
     return post
 
 
@@ -224,8 +210,8 @@ async def add_comment(
     await visible_post(state, sessions, viewer_id, post_id)
     parent_id: int | None = None
     if reply_to is not None:
-        parent = await load_comment(state, sessions, reply_to)
-        if parent is None or parent.post_id != post_id:
+        parent = await _visible_comment(state, sessions, viewer_id, reply_to)
+        if parent.post_id != post_id:
             raise NotFound("The comment you reply to does not exist on this post")
         # One level of replies: a reply to a reply joins its thread.
         parent_id = parent.parent_id or parent.id
@@ -236,6 +222,20 @@ async def add_comment(
     await state.comment_cache.store(comment.id, comment)
     await state.post_comments.adjust(post_id, 1)
     await refresh_comment_lists(state, sessions, post_id=post_id, parent_id=parent_id)
+    return comment
+
+
+async def _visible_comment(
+    state: AppState, sessions: ShardSessions, viewer_id: int, comment_id: int
+) -> Comment:
+    """A comment the viewer may see: on a visible post, by a live author, no block."""
+    comment = await load_comment(state, sessions, comment_id)
+    if comment is None:
+        raise NotFound("No such comment")
+    await visible_post(state, sessions, viewer_id, comment.post_id)
+    author = await accounts_service.load_user(state, sessions, comment.author_id)
+    if author is None or author.id in await accounts_service.block_set(state, sessions, viewer_id):
+        raise NotFound("No such comment")
     return comment
 
 
@@ -288,10 +288,7 @@ async def set_post_like(
 async def set_comment_like(
     state: AppState, sessions: ShardSessions, viewer_id: int, comment_id: int, *, liked: bool
 ) -> Comment:
-    comment = await load_comment(state, sessions, comment_id)
-    if comment is None:
-        raise NotFound("No such comment")
-    await visible_post(state, sessions, viewer_id, comment.post_id)
+    comment = await _visible_comment(state, sessions, viewer_id, comment_id)
     async with sessions.for_id(comment_id) as session:
         if liked:
             changed = await posts_repo.add_comment_like(

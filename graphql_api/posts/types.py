@@ -264,7 +264,7 @@ async def profile_posts(
                 session,
                 author_id,
                 before_id=before_id,
-                limit=CACHED_LIST_LENGTH if before_id is None else limit + 1,
+                limit=max(CACHED_LIST_LENGTH, limit + 1) if before_id is None else limit + 1,
             )
         if before_id is None:
             await state.author_posts.fill({author_id: fetched})
