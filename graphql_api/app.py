@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -108,9 +109,9 @@ async def check_dependencies(runtime: Runtime) -> dict[str, str]:
     names = [f"database_{index}" for index in range(len(runtime.databases.engines))] + ["redis"]
     probes = [database(index) for index in range(len(runtime.databases.engines))] + [redis()]
 
-    async def bounded(probe: asyncio.Future[str] | object) -> str:
+    async def bounded(probe: Coroutine[Any, Any, str]) -> str:
         try:
-            return await asyncio.wait_for(probe, READINESS_TIMEOUT_SECONDS)  # type: ignore[arg-type]
+            return await asyncio.wait_for(probe, READINESS_TIMEOUT_SECONDS)
         except Exception as error:
             return f"error: {type(error).__name__}: {error}"[:200]
 

@@ -13,6 +13,7 @@ import enum
 import hashlib
 import re
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -342,14 +343,24 @@ async def block_set(state: AppState, sessions: ShardSessions, user_id: int) -> s
     return await state.block_sets.members(user_id, load=load)
 
 
-async def following_flags(
-    state: AppState, sessions: ShardSessions, user_id: int, targets: list[int]
-) -> list[bool]:
+def _followee_loader(sessions: ShardSessions, user_id: int) -> Callable[[], Awaitable[list[int]]]:
     async def load() -> list[int]:
         async with sessions.for_id(user_id) as session:
             return await accounts_repo.all_followee_ids(session, user_id)
 
-    return await state.following_sets.contains(user_id, targets, load=load)
+    return load
+
+
+async def following_flags(
+    state: AppState, sessions: ShardSessions, user_id: int, targets: list[int]
+) -> list[bool]:
+    loader = _followee_loader(sessions, user_id)
+    return await state.following_sets.contains(user_id, targets, load=loader)
+
+
+async def followee_ids(state: AppState, sessions: ShardSessions, user_id: int) -> set[int]:
+    loader = _followee_loader(sessions, user_id)
+    return await state.following_sets.members(user_id, load=loader)
 
 
 async def _visible_target(
@@ -438,9 +449,8 @@ async def follow(
     if current is FollowStatus.FOLLOWING:
         # Idempotent repair: a follow that crashed between its two shards is completed.
         await _connect(state, sessions, follower_id=viewer_id, followee_id=target_id)
-    if current is FollowStatus.REQUESTED and target.is_private:
         return current
-    if current is FollowStatus.FOLLOWING:
+    if current is FollowStatus.REQUESTED and target.is_private:
         return current
     if target.is_private:
         async with sessions.for_id(target_id) as session:

@@ -15,6 +15,7 @@ from db.accounts import repository as accounts_repo
 from db.feed import repository as feed_repo
 from db.posts.models import Post
 from db.session import ShardSessions
+from graphql_api.accounts import service as accounts_service
 from graphql_api.accounts.loaders import AccountLoaders
 from graphql_api.posts.loaders import PostLoaders
 from graphql_api.state import CACHED_LIST_LENGTH, AppState
@@ -62,21 +63,13 @@ async def recent_posts_by_author(
     return cached
 
 
-async def followee_ids(state: AppState, sessions: ShardSessions, user_id: int) -> set[int]:
-    async def load() -> list[int]:
-        async with sessions.for_id(user_id) as session:
-            return await accounts_repo.all_followee_ids(session, user_id)
-
-    return await state.following_sets.members(user_id, load=load)
-
-
 async def rebuild(state: AppState, sessions: ShardSessions, user_id: int) -> int:
     """Recompute a missing feed from PostgreSQL with bounded work and mark it ready.
 
     Scatter-gather: the newest posts of every followed account (and the user's own),
     read concurrently across shards through the per-author lists, newest ``capacity`` kept.
     """
-    authors = sorted(await followee_ids(state, sessions, user_id) | {user_id})
+    authors = sorted(await accounts_service.followee_ids(state, sessions, user_id) | {user_id})
     per_author = await recent_posts_by_author(state, sessions, authors)
     candidates = (
         post_id for ids in per_author.values() for post_id in ids[:POSTS_PER_AUTHOR_ON_REBUILD]
