@@ -6,6 +6,7 @@ reports, so raising one of these anywhere in a resolver is enough.
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 
@@ -46,6 +47,23 @@ class BadUserInput(ApertureError):
 
 class Conflict(ApertureError):
     code = "CONFLICT"
+
+
+class RateLimited(ApertureError):
+    """Too many requests: ``extensions.retryAfter`` is whole seconds to wait (at least 1)."""
+
+    code = "RATE_LIMITED"
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        wait = math.ceil(retry_after) if math.isfinite(retry_after) else 3600
+        self.retry_after = max(1, wait)
+        super().__init__(message, retryAfter=self.retry_after)
+
+
+class ServiceUnavailable(ApertureError):
+    """The server is overloaded or a dependency is down; retrying later may work."""
+
+    code = "SERVICE_UNAVAILABLE"
 
 
 def is_client_error(error: BaseException | None) -> bool:

@@ -12,7 +12,9 @@ from db.feed.store import FeedStore
 from db.flags import ViewerFlags
 from db.id_lists import IdListCache
 from db.posts.models import Comment, Post
+from db.rate_limits import FailureBackoff, RateLimiter
 from db.relation_cache import RelationSetCache
+from graphql_api.accounts.passwords import PasswordHashPool
 
 # How many ids of a list are cached: enough for any first page a client asks for.
 CACHED_LIST_LENGTH = 100
@@ -37,6 +39,11 @@ class AppState:
     feeds: FeedStore = field(init=False)
     # Authors above the fan-out threshold, as one global set (key "large-accounts:0").
     large_accounts: RelationSetCache = field(init=False)
+    # Request and log-in limits, shared by every process through Redis (db/rate_limits.py).
+    rate_limiter: RateLimiter = field(init=False)
+    login_failures: FailureBackoff = field(init=False)
+    # Argon2 runs here, never on the event loop (graphql_api/accounts/passwords.py).
+    password_hashing: PasswordHashPool = field(init=False)
 
     def __post_init__(self) -> None:
         redis = self.runtime.redis
@@ -65,3 +72,9 @@ class AppState:
         )
         self.feeds = FeedStore(redis, capacity=self.runtime.settings.feed_capacity)
         self.large_accounts = RelationSetCache(redis, name="large-accounts", ttl_seconds=ttl)
+        self.rate_limiter = RateLimiter(redis)
+        self.login_failures = FailureBackoff(redis, name="login")
+        self.password_hashing = PasswordHashPool(
+            threads=self.runtime.settings.password_hash_threads,
+            queue=self.runtime.settings.password_hash_queue,
+        )
