@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import math
 from dataclasses import dataclass
 
 import psycopg
@@ -12,12 +15,14 @@ from saq import Queue
 
 from aperture.embedded import EmbeddedServers
 from aperture.settings import ConfigurationError, Settings, get_settings
+from db.cluster import cluster_secret
 from db.redis import create_redis
 from db.shards import Databases, ShardMap, redact_dsn
 
 log = logging.getLogger(__name__)
 
 JOB_QUEUE_NAME = "aperture"
+QUEUE_CLOSE_TIMEOUT_SECONDS = 2.0
 
 
 @dataclass
@@ -99,6 +104,8 @@ class Runtime:
     redis: Redis
     redis_url: str
     queue: Queue
+    # Seals cursors; the same in every process of the cluster (db/cluster.py).
+    secret_key: str
 
     @classmethod
     def connect(cls, settings: Settings, servers: Servers) -> Runtime:
@@ -106,13 +113,22 @@ class Runtime:
         return cls(
             settings=settings,
             shard_map=shard_map,
-            databases=Databases(shard_map, pool_size=settings.db_pool_size),
+            databases=Databases(
+                shard_map,
+                pool_size=settings.db_pool_size,
+                connect_timeout_seconds=settings.db_connect_timeout_seconds,
+                statement_timeout_ms=math.ceil(settings.operation_timeout_seconds * 1000),
+            ),
             redis=create_redis(servers.redis_url),
             redis_url=servers.redis_url,
             queue=Queue.from_url(servers.redis_url, name=JOB_QUEUE_NAME),
+            secret_key=settings.secret_key or cluster_secret(shard_map.database_urls[0]),
         )
 
     async def close(self) -> None:
-        await self.queue.disconnect()
+        # saq's disconnect talks to Redis (PUNSUBSCRIBE): a Redis that is down or hung must
+        # neither fail the shutdown nor keep the databases from closing.
+        with contextlib.suppress(redis.RedisError, OSError, TimeoutError):
+            await asyncio.wait_for(self.queue.disconnect(), QUEUE_CLOSE_TIMEOUT_SECONDS)
         await self.databases.dispose()
         await self.redis.aclose()

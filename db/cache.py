@@ -2,6 +2,10 @@
 
 Rows are stored as JSON of their column values under ``{prefix}:{id}``. A page of
 objects costs one MGET; only the misses go to PostgreSQL, grouped by shard.
+
+Redis down (``db/redis.py``): a failed MGET is a full miss, loaded from PostgreSQL and not
+filled back; a failed write-through or invalidation does not fail the request, the key is
+deleted when Redis answers again (before any cached read is served from it).
 """
 
 from __future__ import annotations
@@ -12,11 +16,13 @@ from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from sqlalchemy import DateTime, LargeBinary
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.base import Base
+from db.redis import can_fill, invalidate_later, note_failure, read_epoch
 from db.session import ShardSessions
 
 ModelT = TypeVar("ModelT", bound=Base)
@@ -76,10 +82,20 @@ class RowCache(Generic[ModelT]):
         return self.model(**data)
 
     async def get_many(self, ids: Sequence[int]) -> dict[int, ModelT | None]:
-        """Cached ids only: a row, or None where the cache knows the id is gone."""
+        """Cached ids only: a row, or None where the cache knows the id is gone. Empty
+        (all misses) when Redis cannot answer."""
+        found = await self._cached(ids)
+        return {} if found is None else found
+
+    async def _cached(self, ids: Sequence[int]) -> dict[int, ModelT | None] | None:
+        """Like ``get_many``, but None when Redis could not answer."""
         if not ids:
             return {}
-        raws = await self.redis.mget([self.key(object_id) for object_id in ids])
+        try:
+            raws = await self.redis.mget([self.key(object_id) for object_id in ids])
+        except RedisError as error:
+            note_failure(self.redis, error)
+            return None
         found: dict[int, ModelT | None] = {}
         for object_id, raw in zip(ids, raws, strict=True):
             if raw == _MISSING:
@@ -88,24 +104,33 @@ class RowCache(Generic[ModelT]):
                 found[object_id] = self.decode(raw)
         return found
 
-    async def fill(self, rows: dict[int, ModelT | None]) -> None:
+    async def fill(self, rows: dict[int, ModelT | None], *, epoch: int | None = None) -> None:
         """Cache what a reader loaded, without overwriting a concurrent writer's value.
 
         SET NX: a reader that read PostgreSQL before a write committed must not replace
-        the value (or tombstone) that the writer stored after committing.
+        the value (or tombstone) that the writer stored after committing. Skipped while
+        Redis is down, or if an outage began after ``epoch`` (``db.redis.read_epoch``,
+        taken before reading): the writer's invalidation may then be pending.
         """
-        if not rows:
+        if not rows or not can_fill(self.redis, epoch):
             return
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for object_id, row in rows.items():
-                value = _MISSING if row is None else self.encode(row)
-                pipe.set(self.key(object_id), value, ex=self.ttl_seconds, nx=True)
-            await pipe.execute()
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for object_id, row in rows.items():
+                    value = _MISSING if row is None else self.encode(row)
+                    pipe.set(self.key(object_id), value, ex=self.ttl_seconds, nx=True)
+                await pipe.execute()
+        except RedisError as error:
+            note_failure(self.redis, error)
 
     async def store(self, object_id: int, row: ModelT | None) -> None:
         """Write-through after a committed change; None marks the object deleted."""
         value = _MISSING if row is None else self.encode(row)
-        await self.redis.set(self.key(object_id), value, ex=self.ttl_seconds)
+        key = self.key(object_id)
+        try:
+            await self.redis.set(key, value, ex=self.ttl_seconds)
+        except RedisError as error:
+            invalidate_later(self.redis, error, key)
 
     async def load(
         self,
@@ -115,14 +140,17 @@ class RowCache(Generic[ModelT]):
         fetch: Callable[[AsyncSession, list[int]], Awaitable[list[ModelT]]],
     ) -> list[ModelT | None]:
         """Rows for ``ids`` in order: one MGET, then one query per shard for the misses."""
-        found = await self.get_many(ids)
+        epoch = read_epoch(self.redis)
+        cached = await self._cached(ids)
+        found = {} if cached is None else cached
         misses = [object_id for object_id in dict.fromkeys(ids) if object_id not in found]
         if misses:
             rows = await sessions.scatter_ids(misses, fetch)
             loaded: dict[int, ModelT | None] = dict.fromkeys(misses)
             for row in rows:
                 loaded[self.identity(row)] = row
-            await self.fill(loaded)
+            if cached is not None:
+                await self.fill(loaded, epoch=epoch)
             found.update(loaded)
         return [found.get(object_id) for object_id in ids]
 
@@ -131,5 +159,11 @@ class RowCache(Generic[ModelT]):
         return value
 
     async def invalidate(self, *ids: int) -> None:
-        if ids:
-            await self.redis.delete(*(self.key(object_id) for object_id in ids))
+        if not ids:
+            return
+        keys = [self.key(object_id) for object_id in ids]
+        try:
+            await self.redis.delete(*keys)
+        except RedisError as error:
+            for key in keys:
+                invalidate_later(self.redis, error, key)

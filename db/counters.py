@@ -4,6 +4,10 @@ A write changes the counter only if it exists. A missing counter (evicted, flush
 Redis restarted) is recounted from the rows and stored with SET NX, so it is rebuilt,
 never reset to zero. A recount racing a write can be off by one; the TTL bounds how
 long such drift can live, because the next read after expiry recounts.
+
+Redis down (``db/redis.py``): a failed read recounts every id from the rows and stores
+nothing; a failed adjustment does not fail the request, and the counter is deleted when
+Redis answers again (before any cached read), so it is recounted rather than left stale.
 """
 
 from __future__ import annotations
@@ -11,8 +15,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from db.redis import can_fill, invalidate_later, note_failure, read_epoch
 from db.session import ShardSessions
 
 _INCR_IF_PRESENT = """
@@ -40,7 +46,13 @@ class HotCounters:
     ) -> list[int]:
         if not ids:
             return []
-        raws = await self.redis.mget([self.key(object_id) for object_id in ids])
+        epoch = read_epoch(self.redis)
+        cache_answered = True
+        try:
+            raws = await self.redis.mget([self.key(object_id) for object_id in ids])
+        except RedisError as error:
+            note_failure(self.redis, error)
+            raws, cache_answered = [None] * len(ids), False
         values = {
             object_id: int(raw) for object_id, raw in zip(ids, raws, strict=True) if raw is not None
         }
@@ -53,13 +65,21 @@ class HotCounters:
                 return list((await count(session, shard_ids)).items())
 
             recounted = dict(await sessions.scatter_ids(misses, per_shard))
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for object_id, value in recounted.items():
-                    pipe.set(self.key(object_id), value, ex=self.ttl_seconds, nx=True)
-                await pipe.execute()
+            if cache_answered and can_fill(self.redis, epoch):
+                try:
+                    async with self.redis.pipeline(transaction=False) as pipe:
+                        for object_id, value in recounted.items():
+                            pipe.set(self.key(object_id), value, ex=self.ttl_seconds, nx=True)
+                        await pipe.execute()
+                except RedisError as error:
+                    note_failure(self.redis, error)
             values.update(recounted)
         return [max(values.get(object_id, 0), 0) for object_id in ids]
 
     async def adjust(self, object_id: int, delta: int) -> None:
         """Call after the row change committed."""
-        await self._incr(keys=[self.key(object_id)], args=[delta])
+        key = self.key(object_id)
+        try:
+            await self._incr(keys=[key], args=[delta])
+        except RedisError as error:
+            invalidate_later(self.redis, error, key)

@@ -5,6 +5,11 @@ an unfollow or a block. A version counter closes the race between a reader that 
 the set from PostgreSQL and a writer that changed it meanwhile: the writer bumps the
 version and drops the set after committing, and the reader's fill only lands if the
 version it saw before reading PostgreSQL is still current.
+
+Redis down (``db/redis.py``): a failed read loads from PostgreSQL and fills nothing; a
+failed ``changed`` does not fail the request, and its version bump and delete run when
+Redis answers again, before any cached read (so no stale "follows" or "not blocked" comes
+back from before the outage).
 """
 
 from __future__ import annotations
@@ -12,6 +17,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from db.redis import can_fill, invalidate_later, note_failure, read_epoch
 
 # The set always holds this member once filled, so "cached and empty" differs from "absent".
 _SENTINEL = b"-"
@@ -52,7 +60,12 @@ class RelationSetCache:
         load: Callable[[], Awaitable[Iterable[int]]],
     ) -> list[bool]:
         """Membership of each id; one SMISMEMBER when cached, else one load and a fill."""
-        flags = await self.redis.smismember(self._key(user_id), [_SENTINEL, *members])
+        try:
+            flags = await self.redis.smismember(self._key(user_id), [_SENTINEL, *members])
+        except RedisError as error:
+            note_failure(self.redis, error)
+            loaded = set(await load())
+            return [member in loaded for member in members]
         if flags[0]:
             return [bool(flag) for flag in flags[1:]]
         loaded = await self.members(user_id, load=load, cached=False)
@@ -65,28 +78,50 @@ class RelationSetCache:
         load: Callable[[], Awaitable[Iterable[int]]],
         cached: bool = True,
     ) -> set[int]:
-        if cached:
-            raw = await self.redis.smembers(self._key(user_id))
-            if _SENTINEL in raw:
-                return {int(member) for member in raw if member != _SENTINEL}
-        version = await self.redis.get(self._version_key(user_id))
+        epoch = read_epoch(self.redis)
+        try:
+            if cached:
+                raw = await self.redis.smembers(self._key(user_id))
+                if _SENTINEL in raw:
+                    return {int(member) for member in raw if member != _SENTINEL}
+            version = await self.redis.get(self._version_key(user_id))
+        except RedisError as error:
+            note_failure(self.redis, error)
+            return set(await load())
         loaded = set(await load())
-        await self._fill(
-            keys=[self._key(user_id), self._version_key(user_id)],
-            args=[
-                _text(version or b"0"),
-                self.ttl_seconds,
-                _SENTINEL,
-                *[str(member) for member in loaded],
-            ],
-        )
+        if not can_fill(self.redis, epoch):
+            return loaded
+        try:
+            await self._fill(
+                keys=[self._key(user_id), self._version_key(user_id)],
+                args=[
+                    _text(version or b"0"),
+                    self.ttl_seconds,
+                    _SENTINEL,
+                    *[str(member) for member in loaded],
+                ],
+            )
+        except RedisError as error:
+            note_failure(self.redis, error)
         return loaded
 
     async def changed(self, *user_ids: int) -> None:
         """Call after committing a change to these users' sets."""
-        async with self.redis.pipeline(transaction=True) as pipe:
+        try:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                for user_id in user_ids:
+                    pipe.incr(self._version_key(user_id))
+                    pipe.expire(self._version_key(user_id), self.ttl_seconds * 2)
+                    pipe.delete(self._key(user_id))
+                await pipe.execute()
+        except RedisError as error:
             for user_id in user_ids:
-                pipe.incr(self._version_key(user_id))
-                pipe.expire(self._version_key(user_id), self.ttl_seconds * 2)
-                pipe.delete(self._key(user_id))
-            await pipe.execute()
+                key, version_key = self._key(user_id), self._version_key(user_id)
+                invalidate_later(
+                    self.redis,
+                    error,
+                    key,
+                    ("INCR", version_key),
+                    ("EXPIRE", version_key, self.ttl_seconds * 2),
+                    ("DEL", key),
+                )

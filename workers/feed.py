@@ -7,6 +7,12 @@ Redis); only then does it mark the post ``done``. Every step is idempotent (ZADD
 member that is there changes nothing), so a job that runs twice, or is killed half-way
 and rerun, converges. A sweeper re-enqueues posts left pending, which covers a killed
 worker, a failed enqueue and a Redis that lost its queue.
+
+While Redis is down (``db/redis.py``) a new post is still created: its job is queued by
+the same process once Redis answers again (the sweeper covers a process that exits
+first); the sweeper skips its round; the worker waits between failed dequeues instead
+of retrying in a busy loop, and saq's tracebacks for the unreachable server are dropped
+(the breaker logs the outage once).
 """
 
 from __future__ import annotations
@@ -18,14 +24,19 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from saq import Queue, Worker
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from saq import Job, Queue, Worker
 from saq.types import Context
 
 from db.accounts import repository as accounts_repo
 from db.feed import repository as feed_repo
 from db.ids import lowest_id_at
+from db.redis import health_of, redis_available
 from db.session import ShardSessions
 from graphql_api.state import AppState
 
@@ -34,6 +45,11 @@ log = logging.getLogger(__name__)
 FAN_OUT_JOB = "fan_out_post"
 JOB_TIMEOUT_SECONDS = 600
 SWEEP_BATCH = 500
+# An enqueue (on saq's own Redis client, which has no socket timeout) may take this long.
+ENQUEUE_TIMEOUT_SECONDS = 1.0
+# After a failed dequeue (Redis down) a worker slot waits this long before the next.
+DEQUEUE_RETRY_SECONDS = 1.0
+_UNREACHABLE = (RedisConnectionError, RedisTimeoutError, TimeoutError, OSError)
 
 
 @dataclass(frozen=True)
@@ -44,20 +60,52 @@ class FanOutResult:
     merged_at_read_time: bool
 
 
-async def enqueue_fan_out(queue: Queue, post_id: int, *, attempt: str = "first") -> bool:
-    """Queue a post's fan-out. A failure is only logged: the sweeper finds pending posts."""
+async def enqueue_fan_out(
+    queue: Queue, post_id: int, *, attempt: str = "first", redis: Redis | None = None
+) -> bool:
+    """Queue a post's fan-out. A failure is only logged: the sweeper finds pending posts.
+
+    With ``redis`` (the API's client and its breaker): while Redis is down nothing is
+    tried, and a job that could not be queued is queued again once Redis answers.
+    """
+    if redis is not None and not redis_available(redis):
+        _enqueue_after_recovery(queue, redis, post_id, attempt)
+        return False
     try:
-        job = await queue.enqueue(
+        try:
+            job = await _enqueue(queue, post_id, attempt)
+        except RedisConnectionError:
+            # A connection saq pooled before a Redis restart fails once; a new one may not.
+            job = await _enqueue(queue, post_id, attempt)
+    except (RedisError, OSError, TimeoutError) as error:
+        if redis is not None and isinstance(error, _UNREACHABLE):
+            # Same server as the caches: the breaker takes it from here (one WARNING).
+            health_of(redis).failed(error)
+            _enqueue_after_recovery(queue, redis, post_id, attempt)
+            return False
+        log.warning("could not enqueue fan-out of post %s (%s); the sweeper will", post_id, error)
+        return False
+    return job is not None
+
+
+async def _enqueue(queue: Queue, post_id: int, attempt: str) -> Job | None:
+    return await asyncio.wait_for(
+        queue.enqueue(
             FAN_OUT_JOB,
             post_id=post_id,
             key=f"fanout:{post_id}:{attempt}",
             timeout=JOB_TIMEOUT_SECONDS,
             retries=3,
-        )
-    except (RedisError, OSError) as error:
-        log.warning("could not enqueue fan-out of post %s (%s); the sweeper will", post_id, error)
-        return False
-    return job is not None
+        ),
+        ENQUEUE_TIMEOUT_SECONDS,
+    )
+
+
+def _enqueue_after_recovery(queue: Queue, redis: Redis, post_id: int, attempt: str) -> None:
+    # One try once Redis is back (without ``redis``: no second deferral); then the sweeper.
+    health_of(redis).after_recovery(
+        f"fan-out:{post_id}", lambda: enqueue_fan_out(queue, post_id, attempt=attempt)
+    )
 
 
 async def large_account_ids(state: AppState, sessions: ShardSessions) -> set[int]:
@@ -127,6 +175,10 @@ async def fan_out(state: AppState, sessions: ShardSessions, post_id: int) -> Fan
 
 async def sweep_pending(state: AppState, sessions: ShardSessions) -> int:
     """Re-enqueue fan-outs pending longer than the grace period; returns how many."""
+    try:
+        await state.runtime.redis.ping()  # while Redis is down, the breaker's probe
+    except RedisError:
+        return 0  # nothing can be queued now; the breaker logged the outage
     grace = state.runtime.settings.fanout_sweep_grace_seconds
     older_than = lowest_id_at(datetime.now(UTC) - timedelta(seconds=grace))
     per_shard = await sessions.scatter_all(
@@ -160,7 +212,39 @@ def build_worker(state: AppState, *, handle_signals: bool, burst: bool = False) 
     if not handle_signals:
         # Inside `serve`, uvicorn owns SIGINT/SIGTERM; saq must not take them over.
         worker.SIGNALS = []
+    _back_off_when_unreachable(state.runtime.queue)
     return worker
+
+
+class _DropUnreachableTracebacks(logging.Filter):
+    """saq logs a traceback for every failed upkeep round (several a second) while Redis
+    is unreachable; the breaker has already said so once."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], _UNREACHABLE))
+
+
+_SAQ_LOG_FILTER = _DropUnreachableTracebacks()
+
+
+def _back_off_when_unreachable(queue: Queue) -> None:
+    """saq's worker retries a failed dequeue at once: while Redis is down that is a busy
+    loop of connection attempts in every worker slot (over ten thousand a second, in the
+    API's own process under ``serve``). Each failure now waits a little first."""
+    logging.getLogger("saq").addFilter(_SAQ_LOG_FILTER)  # idempotent
+    if getattr(queue, "_aperture_patient_dequeue", False):
+        return
+    dequeue = queue.dequeue
+
+    async def patient_dequeue(*args: Any, **kwargs: Any) -> Job | None:
+        try:
+            return await dequeue(*args, **kwargs)
+        except _UNREACHABLE:
+            await asyncio.sleep(DEQUEUE_RETRY_SECONDS)
+            raise
+
+    queue.dequeue = patient_dequeue  # type: ignore[method-assign]
+    queue._aperture_patient_dequeue = True  # type: ignore[attr-defined]
 
 
 async def run_sweeper(state: AppState, stop: asyncio.Event) -> None:

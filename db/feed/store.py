@@ -8,6 +8,14 @@ REV``; a trim after each push keeps the newest ``capacity`` entries.
 ``feed:{user}:ready`` marks a feed as complete. Fan-out adds to any feed, ready or not;
 a reader that finds no marker rebuilds the feed from PostgreSQL and unions it in, so a
 fan-out that lands during a rebuild is never lost.
+
+Redis down (``db/redis.py``): a feed has no loader here, so ``page``, ``complete``,
+``push``, ``is_ready``, ``all_entries`` and ``active_since`` raise ``RedisError``; the
+home feed then answers from PostgreSQL (fan-out on read) and the fan-out job fails and
+is retried (its post stays ``pending``). ``invalidate`` (a feed went stale) never fails:
+the ready marker is deleted when Redis answers again, before any cached read, so the
+feed is rebuilt. ``remove`` never fails either: a removal lost to an outage only leaves
+entries that the read-time follow check drops.
 """
 
 from __future__ import annotations
@@ -16,6 +24,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from db.redis import invalidate_later, note_failure
 
 ID_WIDTH = 19
 ACTIVE_USERS_KEY = "active_users"
@@ -81,8 +92,13 @@ class FeedStore:
         return len(keys) * len(members)
 
     async def remove(self, user_id: int, post_ids: Sequence[int]) -> None:
-        if post_ids:
+        if not post_ids:
+            return
+        try:
             await self.redis.zrem(feed_key(user_id), *(encode_member(p) for p in post_ids))
+        except RedisError as error:
+            # The readers' follow check drops what stays: nothing to replay.
+            note_failure(self.redis, error)
 
     async def complete(self, user_id: int, post_ids: Sequence[int]) -> None:
         """Union a rebuilt feed into whatever fan-out wrote meanwhile, then mark it ready."""
@@ -98,8 +114,13 @@ class FeedStore:
         return bool(await self.redis.exists(ready_key(user_id)))
 
     async def invalidate(self, user_id: int) -> None:
-        """The feed may be stale (the user was away): rebuild it on the next read."""
-        await self.redis.delete(ready_key(user_id))
+        """The feed may be stale (the user was away, a backfill failed): rebuild it on the
+        next read."""
+        key = ready_key(user_id)
+        try:
+            await self.redis.delete(key)
+        except RedisError as error:
+            invalidate_later(self.redis, error, key)
 
     async def all_entries(self, user_id: int) -> list[int]:
         members = await self.redis.zrange(feed_key(user_id), "+", "-", desc=True, bylex=True)

@@ -92,6 +92,9 @@ class AccountQueries:
 
     @strawberry.field(description="A user by username (case-insensitive).")
     async def user(self, info: Info, username: str) -> User | None:
+        if not service.USERNAME_PATTERN.match(username):
+            # No such user can exist: nothing to look up, nothing to remember in the cache.
+            return None
         user_id = await service.user_id_for_username(
             info.context.state, info.context.sessions, username
         )
@@ -105,6 +108,11 @@ class AccountQueries:
         prefix_lower = prefix.strip().lower()
         if not prefix_lower:
             raise BadUserInput("prefix must not be empty", field="prefix")
+        if len(prefix_lower) > service.MAX_USERNAME_LENGTH:
+            raise BadUserInput(
+                f"Usernames have at most {service.MAX_USERNAME_LENGTH} characters",
+                field="prefix",
+            )
         after_username = decode_text_cursor(after)
         # Every shard holds some usernames: ask all at once, merge in username order.
         per_shard = await info.context.sessions.scatter_all(
@@ -149,6 +157,7 @@ class AccountMutations:
             username=input.username,
             email=input.email,
             password=input.password,
+            client_ip=ctx.client_ip,
         )
         return AuthPayload(token=signed_in.token, user=User(row=signed_in.user))
 
@@ -156,7 +165,11 @@ class AccountMutations:
     async def log_in(self, info: Info, username: str, password: str) -> AuthPayload:
         ctx = info.context
         signed_in = await service.log_in(
-            ctx.state, ctx.sessions, username_or_email=username, password=password
+            ctx.state,
+            ctx.sessions,
+            username_or_email=username,
+            password=password,
+            client_ip=ctx.client_ip,
         )
         return AuthPayload(token=signed_in.token, user=User(row=signed_in.user))
 

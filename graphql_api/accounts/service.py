@@ -17,20 +17,33 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
+from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.accounts import repository as accounts_repo
 from db.accounts.models import User
 from db.feed.store import ACTIVE_USERS_KEY
 from db.ids import shard_of
+from db.redis import (
+    cached_get,
+    fill_if_absent,
+    invalidate_later,
+    note_failure,
+    overwrite,
+    read_epoch,
+)
 from db.session import ShardSessions
+from graphql_api.accounts import throttle
+from graphql_api.accounts.passwords import (
+    configure_password_hashing as configure_password_hashing,
+)
+from graphql_api.accounts.passwords import hash_password, verify_password
 from graphql_api.errors import BadUserInput, Conflict, Forbidden, NotFound, Unauthenticated
 from graphql_api.state import AppState
 
 # Instagram's rules: letters, digits, periods and underscores, at most 30 characters,
 # and no period at either end or twice in a row.
+MAX_USERNAME_LENGTH = 30
 USERNAME_PATTERN = re.compile(r"^(?!\.)(?!.*\.\.)(?!.*\.$)[A-Za-z0-9._]{1,30}$")
 EMAIL_PATTERN = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
 MIN_PASSWORD_LENGTH = 8
@@ -53,14 +66,6 @@ class FollowStatus(enum.Enum):
 class SignedIn:
     user: User
     token: str
-
-
-password_hasher = PasswordHasher()
-
-
-def configure_password_hashing(*, memory_cost_kib: int, time_cost: int) -> None:
-    global password_hasher
-    password_hasher = PasswordHasher(memory_cost=memory_cost_kib, time_cost=time_cost)
 
 
 def validate_username(username: str) -> str:
@@ -108,12 +113,21 @@ async def _start_session(state: AppState, sessions: ShardSessions, user: User) -
 
 
 async def sign_up(
-    state: AppState, sessions: ShardSessions, *, username: str, email: str, password: str
+    state: AppState,
+    sessions: ShardSessions,
+    *,
+    username: str,
+    email: str,
+    password: str,
+    client_ip: str,
 ) -> SignedIn:
     validate_username(username)
     email = _validate_email(email)
     _validate_password(password)
-    password_hash = password_hasher.hash(password)
+    # Charged per attempt, taken or not: the limit also bounds probing for usernames.
+    await throttle.check_signup_ip(state, client_ip)
+    with state.password_hashing.reserve() as slot:
+        password_hash = await slot.run(hash_password, password)
     shard_map = sessions.shard_map
     email_key = email.lower()
     # The user's home shard is its username's hash shard, so the username's uniqueness
@@ -134,7 +148,9 @@ async def sign_up(
                 # Raising rolls back the user insert too: nothing is left behind.
                 raise Conflict("An account with this email already exists", field="email")
     await state.user_cache.store(user.id, user)
-    await state.runtime.redis.set(
+    # Overwrites a remembered "no such user", and is replayed if Redis is down.
+    await overwrite(
+        state.runtime.redis,
         _username_key(user.username_lower),
         str(user.id),
         ex=state.runtime.settings.cache_ttl_seconds,
@@ -181,46 +197,63 @@ async def user_id_for_username(
     name is remembered briefly, and sign-up overwrites that answer when it claims the name."""
     username_lower = username.lower()
     redis = state.runtime.redis
-    cached = await redis.get(_username_key(username_lower))
+    epoch = read_epoch(redis)
+    # Redis down: a miss, and no fill (db/redis.py).
+    cached = await cached_get(redis, _username_key(username_lower))
     if cached is not None:
         return None if cached == b"-" else int(cached)
     shard = sessions.shard_map.shard_for_key(f"username:{username_lower}")
     async with sessions.shard(shard) as session:
         user = await accounts_repo.get_user_by_username(session, username_lower)
-    await redis.set(
+    await fill_if_absent(
+        redis,
         _username_key(username_lower),
         str(user.id) if user is not None else "-",
         ex=state.runtime.settings.cache_ttl_seconds
         if user is not None
         else USERNAME_CACHE_MISS_TTL_SECONDS,
-        nx=True,
+        epoch=epoch,
     )
     return user.id if user is not None else None
 
 
-async def log_in(
-    state: AppState, sessions: ShardSessions, *, username_or_email: str, password: str
-) -> SignedIn:
-    failure = Unauthenticated("Wrong username, email or password")
-    login = username_or_email.strip().lower()
+async def _find_login_user(sessions: ShardSessions, login: str) -> User | None:
     shard_map = sessions.shard_map
-    user: User | None
     if "@" in login:
         async with sessions.shard(shard_map.shard_for_key(f"email:{login}")) as session:
             owner = await accounts_repo.find_unique_key_owner(session, kind="email", key=login)
-        if owner is None:
-            raise failure
+        if owner is None or not shard_map.exists(shard_of(owner)):
+            return None
         async with sessions.for_id(owner) as session:
-            user = await accounts_repo.get_user(session, owner)
-    else:
-        async with sessions.shard(shard_map.shard_for_key(f"username:{login}")) as session:
-            user = await accounts_repo.get_user_by_username(session, login)
-    if user is None:
-        raise failure
-    try:
-        password_hasher.verify(user.password_hash, password)
-    except (VerificationError, InvalidHashError):
-        raise failure from None
+            return await accounts_repo.get_user(session, owner)
+    async with sessions.shard(shard_map.shard_for_key(f"username:{login}")) as session:
+        return await accounts_repo.get_user_by_username(session, login)
+
+
+async def log_in(
+    state: AppState,
+    sessions: ShardSessions,
+    *,
+    username_or_email: str,
+    password: str,
+    client_ip: str,
+) -> SignedIn:
+    """Throttled per IP and per account (graphql_api/accounts/throttle.py); a refused
+    attempt checks no password. An unknown account verifies against a dummy hash, so it
+    answers in the same time and with the same error as a wrong password."""
+    login = username_or_email.strip().lower()
+    await throttle.check_login_ip(state, client_ip)
+    subject = throttle.login_subject(login)
+    # The hashing slot first: a full queue must not count as a wrong password.
+    with state.password_hashing.reserve() as slot:
+        await throttle.begin_login_attempt(state, subject)
+        user = await _find_login_user(sessions, login)
+        matches = await slot.run(
+            verify_password, user.password_hash if user is not None else None, password
+        )
+    if user is None or not matches:
+        raise Unauthenticated("Wrong username, email or password")
+    await throttle.login_succeeded(state, subject)
     token = await _start_session(state, sessions, user)
     await record_activity(state, sessions, user.id)
     return SignedIn(user=user, token=token)
@@ -232,18 +265,24 @@ async def authenticate(state: AppState, sessions: ShardSessions, token: str) -> 
     if user_id is None or not sessions.shard_map.exists(shard_of(user_id)):
         return None
     cache_key = f"session:{_token_hash(token).hex()}"
-    cached = await state.runtime.redis.get(cache_key)
+    redis = state.runtime.redis
+    epoch = read_epoch(redis)
+    # Redis down: read the session from PostgreSQL, and do not fill (db/redis.py).
+    cached = await cached_get(redis, cache_key)
     if cached is not None:
         return int(cached) if cached != b"-" else None
     async with sessions.for_id(user_id) as session:
         live = await accounts_repo.find_live_session(session, _token_hash(token))
     valid = live is not None and live.user_id == user_id
-    # NX: a log-out that committed after our read has already stored "-" and must win.
-    await state.runtime.redis.set(
+    # NX: a log-out that committed after our read has already stored "-" and must win
+    # (during an outage, its SET is replayed before cached reads resume, and no fill
+    # lands from a read made before the outage began).
+    await fill_if_absent(
+        redis,
         cache_key,
         str(user_id) if valid else "-",
         ex=state.runtime.settings.cache_ttl_seconds,
-        nx=True,
+        epoch=epoch,
     )
     return user_id if valid else None
 
@@ -255,9 +294,13 @@ async def log_out(state: AppState, sessions: ShardSessions, token: str) -> None:
     async with sessions.for_id(user_id) as session:
         await accounts_repo.revoke_session(session, _token_hash(token))
     # After the commit: a request racing this one may have cached the old answer, so the
-    # key is overwritten with the revoked marker rather than deleted.
-    await state.runtime.redis.set(
-        f"session:{_token_hash(token).hex()}", "-", ex=state.runtime.settings.cache_ttl_seconds
+    # key is overwritten with the revoked marker rather than deleted. Redis down: that SET
+    # is replayed before cached reads resume (db/redis.py); the log-out still succeeds.
+    await overwrite(
+        state.runtime.redis,
+        f"session:{_token_hash(token).hex()}",
+        "-",
+        ex=state.runtime.settings.cache_ttl_seconds,
     )
 
 
@@ -265,11 +308,23 @@ async def record_activity(state: AppState, sessions: ShardSessions, user_id: int
     """Mark the user active (feeds only fan out to recent users), at most once an hour."""
     now = datetime.now(UTC)
     redis = state.runtime.redis
-    if await redis.set(f"active-touch:{user_id}", "1", ex=3600, nx=True):
-        async with redis.pipeline(transaction=False) as pipe:
-            pipe.zscore(ACTIVE_USERS_KEY, str(user_id))
-            pipe.zadd(ACTIVE_USERS_KEY, {str(user_id): now.timestamp()})
-            previous, _ = await pipe.execute()
+    touch_key = f"active-touch:{user_id}"
+    try:
+        touched = await redis.set(touch_key, "1", ex=3600, nx=True)
+    except RedisError as error:
+        # Redis down: nothing recorded; the first request after it is back records it.
+        note_failure(redis, error)
+        return
+    if touched:
+        try:
+            async with redis.pipeline(transaction=False) as pipe:
+                pipe.zscore(ACTIVE_USERS_KEY, str(user_id))
+                pipe.zadd(ACTIVE_USERS_KEY, {str(user_id): now.timestamp()})
+                previous, _ = await pipe.execute()
+        except RedisError as error:
+            # Drop the hourly gate once Redis answers, so the next request tries again.
+            invalidate_later(redis, error, touch_key)
+            return
         away_since = now.timestamp() - state.runtime.settings.feed_active_days * 86400
         if previous is None or previous < away_since:
             # Fan-out skipped this user while they were away: their feed is stale.
@@ -318,13 +373,18 @@ async def delete_account(state: AppState, sessions: ShardSessions, viewer_id: in
         await accounts_repo.mark_user_deleted(session, viewer_id)
         tokens = await accounts_repo.revoke_all_sessions(session, viewer_id)
     await state.user_cache.store(viewer_id, None)
+    ttl = state.runtime.settings.cache_ttl_seconds
     if tokens:
-        async with state.runtime.redis.pipeline(transaction=False) as pipe:
+        try:
+            async with state.runtime.redis.pipeline(transaction=False) as pipe:
+                for token_hash in tokens:
+                    pipe.set(f"session:{token_hash.hex()}", "-", ex=ttl)
+                await pipe.execute()
+        except RedisError as error:
+            # Redis down: the revoked markers are SET when it answers again (db/redis.py).
             for token_hash in tokens:
-                pipe.set(
-                    f"session:{token_hash.hex()}", "-", ex=state.runtime.settings.cache_ttl_seconds
-                )
-            await pipe.execute()
+                key = f"session:{token_hash.hex()}"
+                invalidate_later(state.runtime.redis, error, key, ("SET", key, "-", "EX", ttl))
 
 
 # Relationships ------------------------------------------------------------------------

@@ -1,6 +1,10 @@
 """Reading home feeds: a precomputed page from Redis, large accounts merged in at read
 time, a bounded rebuild from PostgreSQL when the feed is missing, and the follow-graph
-hooks that keep feeds in step (backfill on follow, removal on unfollow or block)."""
+hooks that keep feeds in step (backfill on follow, removal on unfollow or block).
+
+While Redis is down (``db/redis.py``) a page is read with fan-out on read from
+PostgreSQL instead; a backfill that cannot reach Redis drops the ready marker once Redis
+is back, so that feed is rebuilt."""
 
 from __future__ import annotations
 
@@ -9,11 +13,13 @@ import heapq
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.accounts import repository as accounts_repo
 from db.feed import repository as feed_repo
 from db.posts.models import Post
+from db.redis import read_epoch, redis_available
 from db.session import ShardSessions
 from graphql_api.accounts import service as accounts_service
 from graphql_api.accounts.loaders import AccountLoaders
@@ -42,6 +48,7 @@ async def recent_posts_by_author(
     state: AppState, sessions: ShardSessions, author_ids: Sequence[int]
 ) -> dict[int, list[int]]:
     """Each author's newest post ids: one MGET, then one statement per shard for misses."""
+    epoch = read_epoch(state.runtime.redis)
     cached = await state.author_posts.get_many(list(author_ids))
     misses = [author for author in author_ids if author not in cached]
     if misses:
@@ -58,7 +65,7 @@ async def recent_posts_by_author(
             loaded[author].append(post_id)
         for ids in loaded.values():
             ids.sort(reverse=True)
-        await state.author_posts.fill(loaded)
+        await state.author_posts.fill(loaded, epoch=epoch)
         cached.update(loaded)
     return cached
 
@@ -100,7 +107,8 @@ async def home_feed(
     limit: int,
 ) -> FeedSlice:
     """The newest ``limit`` visible posts of the viewer's feed below ``before_id``."""
-    if state.runtime.settings.feed_read_strategy == "fanout_on_read":
+
+    async def from_sql() -> FeedSlice:
         return await home_feed_from_sql(
             state,
             sessions,
@@ -110,6 +118,36 @@ async def home_feed(
             before_id=before_id,
             limit=limit,
         )
+
+    if state.runtime.settings.feed_read_strategy == "fanout_on_read":
+        return await from_sql()
+    if not redis_available(state.runtime.redis):
+        return await from_sql()
+    try:
+        return await _precomputed_home_feed(
+            state,
+            sessions,
+            accounts=accounts,
+            posts=posts,
+            viewer_id=viewer_id,
+            before_id=before_id,
+            limit=limit,
+        )
+    except RedisError:
+        # Redis failed during this request (the breaker logged it): PostgreSQL answers.
+        return await from_sql()
+
+
+async def _precomputed_home_feed(
+    state: AppState,
+    sessions: ShardSessions,
+    *,
+    accounts: AccountLoaders,
+    posts: PostLoaders,
+    viewer_id: int,
+    before_id: int | None,
+    limit: int,
+) -> FeedSlice:
     large = await _large_followees(state, sessions, accounts, viewer_id)
     merged_large: list[int] = []
     if large:
@@ -201,14 +239,22 @@ async def on_follow(
     state: AppState, sessions: ShardSessions, follower_id: int, followee_id: int
 ) -> None:
     """Backfill the followee's recent posts into a ready feed (a missing one is rebuilt)."""
-    if not await state.feeds.is_ready(follower_id):
-        return
-    recent = await recent_posts_by_author(state, sessions, [followee_id])
-    await state.feeds.push([follower_id], recent.get(followee_id, [])[:POSTS_PER_AUTHOR_ON_REBUILD])
+    try:
+        if not await state.feeds.is_ready(follower_id):
+            return
+        recent = await recent_posts_by_author(state, sessions, [followee_id])
+        await state.feeds.push(
+            [follower_id], recent.get(followee_id, [])[:POSTS_PER_AUTHOR_ON_REBUILD]
+        )
+    except RedisError:
+        # The feed may lack the followee's posts: it is rebuilt once Redis answers.
+        await state.feeds.invalidate(follower_id)
 
 
 async def on_unfollow(
     state: AppState, sessions: ShardSessions, follower_id: int, followee_id: int
 ) -> None:
+    if not redis_available(state.runtime.redis):
+        return  # the readers' follow check drops the followee's posts
     recent = await recent_posts_by_author(state, sessions, [followee_id])
     await state.feeds.remove(follower_id, recent.get(followee_id, []))

@@ -15,6 +15,7 @@ from db.flags import ViewerFlags
 from db.id_lists import IdListCache
 from db.posts import repository as posts_repo
 from db.posts.models import Comment, Post
+from db.redis import read_epoch
 from db.session import ShardSessions
 from graphql_api.accounts.loaders import AccountLoaders
 from graphql_api.state import AppState
@@ -88,6 +89,7 @@ class PostLoaders:
         viewer_id = self._viewer_id
         if viewer_id is None:
             return [False] * len(ids)
+        epoch = read_epoch(self._state.runtime.redis)
         known = await flags.get_many(viewer_id, ids)
         misses = [object_id for object_id in dict.fromkeys(ids) if object_id not in known]
         if misses:
@@ -97,7 +99,7 @@ class PostLoaders:
 
             liked = set(await self._sessions.scatter_ids(misses, per_shard))
             loaded = {object_id: object_id in liked for object_id in misses}
-            await flags.fill(viewer_id, loaded)
+            await flags.fill(viewer_id, loaded, epoch=epoch)
             known.update(loaded)
         return [known.get(object_id, False) for object_id in ids]
 
@@ -111,6 +113,7 @@ class PostLoaders:
         self, keys: Sequence[ListKey], cache: IdListCache, *, replies: bool
     ) -> list[list[int]]:
         owners = list(dict.fromkeys(owner for owner, _ in keys))
+        epoch = read_epoch(self._state.runtime.redis)
         cached = await cache.get_many(owners)
         misses = [owner for owner in owners if owner not in cached]
         if misses:
@@ -129,7 +132,7 @@ class PostLoaders:
             loaded: dict[int, list[int]] = {owner: [] for owner in misses}
             for owner, comment_id in await self._sessions.scatter_ids(misses, per_shard):
                 loaded[owner].append(comment_id)
-            await cache.fill(loaded)
+            await cache.fill(loaded, epoch=epoch)
             cached.update(loaded)
         return [cached[owner][:count] for owner, count in keys]
 

@@ -94,7 +94,8 @@ async def create_post(
         )
     # The post is committed: from here on nothing may turn it into an error for the client
     # (a retry would post twice). Fan-out goes first; the row's pending state backs it up.
-    await enqueue_fan_out(state.runtime.queue, post.id)
+    # Redis down: the job is queued once it answers again (or by the sweeper).
+    await enqueue_fan_out(state.runtime.queue, post.id, redis=state.runtime.redis)
     try:
         await state.post_cache.store(post.id, post)
         await _index_tags(sessions, post.id, add=hashtags, remove=())

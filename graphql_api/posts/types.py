@@ -15,6 +15,7 @@ from db.accounts.models import User as UserRow
 from db.posts import repository as posts_repo
 from db.posts.models import Comment as CommentRow
 from db.posts.models import Post as PostRow
+from db.redis import read_epoch
 from graphql_api.context import Info
 from graphql_api.node import Node
 from graphql_api.posts.service import parse_hashtags
@@ -255,6 +256,7 @@ async def profile_posts(
     before_id = decode_cursor(after)
     state = info.context.state
     ids: list[int] | None = None
+    epoch = read_epoch(state.runtime.redis)
     if before_id is None and limit < CACHED_LIST_LENGTH:
         cached = await state.author_posts.get_many([author_id])
         ids = cached.get(author_id)
@@ -267,7 +269,7 @@ async def profile_posts(
                 limit=max(CACHED_LIST_LENGTH, limit + 1) if before_id is None else limit + 1,
             )
         if before_id is None:
-            await state.author_posts.fill({author_id: fetched})
+            await state.author_posts.fill({author_id: fetched}, epoch=epoch)
         ids = fetched
     return await post_connection(info, ids[: limit + 1], limit=limit)
 
