@@ -8,7 +8,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -113,8 +113,7 @@ def serve(
                 host=bind_host,
                 port=bind_port,
                 workers=process_count,
-                limit_concurrency=settings.max_concurrent_requests,
-                log_level="warning",
+                **uvicorn_options(settings),
             )
         finally:
             servers.stop()
@@ -127,8 +126,7 @@ def serve(
             app,
             host=bind_host,
             port=bind_port,
-            limit_concurrency=settings.max_concurrent_requests,
-            log_level="warning",
+            **uvicorn_options(settings),
         )
         server = uvicorn.Server(config)
         serving = asyncio.create_task(server.serve())
@@ -142,6 +140,20 @@ def serve(
         asyncio.run(run())
     finally:
         servers.stop()
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """No connection cap: idle keep-alive connections cost a socket, not a request slot.
+    Overload is shed inside the app by requests in flight and time queued."""
+    return {
+        "log_level": "warning",
+        "backlog": 4096,
+        "timeout_keep_alive": 30,
+        "proxy_headers": True,
+        "forwarded_allow_ips": settings.forwarded_allow_ips,
+        "server_header": False,
+        "h11_max_incomplete_event_size": 16 * 1024,
+    }
 
 
 def _announce_when_healthy(host: str, port: int, announce: Callable[[int], None]) -> None:
@@ -234,7 +246,8 @@ def seed(
                     posts_per_user=posts_per_user,
                     progress=report,
                 )
-            await runtime.redis.flushdb()
+            # In the background: a large cache must not run past the client's timeout.
+            await runtime.redis.flushdb(asynchronous=True)
         finally:
             await runtime.close()
 

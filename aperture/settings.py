@@ -78,9 +78,15 @@ class Settings(BaseSettings):
     )
     worker_concurrency: int = Field(default=8, ge=1)
     max_concurrent_requests: int = Field(
-        default=256,
+        default=64,
         ge=1,
-        description="Per web process; beyond it requests get a fast 503, not a long queue.",
+        description="GraphQL requests executing at once per web process. Idle keep-alive "
+        "connections do not count; requests past it wait in a queue (queue_timeout_seconds).",
+    )
+    queue_timeout_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        description="How long a request may wait for an execution slot before a fast 503.",
     )
     web_processes: int = Field(
         default=1, ge=1, le=64, description="uvicorn processes serve runs (one per core)."
@@ -95,6 +101,71 @@ class Settings(BaseSettings):
         description="Run fan-out workers inside serve. Default: yes when serve started "
         "an embedded PostgreSQL or Valkey, so the one-command demo fans out.",
     )
+
+    # The public edge (SECURITY.md explains each limit) --------------------------------
+    environment: Literal["development", "production"] = Field(
+        default="development",
+        description="production turns GraphiQL and introspection off unless they are "
+        "asked for, and sends HSTS.",
+    )
+    graphiql: bool | None = Field(default=None, description="Default: on in development.")
+    introspection: bool | None = Field(default=None, description="Default: on in development.")
+    cors_allowed_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated origins browsers may call the API from ('*' for any).",
+    )
+    secret_key: str | None = Field(
+        default=None,
+        description="Encrypts cursors. Default: one generated once and kept in the global "
+        "database, shared by every process.",
+    )
+    max_query_cost: int = Field(default=1000, ge=1, description="Cost points per operation.")
+    max_query_depth: int = Field(default=12, ge=1)
+    max_aliases: int = Field(default=30, ge=0)
+    max_tokens: int = Field(default=5000, ge=10, description="Lexical tokens per document.")
+    max_body_bytes: int = Field(default=1_048_576, ge=1024, description="Largest request body.")
+    operation_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Wall-clock budget of one operation, SQL included."
+    )
+    db_connect_timeout_seconds: float = Field(default=3.0, gt=0)
+    rate_limits: bool = Field(default=True, description="Cost-weighted limits in Redis.")
+    rate_limit_viewer_capacity: int = Field(default=2000, ge=1, description="Burst, points.")
+    rate_limit_viewer_per_second: float = Field(default=100.0, gt=0)
+    rate_limit_ip_capacity: int = Field(default=10_000, ge=1, description="Burst, points.")
+    rate_limit_ip_per_second: float = Field(default=500.0, gt=0)
+    login_ip_capacity: int = Field(default=20, ge=1, description="Log-in attempts per IP.")
+    login_ip_per_second: float = Field(default=1 / 6, gt=0)
+    login_free_failures: int = Field(
+        default=5, ge=1, description="Wrong passwords per account before delays start."
+    )
+    login_max_delay_seconds: int = Field(default=900, ge=1)
+    signup_ip_capacity: int = Field(default=10, ge=1, description="Sign-ups per IP, burst.")
+    signup_ip_per_second: float = Field(default=10 / 3600, gt=0)
+    password_hash_threads: int = Field(default=2, ge=1)
+    password_hash_queue: int = Field(
+        default=32, ge=1, description="Hashes waiting for a thread before log-ins get a 503."
+    )
+    forwarded_allow_ips: str = Field(
+        default="127.0.0.1",
+        description="Proxies whose X-Forwarded-For names the client (uvicorn's setting).",
+    )
+
+    @property
+    def graphiql_enabled(self) -> bool:
+        return self.graphiql if self.graphiql is not None else self.environment == "development"
+
+    @property
+    def introspection_enabled(self) -> bool:
+        if self.introspection is not None:
+            return self.introspection
+        return self.environment == "development"
+
+    @field_validator("cors_allowed_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     @field_validator("database_urls", mode="before")
     @classmethod

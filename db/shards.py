@@ -8,6 +8,7 @@ only this map, which is why there are many more logical shards than databases.
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
@@ -88,14 +89,34 @@ class ShardMap:
 class Databases:
     """One async engine (and so one connection pool) per physical database."""
 
-    def __init__(self, shard_map: ShardMap, *, pool_size: int = 10, echo: bool = False) -> None:
+    def __init__(
+        self,
+        shard_map: ShardMap,
+        *,
+        pool_size: int = 10,
+        echo: bool = False,
+        connect_timeout_seconds: float = 3.0,
+        statement_timeout_ms: int | None = None,
+        pool_timeout_seconds: float = 5.0,
+    ) -> None:
         self.shard_map = shard_map
+        # A database that is down must fail its fields fast, not hold requests: a short
+        # connect timeout (libpq counts whole seconds, at least 2) and pool wait. The
+        # statement timeout backs up the operation budget: a statement cannot outlive it
+        # even if its client vanished without a cancel.
+        connect_args: dict[str, object] = {
+            "connect_timeout": max(2, math.ceil(connect_timeout_seconds))
+        }
+        if statement_timeout_ms is not None:
+            connect_args["options"] = f"-c statement_timeout={statement_timeout_ms}"
         self.engines: list[AsyncEngine] = [
             create_async_engine(
                 to_sqlalchemy_url(dsn),
                 pool_size=pool_size,
                 max_overflow=pool_size,
                 pool_pre_ping=False,
+                pool_timeout=pool_timeout_seconds,
+                connect_args=connect_args,
                 echo=echo,
             )
             for dsn in shard_map.database_urls

@@ -1,35 +1,38 @@
-"""The FastAPI application: /graphql (with offline GraphiQL), /healthz and /readyz."""
+"""The FastAPI application: /graphql (with offline GraphiQL), /healthz and /readyz.
+
+FastAPI's own /docs, /redoc and /openapi.json are off: they describe nothing here (the
+API is GraphQL) and the docs pages load Swagger from a public CDN.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
-from starlette.responses import HTMLResponse
-from strawberry.fastapi import GraphQLRouter
+from starlette.middleware.cors import CORSMiddleware
+from starlette.routing import Route
 
 from aperture.runtime import Runtime, Servers
 from aperture.settings import ConfigurationError, get_settings
 from db.instrumentation import instrument_sqlalchemy
-from graphql_api.context import Context, get_context
-from graphql_api.graphiql import STATIC_DIR, STATIC_URL_PREFIX, render_graphiql_page
-from graphql_api.schema import schema
+from db.redis import probe_redis
+from graphql_api.edge import SecurityHeaders
+from graphql_api.graphiql import STATIC_DIR, STATIC_URL_PREFIX
+from graphql_api.http import GraphQLEndpoint
+from graphql_api.relay import configure_cursors
 from graphql_api.state import AppState
 
+log = logging.getLogger(__name__)
+
 READINESS_TIMEOUT_SECONDS = 2.0
-
-
-class ApertureGraphQLRouter(GraphQLRouter[Context, None]):
-    async def render_graphql_ide(self, request: Request) -> HTMLResponse:
-        # Strawberry's page loads React and GraphiQL from unpkg and is blank offline.
-        return HTMLResponse(render_graphiql_page())
 
 
 def create_app(
@@ -38,6 +41,7 @@ def create_app(
     """The app over ``runtime``; with ``run_workers`` it also runs the fan-out workers
     for its lifetime (embedded mode, where one command must give a working feed)."""
     instrument_sqlalchemy()
+    configure_cursors(runtime.secret_key)
     state = AppState(runtime)
 
     @asynccontextmanager
@@ -58,13 +62,28 @@ def create_app(
         stop.set()
         if workers is not None:
             await workers
+        state.password_hashing.shutdown()
         if close_runtime:
             await runtime.close()
 
-    app = FastAPI(title="Aperture", lifespan=lifespan)
+    app = FastAPI(
+        title="Aperture", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
+    )
     app.state.aperture = state
-    app.mount(STATIC_URL_PREFIX, StaticFiles(directory=STATIC_DIR), name="graphiql-static")
-    app.include_router(ApertureGraphQLRouter(schema, context_getter=get_context), prefix="/graphql")
+    if runtime.settings.graphiql_enabled:
+        app.mount(STATIC_URL_PREFIX, StaticFiles(directory=STATIC_DIR), name="graphiql-static")
+    app.router.routes.append(Route("/graphql", GraphQLEndpoint(state)))
+    # Outermost last: security headers go on every answer, CORS preflights included.
+    settings = runtime.settings
+    if settings.cors_allowed_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_allowed_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type"],
+            max_age=600,
+        )
+    app.add_middleware(SecurityHeaders, hsts=settings.environment == "production")
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -73,10 +92,19 @@ def create_app(
     @app.get("/readyz")
     async def readyz() -> JSONResponse:
         checks = await check_dependencies(runtime)
-        ready = all(result == "ok" for result in checks.values())
+        # Redis is a cache: without it the API still serves, slower, from PostgreSQL.
+        databases_ok = all(
+            result == "ok" for name, result in checks.items() if name.startswith("database_")
+        )
+        if databases_ok and checks["redis"] == "ok":
+            status = "ready"
+        elif databases_ok:
+            status = "degraded"
+        else:
+            status = "unavailable"
         return JSONResponse(
-            {"status": "ready" if ready else "unavailable", "checks": checks},
-            status_code=200 if ready else 503,
+            {"status": status, "checks": checks},
+            status_code=503 if status == "unavailable" else 200,
         )
 
     return app
@@ -103,17 +131,21 @@ async def check_dependencies(runtime: Runtime) -> dict[str, str]:
         return "ok"
 
     async def redis() -> str:
-        await runtime.redis.ping()
-        return "ok"
+        # Through the breaker: "degraded" while Redis is down, without a WARNING per call.
+        return await probe_redis(runtime.redis)
 
     names = [f"database_{index}" for index in range(len(runtime.databases.engines))] + ["redis"]
     probes = [database(index) for index in range(len(runtime.databases.engines))] + [redis()]
 
     async def bounded(probe: Coroutine[Any, Any, str]) -> str:
+        # The reason goes to the log, never to the caller: it can name hosts and users.
         try:
             return await asyncio.wait_for(probe, READINESS_TIMEOUT_SECONDS)
+        except TimeoutError:
+            return "timeout"
         except Exception as error:
-            return f"error: {type(error).__name__}: {error}"[:200]
+            log.warning("readiness probe failed: %s: %s", type(error).__name__, error)
+            return "unreachable"
 
     results = await asyncio.gather(*(bounded(probe) for probe in probes))
     return dict(zip(names, results, strict=True))

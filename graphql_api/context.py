@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, TypeAlias
+from typing import TypeAlias
 
 import strawberry
-from fastapi import Depends, Request
 from strawberry.fastapi import BaseContext
 
 from db.session import ShardSessions
@@ -32,8 +31,13 @@ class Context(BaseContext):
         viewer_id: int | None,
         token: str | None,
         auth_error: str | None,
+        client_ip: str = "unknown",
     ) -> None:
         super().__init__()
+        # The address rate limits key on (uvicorn has already applied trusted proxies).
+        self.client_ip = client_ip
+        # Set when the rate limiter refuses the operation: the HTTP layer's Retry-After.
+        self.retry_after: int | None = None
         self.state = state
         self.sessions = sessions
         self.viewer_id = viewer_id
@@ -48,27 +52,34 @@ class Context(BaseContext):
 Info: TypeAlias = strawberry.Info[Context, None]
 
 
-def get_app_state(request: Request) -> AppState:
-    state: AppState = request.app.state.aperture
-    return state
+# Tokens are "ap_<user id>_<43 random characters>"; anything much longer is not one, and
+# is refused before it reaches the id parser or a cache key.
+MAX_TOKEN_LENGTH = 128
 
 
-def bearer_token(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
+def token_from_header(header: str | None) -> str | None:
+    """The bearer token of an Authorization header; "" for one that cannot be ours."""
+    if not header:
+        return None
     scheme, _, token = header.partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        return token.strip()
-    return None
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    token = token.strip()
+    return token if len(token) <= MAX_TOKEN_LENGTH else ""
 
 
 async def build_context(
-    state: AppState, token: str | None, *, record_activity: bool = True
+    state: AppState,
+    token: str | None,
+    *,
+    record_activity: bool = True,
+    client_ip: str = "unknown",
 ) -> Context:
     sessions = ShardSessions(state.runtime.databases)
     viewer_id: int | None = None
     auth_error: str | None = None
     if token is not None:
-        viewer_id = await accounts_service.authenticate(state, sessions, token)
+        viewer_id = await accounts_service.authenticate(state, sessions, token) if token else None
         if viewer_id is None:
             auth_error = "This token is invalid or was revoked: log in again"
         elif record_activity:
@@ -79,11 +90,5 @@ async def build_context(
         viewer_id=viewer_id,
         token=token,
         auth_error=auth_error,
+        client_ip=client_ip,
     )
-
-
-async def get_context(
-    request: Request,
-    state: Annotated[AppState, Depends(get_app_state)],
-) -> Context:
-    return await build_context(state, bearer_token(request))

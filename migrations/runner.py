@@ -18,10 +18,10 @@ from alembic.runtime.environment import EnvironmentContext
 from sqlalchemy import Connection, create_engine, text
 from sqlalchemy.pool import NullPool
 
+from db.cluster import GLOBAL_SCHEMA
 from db.shards import ShardMap, shard_schema, to_sqlalchemy_url
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-GLOBAL_SCHEMA = "aperture_global"
 # Serialises concurrent `migrate` runs (serve and worker starting together).
 MIGRATION_LOCK_KEY = 0x41504552  # "APER"
 

@@ -19,6 +19,7 @@ import uvicorn
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
+from aperture.cli import uvicorn_options
 from aperture.runtime import Runtime, Servers, shard_map_for, start_servers
 from aperture.settings import Settings
 from db.session import ShardSessions
@@ -70,7 +71,15 @@ def test_data_dir() -> Iterator[Path]:
 
 @pytest.fixture(scope="session")
 def settings(test_data_dir: Path) -> Settings:
-    return Settings(data_dir=test_data_dir)
+    # Every test client shares one address: the edge's per-IP limits would trip across
+    # tests. The rate-limit tests tune them back down on their own app.
+    return Settings(
+        data_dir=test_data_dir,
+        rate_limit_ip_capacity=10**9,
+        rate_limit_viewer_capacity=10**9,
+        login_ip_capacity=10**6,
+        signup_ip_capacity=10**6,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -174,8 +183,9 @@ def live_server_url(settings: Settings, servers: Servers, shard_map: ShardMap) -
     def serve() -> None:
         async def main() -> None:
             runtime = Runtime.connect(settings, servers)
+            # The same server options as `aperture serve`.
             config = uvicorn.Config(
-                create_app(runtime), host="127.0.0.1", port=port, log_level="warning"
+                create_app(runtime), host="127.0.0.1", port=port, **uvicorn_options(settings)
             )
             holder["server"] = uvicorn.Server(config)
             await holder["server"].serve()

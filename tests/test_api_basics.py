@@ -73,12 +73,19 @@ async def test_query_limits_are_enforced(gql: GraphQLClient) -> None:
         nested = "{ edges { node { followers " + nested + " } } }"
     deep = await gql("{ viewer { followers " + nested + " } }")
     assert deep.data is None
-    assert set(deep.codes) == {"GRAPHQL_VALIDATION_FAILED"}
+    assert set(deep.codes) == {"QUERY_TOO_COMPLEX"}
     assert any("exceeds maximum operation depth" in e["message"] for e in deep.errors)
+    assert deep.errors[0]["extensions"]["limit"] == "depth"
     aliases = " ".join(f"a{n}: __typename" for n in range(31))
     many = await gql("{ " + aliases + " }")
     assert many.data is None
-    assert set(many.codes) == {"GRAPHQL_VALIDATION_FAILED"}
+    assert set(many.codes) == {"QUERY_TOO_COMPLEX"}
+    assert many.errors[0]["extensions"] == {
+        "code": "QUERY_TOO_COMPLEX",
+        "limit": "aliases",
+        "value": 31,
+        "maximum": 30,
+    }
     # The same document again is served from the parse and validation caches, same answer.
     again = await gql("{ " + aliases + " }")
     assert again.errors == many.errors

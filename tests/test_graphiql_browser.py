@@ -60,6 +60,9 @@ def test_graphiql_runs_query_from_self_hosted_assets(
     own_origin = _origin(base_url)
     requested: list[str] = []
     page_errors: list[str] = []
+    # The page runs under a strict Content-Security-Policy: a blocked script or style
+    # shows up as a console error, not as a page error.
+    csp_violations: list[str] = []
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
@@ -72,6 +75,14 @@ def test_graphiql_runs_query_from_self_hosted_assets(
             page.on("request", lambda request: requested.append(request.url))
             page.on("websocket", lambda ws: requested.append(ws.url))
             page.on("pageerror", lambda error: page_errors.append(str(error)))
+            page.on(
+                "console",
+                lambda message: (
+                    csp_violations.append(message.text)
+                    if "Content Security Policy" in message.text
+                    else None
+                ),
+            )
 
             page.goto(f"{base_url}/graphql", wait_until="load")
 
@@ -93,6 +104,7 @@ def test_graphiql_runs_query_from_self_hosted_assets(
             browser.close()
 
     assert not page_errors, page_errors
+    assert not csp_violations, csp_violations
     assets = [u for u in requested if u.startswith(base_url + STATIC_URL_PREFIX)]
     assert assets, f"no GraphiQL asset was loaded from the app: {requested}"
     foreign = [url for url in requested if not _is_local(url, own_origin)]

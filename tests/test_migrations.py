@@ -12,8 +12,9 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
 from aperture.runtime import Servers
+from db.cluster import GLOBAL_SCHEMA
 from db.shards import ShardMap, shard_schema, to_sqlalchemy_url
-from migrations.runner import GLOBAL_SCHEMA, PROJECT_ROOT, migrate
+from migrations.runner import PROJECT_ROOT, migrate
 
 PROBE_REVISION = '''"""Probe table added by the migration test.
 

@@ -1,0 +1,234 @@
+"""The operation guard: limits, cost and the rate limit, before any resolver runs.
+
+It replaces Strawberry's depth and alias rules, which expand every fragment again on
+every spread (exponential in a small document), with the one linear pass in ``cost``.
+Only an operation within every limit goes on to graphql-core's standard validation,
+whose result is cached per document.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Iterator, Mapping
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+from graphql import (
+    ASTValidationRule,
+    GraphQLError,
+    GraphQLSchema,
+    StringValueNode,
+    validate,
+)
+from graphql.execution import ExecutionResult as GraphQLExecutionResult
+from graphql.language import DocumentNode
+from graphql.validation import NoSchemaIntrospectionCustomRule
+from strawberry.extensions import SchemaExtension
+
+from aperture.settings import Settings
+from db.rate_limits import Decision, Quota
+from graphql_api.cost import Limits, TooComplex, analyse
+from graphql_api.text import invalid_text_reason
+
+if TYPE_CHECKING:
+    from graphql_api.context import Context
+
+DOCUMENT_CACHE_SIZE = 512
+
+
+class SafeStringsRule(ASTValidationRule):
+    """PostgreSQL cannot store NUL, and lone surrogates cannot be encoded at all: refuse
+    them in the document's literals as the client's mistake, before anything runs."""
+
+    def enter_string_value(self, node: StringValueNode, *_args: Any) -> None:
+        reason = invalid_text_reason(node.value)
+        if reason is not None:
+            self.report_error(
+                GraphQLError(
+                    f"A string literal contains {reason}",
+                    node,
+                    extensions={"code": "BAD_USER_INPUT"},
+                )
+            )
+
+
+@lru_cache(maxsize=DOCUMENT_CACHE_SIZE)
+def _validate(
+    schema: GraphQLSchema,
+    document: DocumentNode,
+    rules: tuple[type[ASTValidationRule], ...],
+) -> list[GraphQLError]:
+    return validate(schema, document, rules)
+
+
+class _CostCache:
+    """Cost depends on the document, the operation and the variables that are numbers or
+    lists (page sizes, id lists): memoised on exactly those, per process."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.entries: OrderedDict[tuple[Any, ...], tuple[DocumentNode, int | TooComplex]] = (
+            OrderedDict()
+        )
+
+    def cost(
+        self,
+        schema: GraphQLSchema,
+        document: DocumentNode,
+        *,
+        operation_name: str | None,
+        variables: Mapping[str, Any] | None,
+        limits: Limits,
+    ) -> int:
+        shape = tuple(
+            sorted(
+                (name, _shape_of(value))
+                for name, value in (variables or {}).items()
+                if isinstance(value, int | list)
+            )
+        )
+        # The document object stays referenced by its entry, so its id is not reused.
+        key = (id(document), operation_name, shape, limits)
+        entry = self.entries.get(key)
+        if entry is None or entry[0] is not document:
+            outcome: int | TooComplex
+            try:
+                outcome = analyse(
+                    schema,
+                    document,
+                    operation_name=operation_name,
+                    variables=variables,
+                    limits=limits,
+                )
+            except TooComplex as error:
+                outcome = error
+            entry = (document, outcome)
+            self.entries[key] = entry
+            if len(self.entries) > self.size:
+                self.entries.popitem(last=False)
+        else:
+            self.entries.move_to_end(key)
+        if isinstance(entry[1], TooComplex):
+            raise entry[1]
+        return entry[1]
+
+
+def _shape_of(value: int | list[Any]) -> int:
+    return len(value) if isinstance(value, list) else value
+
+
+_costs = _CostCache(DOCUMENT_CACHE_SIZE)
+
+
+class TokenLimit(SchemaExtension):
+    """The parser stops at the configured token count: linear, and before any analysis."""
+
+    def on_operation(self) -> Iterator[None]:
+        context: Context = self.execution_context.context
+        self.execution_context.parse_options["max_tokens"] = (
+            context.state.runtime.settings.max_tokens
+        )
+        yield
+
+
+class OperationGuard(SchemaExtension):
+    """Per operation: checks its shape and cost, charges the rate limit, reports both."""
+
+    def __init__(self) -> None:
+        self.cost: int | None = None
+        self.decision: Decision | None = None
+
+    @property
+    def _context(self) -> Context:
+        context: Context = self.execution_context.context
+        return context
+
+    def on_validate(self) -> Iterator[None]:
+        execution = self.execution_context
+        document = execution.graphql_document
+        assert document is not None
+        settings = self._context.state.runtime.settings
+        schema = execution.schema._schema
+        try:
+            self.cost = _costs.cost(
+                schema,
+                document,
+                operation_name=execution.operation_name,
+                variables=execution.variables,
+                limits=Limits(
+                    max_cost=settings.max_query_cost,
+                    max_depth=settings.max_query_depth,
+                    max_aliases=settings.max_aliases,
+                ),
+            )
+        except TooComplex as error:
+            execution.pre_execution_errors = [
+                GraphQLError(
+                    str(error),
+                    extensions={
+                        "code": "QUERY_TOO_COMPLEX",
+                        "limit": error.kind,
+                        "value": error.value,
+                        "maximum": error.limit,
+                    },
+                )
+            ]
+            yield
+            return
+        rules = (*execution.validation_rules, SafeStringsRule)
+        if not settings.introspection_enabled:
+            rules = (*rules, NoSchemaIntrospectionCustomRule)
+        execution.pre_execution_errors = _validate(schema, document, rules)
+        yield
+
+    async def on_execute(self) -> AsyncIterator[None]:
+        context = self._context
+        state = context.state
+        settings = state.runtime.settings
+        if settings.rate_limits and self.cost is not None:
+            ip_quota, viewer_quota = request_quotas(settings)
+            charges: list[tuple[Quota, str]] = [(ip_quota, context.client_ip)]
+            if context.viewer_id is not None:
+                charges.append((viewer_quota, str(context.viewer_id)))
+            self.decision = await state.rate_limiter.acquire(charges, cost=self.cost)
+            if not self.decision.allowed:
+                retry_after = max(1, math.ceil(self.decision.retry_after))
+                context.retry_after = retry_after
+                self.execution_context.result = GraphQLExecutionResult(
+                    data=None,
+                    errors=[
+                        GraphQLError(
+                            f"Rate limit exceeded: this operation costs {self.cost} points; "
+                            f"retry in {retry_after} s",
+                            extensions={"code": "RATE_LIMITED", "retryAfter": retry_after},
+                        )
+                    ],
+                )
+        yield
+
+    def get_results(self) -> dict[str, Any]:
+        if self.cost is None:
+            return {}
+        settings = self._context.state.runtime.settings
+        report: dict[str, Any] = {"requested": self.cost, "limit": settings.max_query_cost}
+        if self.decision is not None:
+            # The tightest of the buckets charged: what the next operations can spend.
+            report["budgetLeft"] = math.floor(self.decision.remaining)
+        return {"cost": report}
+
+
+def request_quotas(settings: Settings) -> tuple[Quota, Quota]:
+    """The buckets every operation is charged to: its address, and its viewer if any."""
+    return (
+        Quota(
+            name="ip",
+            capacity=settings.rate_limit_ip_capacity,
+            refill_per_second=settings.rate_limit_ip_per_second,
+        ),
+        Quota(
+            name="viewer",
+            capacity=settings.rate_limit_viewer_capacity,
+            refill_per_second=settings.rate_limit_viewer_per_second,
+        ),
+    )

@@ -1,0 +1,466 @@
+"""GraphQL over HTTP, by the spec, hardened for a public endpoint.
+
+One ASGI endpoint instead of Strawberry's router, so that every step a hostile request
+could abuse is ours to bound (SECURITY.md lists the limits):
+
+1. method and media type: POST with ``application/json``; GET for queries only (a
+   mutation over GET is 405); the answer is ``application/graphql-response+json`` when
+   the client accepts it (then request errors are 4xx), else ``application/json``;
+2. the body is read up to ``max_body_bytes`` (413 past it) and must be strict UTF-8
+   JSON, an object, nested at most ``MAX_JSON_NESTING`` deep;
+3. admission: at most ``max_concurrent_requests`` operations run at once per process;
+   the rest wait up to ``queue_timeout_seconds`` and then get a fast 503. Idle
+   keep-alive connections never count: only requests in this handler do;
+4. the operation runs under a wall-clock budget, and is cancelled (its SQL with it) when
+   the budget runs out or the client disconnects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl
+
+import orjson
+from starlette.datastructures import Headers
+from starlette.types import Message, Receive, Scope, Send
+from strawberry.exceptions import MissingQueryError
+from strawberry.schema.exceptions import InvalidOperationTypeError
+from strawberry.types import ExecutionResult
+from strawberry.types.graphql import OperationType
+
+from aperture.settings import Settings
+from db.errors import is_unavailable
+from graphql_api.context import Context, build_context, token_from_header
+from graphql_api.error_handling import typed
+from graphql_api.graphiql import GRAPHIQL_HEADERS, render_graphiql_page
+from graphql_api.schema import schema
+from graphql_api.state import AppState
+from graphql_api.text import find_invalid_text
+
+log = logging.getLogger("graphql_api.http")
+
+GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
+APPLICATION_JSON = "application/json"
+MAX_JSON_NESTING = 64
+T = TypeVar("T")
+
+
+class ClientGone(Exception):
+    """The client disconnected before its request was read: nothing to answer."""
+
+
+class RequestRefused(Exception):
+    """The request is refused whole, before any GraphQL runs."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        **extensions: Any,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.headers = dict(headers or {})
+        self.extensions = extensions
+
+
+@dataclass(frozen=True, slots=True)
+class GraphQLRequest:
+    query: str
+    variables: dict[str, Any] | None
+    operation_name: str | None
+    extensions: dict[str, Any] | None
+
+
+class GraphQLEndpoint:
+    def __init__(self, state: AppState) -> None:
+        self.state = state
+        self.settings: Settings = state.runtime.settings
+        self.slots = asyncio.Semaphore(self.settings.max_concurrent_requests)
+        self.graphiql_page = render_graphiql_page().encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = Headers(scope=scope)
+        method = scope["method"]
+        media_type = APPLICATION_JSON
+        try:
+            if method not in ("GET", "POST"):
+                raise RequestRefused(
+                    405,
+                    "METHOD_NOT_ALLOWED",
+                    "Use POST, or GET for queries",
+                    headers={"Allow": "GET, POST"},
+                )
+            accept = headers.get("accept", "")
+            if method == "GET" and self._wants_graphiql(scope, accept):
+                await _send(
+                    send, 200, self.graphiql_page, "text/html; charset=utf-8", GRAPHIQL_HEADERS
+                )
+                return
+            media_type = negotiate(accept)
+            request = await self._read_request(scope, receive, headers, method)
+            await self._serve(scope, receive, send, request, media_type=media_type, method=method)
+        except RequestRefused as refused:
+            log.info("refused %s %s: %s %s", method, scope["path"], refused.status, refused)
+            body = {
+                "errors": [
+                    {
+                        "message": str(refused),
+                        "extensions": {"code": refused.code, **refused.extensions},
+                    }
+                ]
+            }
+            await _send(send, refused.status, orjson.dumps(body), media_type, refused.headers)
+        except ClientGone:
+            log.info("client went away while sending %s %s", method, scope["path"])
+        except Exception:
+            log.exception("unexpected error serving %s %s", method, scope["path"])
+            body = {
+                "errors": [
+                    {
+                        "message": "Internal server error",
+                        "extensions": {"code": "INTERNAL_SERVER_ERROR"},
+                    }
+                ]
+            }
+            await _send(send, 500, orjson.dumps(body), media_type)
+
+    def _wants_graphiql(self, scope: Scope, accept: str) -> bool:
+        if not self.settings.graphiql_enabled or "text/html" not in accept:
+            return False
+        return not any(key == b"query" for key, _ in _query_pairs(scope))
+
+    async def _read_request(
+        self, scope: Scope, receive: Receive, headers: Headers, method: str
+    ) -> GraphQLRequest:
+        if method == "GET":
+            raw: dict[str, Any] = {}
+            for key, value in _query_pairs(scope):
+                name = key.decode("latin-1")
+                text = _utf8(value)
+                if name in ("variables", "extensions"):
+                    raw[name] = _json(text.encode())
+                else:
+                    raw[name] = text
+        else:
+            content_type = headers.get("content-type", "")
+            mime, _, parameters = content_type.partition(";")
+            if mime.strip().lower() != APPLICATION_JSON:
+                raise RequestRefused(
+                    415, "UNSUPPORTED_MEDIA_TYPE", "Send the request as application/json"
+                )
+            charset = parameters.strip().lower().removeprefix("charset=").strip('"')
+            if parameters.strip() and charset not in ("utf-8", "utf8"):
+                raise RequestRefused(415, "UNSUPPORTED_MEDIA_TYPE", "The body must be UTF-8")
+            body = await self._read_body(receive, headers)
+            if not body:
+                raise RequestRefused(400, "BAD_REQUEST", "The request body is empty")
+            parsed = _json(body)
+            if not isinstance(parsed, dict):
+                raise RequestRefused(400, "BAD_REQUEST", "The body must be a JSON object")
+            raw = parsed
+        return _graphql_request(raw)
+
+    async def _read_body(self, receive: Receive, headers: Headers) -> bytes:
+        limit = self.settings.max_body_bytes
+        declared = headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise _too_large(limit)
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientGone
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(limit)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    async def _serve(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        request: GraphQLRequest,
+        *,
+        media_type: str,
+        method: str,
+    ) -> None:
+        if request.variables:
+            invalid = find_invalid_text(request.variables, "variables")
+            if invalid is not None:
+                where, reason = invalid
+                variable = where.removeprefix("variables.").split(".")[0].split("[")[0]
+                raise RequestRefused(
+                    400,
+                    "BAD_USER_INPUT",
+                    f"{where} contains {reason}",
+                    variable=variable,
+                )
+        async with self._admission():
+            outcome = await _until_disconnect(receive, self._execute(scope, request, method=method))
+        if outcome is None:
+            log.info("client went away: operation %s cancelled", request.operation_name or "-")
+            return
+        result, context = outcome
+        status, body, extra_headers = render(result, context, media_type=media_type)
+        await _send(send, status, body, media_type, extra_headers)
+
+    @contextlib.asynccontextmanager
+    async def _admission(self) -> AsyncIterator[None]:
+        try:
+            await asyncio.wait_for(self.slots.acquire(), self.settings.queue_timeout_seconds)
+        except TimeoutError:
+            log.warning(
+                "overloaded: a request waited %ss for a slot", self.settings.queue_timeout_seconds
+            )
+            raise RequestRefused(
+                503,
+                "OVERLOADED",
+                "The server is busy: retry shortly",
+                headers={"Retry-After": "1"},
+            ) from None
+        try:
+            yield
+        finally:
+            self.slots.release()
+
+    async def _execute(
+        self, scope: Scope, request: GraphQLRequest, *, method: str
+    ) -> tuple[ExecutionResult, Context]:
+        client = scope.get("client")
+        try:
+            context = await build_context(
+                self.state,
+                token_from_header(Headers(scope=scope).get("authorization")),
+                client_ip=client[0] if client else "unknown",
+            )
+        except Exception as error:
+            if not is_unavailable(error):
+                raise
+            log.warning("cannot authenticate: %s unavailable", type(error).__name__)
+            raise RequestRefused(
+                503,
+                "SERVICE_UNAVAILABLE",
+                "The database holding this session is unavailable: try again shortly",
+                headers={"Retry-After": "1"},
+            ) from None
+        allowed = (
+            (OperationType.QUERY,)
+            if method == "GET"
+            else (OperationType.QUERY, OperationType.MUTATION)
+        )
+        budget = self.settings.operation_timeout_seconds
+        try:
+            async with asyncio.timeout(budget):
+                result = await schema.execute(
+                    request.query,
+                    variable_values=request.variables,
+                    context_value=context,
+                    operation_name=request.operation_name,
+                    allowed_operation_types=allowed,
+                )
+        except TimeoutError:
+            log.warning(
+                "operation %s ran past its %ss budget and was cancelled",
+                request.operation_name or "-",
+                budget,
+            )
+            raise RequestRefused(
+                503,
+                "TIMEOUT",
+                f"The operation ran past its time budget of {budget:g} s and was cancelled",
+                headers={"Retry-After": "1"},
+            ) from None
+        except InvalidOperationTypeError as error:
+            raise RequestRefused(
+                405,
+                "METHOD_NOT_ALLOWED",
+                f"A {error.operation_type.value} must be sent with POST",
+                headers={"Allow": "POST"},
+            ) from None
+        except MissingQueryError:
+            raise RequestRefused(400, "BAD_REQUEST", "No query was sent") from None
+        return result, context
+
+
+def render(
+    result: ExecutionResult, context: Context, *, media_type: str
+) -> tuple[int, bytes, dict[str, str]]:
+    """The status and body for a result, by the GraphQL-over-HTTP rules: a request that
+    never executed (it did not parse, validate or coerce) has no ``data`` and, under
+    graphql-response+json, a 400; refusals of the whole request keep their own status."""
+    # Errors raised while parsing leave Strawberry's operation hooks early, untyped.
+    errors = [
+        error if (error.extensions or {}).get("code") else typed(error)
+        for error in result.errors or []
+    ]
+    body: dict[str, Any] = {}
+    request_error = result.data is None and bool(errors) and all(e.path is None for e in errors)
+    if not request_error:
+        body["data"] = result.data
+    if errors:
+        body["errors"] = [error.formatted for error in errors]
+    if result.extensions:
+        body["extensions"] = result.extensions
+    headers: dict[str, str] = {}
+    codes = {(error.extensions or {}).get("code") for error in errors}
+    if "RATE_LIMITED" in codes and request_error:
+        status = 429
+        headers["Retry-After"] = str(context.retry_after or 1)
+    elif request_error and media_type == GRAPHQL_RESPONSE_JSON:
+        status = 400
+    else:
+        status = 200
+    return status, orjson.dumps(body), headers
+
+
+def negotiate(accept: str) -> str:
+    """graphql-response+json only when asked for; JSON for ``*/*``, none, or JSON."""
+    if not accept:
+        return APPLICATION_JSON
+    offered: list[tuple[float, str]] = []
+    for part in accept.split(","):
+        mime, *parameters = (piece.strip() for piece in part.split(";"))
+        weight = 1.0
+        for parameter in parameters:
+            name, _, value = parameter.partition("=")
+            if name.strip() == "q":
+                try:
+                    weight = float(value)
+                except ValueError:
+                    weight = 0.0
+        if weight > 0:
+            offered.append((weight, mime.lower()))
+    for _, mime in sorted(offered, key=lambda pair: -pair[0]):
+        if mime == GRAPHQL_RESPONSE_JSON:
+            return GRAPHQL_RESPONSE_JSON
+        if mime in (APPLICATION_JSON, "application/*", "*/*"):
+            return APPLICATION_JSON
+    raise RequestRefused(
+        406,
+        "NOT_ACCEPTABLE",
+        f"Accept {GRAPHQL_RESPONSE_JSON} or {APPLICATION_JSON}",
+    )
+
+
+async def _until_disconnect(receive: Receive, work: Awaitable[T]) -> T | None:
+    """``work``'s result, or None if the client disconnected first (``work`` is then
+    cancelled, and with it any SQL statement it was waiting on)."""
+    task = asyncio.ensure_future(work)
+
+    async def disconnected() -> None:
+        while True:
+            message: Message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+
+    watcher = asyncio.ensure_future(disconnected())
+    try:
+        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        task.cancel()
+        watcher.cancel()
+        raise
+    if task.done():
+        watcher.cancel()
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return None
+
+
+def _graphql_request(raw: dict[str, Any]) -> GraphQLRequest:
+    query = raw.get("query")
+    variables = raw.get("variables")
+    operation_name = raw.get("operationName")
+    extensions = raw.get("extensions")
+    if not isinstance(query, str):
+        raise RequestRefused(400, "BAD_REQUEST", "'query' must be a string with the document")
+    if variables is not None and not isinstance(variables, dict):
+        raise RequestRefused(400, "BAD_REQUEST", "'variables' must be an object")
+    if operation_name is not None and not isinstance(operation_name, str):
+        raise RequestRefused(400, "BAD_REQUEST", "'operationName' must be a string")
+    if extensions is not None and not isinstance(extensions, dict):
+        raise RequestRefused(400, "BAD_REQUEST", "'extensions' must be an object")
+    return GraphQLRequest(
+        query=query, variables=variables, operation_name=operation_name, extensions=extensions
+    )
+
+
+def _json(raw: bytes) -> Any:
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as error:
+        reason = str(error).split(":")[0]
+        raise RequestRefused(400, "BAD_REQUEST", f"The body is not valid JSON: {reason}") from None
+    if _nesting(value) > MAX_JSON_NESTING:
+        raise RequestRefused(
+            400, "BAD_REQUEST", f"JSON is nested more than {MAX_JSON_NESTING} deep"
+        )
+    return value
+
+
+def _nesting(value: Any) -> int:
+    """Depth of a JSON value, iteratively (orjson parses up to 1024 levels)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in item.values())
+        elif isinstance(item, list):
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in item)
+    return deepest
+
+
+def _utf8(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise RequestRefused(400, "BAD_REQUEST", "The request is not valid UTF-8") from None
+
+
+def _query_pairs(scope: Scope) -> list[tuple[bytes, bytes]]:
+    return parse_qsl(scope.get("query_string", b""), keep_blank_values=True)
+
+
+def _too_large(limit: int) -> RequestRefused:
+    return RequestRefused(
+        413, "PAYLOAD_TOO_LARGE", f"The body is larger than {limit:,} bytes", maxBytes=limit
+    )
+
+
+async def _send(
+    send: Send,
+    status: int,
+    body: bytes,
+    media_type: str,
+    headers: Mapping[str, str] | None = None,
+) -> None:
+    content_type = media_type if "charset" in media_type else f"{media_type}; charset=utf-8"
+    raw_headers = [
+        (b"content-type", content_type.encode()),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    raw_headers.extend(
+        (name.lower().encode(), value.encode()) for name, value in (headers or {}).items()
+    )
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,6 @@
+/**
+ *
+ * audit/common
+ *
+ */
+export {};

@@ -1,0 +1,3 @@
+export * from './common.mjs';
+export * from './server.mjs';
+export * from './render.mjs';
