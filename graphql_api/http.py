@@ -407,6 +407,11 @@ def _json(raw: bytes) -> Any:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError as error:
         reason = str(error).split(":")[0]
+        if "surrogate" in reason:
+            # Well-formed JSON to a lenient parser, but no text we could ever store.
+            raise RequestRefused(
+                400, "BAD_USER_INPUT", f"A string contains an unpaired UTF-16 surrogate ({reason})"
+            ) from None
         raise RequestRefused(400, "BAD_REQUEST", f"The body is not valid JSON: {reason}") from None
     if _nesting(value) > MAX_JSON_NESTING:
         raise RequestRefused(
