@@ -145,14 +145,16 @@ def serve(
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
     """No connection cap: idle keep-alive connections cost a socket, not a request slot.
     Overload is shed inside the app by requests in flight and time queued."""
+    from graphql_api.edge import BoundedHttpToolsProtocol
+
     return {
+        "http": BoundedHttpToolsProtocol,
         "log_level": "warning",
         "backlog": 4096,
         "timeout_keep_alive": 30,
         "proxy_headers": True,
         "forwarded_allow_ips": settings.forwarded_allow_ips,
         "server_header": False,
-        "h11_max_incomplete_event_size": 16 * 1024,
     }
 
 

@@ -78,7 +78,9 @@ class Settings(BaseSettings):
     )
     worker_concurrency: int = Field(default=8, ge=1)
     max_concurrent_requests: int = Field(
-        default=64,
+        # An operation can hold a connection per shard it reads at once; with the default
+        # pool (10 + 10 overflow per database) more than this mostly waits on the pool.
+        default=32,
         ge=1,
         description="GraphQL requests executing at once per web process. Idle keep-alive "
         "connections do not count; requests past it wait in a queue (queue_timeout_seconds).",
@@ -124,6 +126,15 @@ class Settings(BaseSettings):
     max_aliases: int = Field(default=30, ge=0)
     max_tokens: int = Field(default=5000, ge=10, description="Lexical tokens per document.")
     max_body_bytes: int = Field(default=1_048_576, ge=1024, description="Largest request body.")
+    max_header_bytes: int = Field(
+        default=16_384, ge=1024, description="Request line and headers, together."
+    )
+    header_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Time for a request's line and headers to arrive."
+    )
+    body_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Time for a request's body to arrive."
+    )
     operation_timeout_seconds: float = Field(
         default=10.0, gt=0, description="Wall-clock budget of one operation, SQL included."
     )

@@ -36,8 +36,9 @@ class Context(BaseContext):
         super().__init__()
         # The address rate limits key on (uvicorn has already applied trusted proxies).
         self.client_ip = client_ip
-        # Set when the rate limiter refuses the operation: the HTTP layer's Retry-After.
-        self.retry_after: int | None = None
+        # Strawberry quietly runs the first of several operations when none is named; the
+        # guard refuses that ambiguity, as the GraphQL spec does.
+        self.operation_name_given = False
         self.state = state
         self.sessions = sessions
         self.viewer_id = viewer_id

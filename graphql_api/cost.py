@@ -37,6 +37,7 @@ from graphql import (
     InlineFragmentNode,
     IntValueNode,
     ListValueNode,
+    NullValueNode,
     OperationDefinitionNode,
     OperationType,
     SelectionSetNode,
@@ -45,6 +46,7 @@ from graphql import (
     get_named_type,
     get_nullable_type,
     is_list_type,
+    value_from_ast_untyped,
 )
 from graphql.language import DocumentNode
 
@@ -131,22 +133,37 @@ class _Analysis:
         self.in_progress: set[str] = set()
 
     def int_argument(self, node: ValueNode | None) -> int | None:
+        """The page size to charge; None where the argument's default applies (absent or
+        null). A value that will not coerce to an Int is charged as the maximum: it fails
+        coercion anyway, and guessing low is how a cost check gets bypassed."""
         if isinstance(node, IntValueNode):
             return int(node.value) if len(node.value) < 12 else MAX_PAGE_SIZE
         if isinstance(node, VariableNode):
             value = self.variables.get(node.name.value)
-            return value if isinstance(value, int) and not isinstance(value, bool) else None
-        return None
+            if value is None:
+                return None
+            if isinstance(value, bool):
+                return MAX_PAGE_SIZE
+            if isinstance(value, int):
+                return value
+            if isinstance(value, float) and value.is_integer():
+                # graphql-core coerces 100.0 to the Int 100.
+                return int(value) if abs(value) < 1e12 else MAX_PAGE_SIZE
+            return MAX_PAGE_SIZE
+        if node is None or isinstance(node, NullValueNode):
+            return None
+        return MAX_PAGE_SIZE
 
     def page_size(self, field_node: FieldNode, definition: GraphQLField) -> int:
         for argument in field_node.arguments or ():
-            if argument.name.value == "first":
-                size = self.int_argument(argument.value)
-                if size is None:
-                    # A null or a variable left out means the default, which is never
-                    # more than the maximum; wrong types fail coercion before anything runs.
-                    break
-                return max(0, min(size, MAX_PAGE_SIZE))
+            if argument.name.value != "first":
+                continue
+            value = argument.value
+            if isinstance(value, VariableNode) and value.name.value not in self.variables:
+                break  # a variable left out, with no default: as if the argument were absent
+            size = self.int_argument(value)
+            # An explicit null reaches the resolver, whose default is DEFAULT_PAGE_SIZE.
+            return DEFAULT_PAGE_SIZE if size is None else max(0, min(size, MAX_PAGE_SIZE))
         spec = definition.args.get("first")
         default = getattr(spec, "default_value", None) if spec is not None else None
         return default if isinstance(default, int) else DEFAULT_PAGE_SIZE
@@ -350,7 +367,14 @@ def analyse(
     }[operation.operation]
     if root is None:
         return 0
-    analysis = _Analysis(schema, fragments, variables or {})
+    # A variable the request leaves out takes its declared default: charge that.
+    effective: dict[str, Any] = {
+        definition.variable.name.value: value_from_ast_untyped(definition.default_value)
+        for definition in operation.variable_definitions or ()
+        if definition.default_value is not None
+    }
+    effective.update(variables or {})
+    analysis = _Analysis(schema, fragments, effective)
     summary = analysis.selection_set(operation.selection_set, root, None, False)
     if summary.depth > limits.max_depth:
         raise TooComplex("depth", value=summary.depth, limit=limits.max_depth)

@@ -1,9 +1,18 @@
-"""Headers every answer carries, whatever route or error produced it."""
+"""Headers every answer carries, whatever route or error produced it, and the bounds on
+what a connection may send before the app sees a request."""
 
 from __future__ import annotations
 
+import asyncio
+from http import HTTPStatus
+from typing import Any
+
+import orjson
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from aperture.settings import get_settings
 
 # An API answer is data, never a page: nothing may frame it, sniff it into HTML, or
 # leak the URL it came from. The GraphiQL page sets its own, looser, CSP.
@@ -40,3 +49,78 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class BoundedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with the bounds it lacks: a request's line and headers
+    may be at most ``max_header_bytes`` (431 past it, checked before the parser buffers
+    them) and must arrive within ``header_timeout_seconds`` (408, so a slow client cannot
+    hold a connection half-open forever); its own error answers are JSON, with the
+    security headers, like every other refusal."""
+
+    # From the settings unless a subclass fixes them (uvicorn builds protocols itself,
+    # from the class, in each worker process).
+    max_header_bytes: int | None = None
+    header_timeout_seconds: float | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        settings = get_settings()
+        self._max_header_bytes = self.max_header_bytes or settings.max_header_bytes
+        self._header_timeout = self.header_timeout_seconds or settings.header_timeout_seconds
+        self._reading_headers = True
+        self._header_bytes = 0
+        self._header_timer: asyncio.TimerHandle | None = None
+
+    def data_received(self, data: bytes) -> None:
+        if self._reading_headers:
+            self._header_bytes += len(data)
+            if self._header_bytes > self._max_header_bytes:
+                self._refuse(431, "REQUEST_HEADER_FIELDS_TOO_LARGE", "The headers are too large")
+                return
+            if self._header_timer is None:
+                self._header_timer = self.loop.call_later(self._header_timeout, self._too_slow)
+        super().data_received(data)
+
+    def on_headers_complete(self) -> None:
+        self._reading_headers = False
+        self._cancel_header_timer()
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._reading_headers = True
+        self._header_bytes = 0
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_header_timer()
+        super().connection_lost(exc)
+
+    def send_400_response(self, msg: str) -> None:
+        self._refuse(400, "BAD_REQUEST", msg)
+
+    def _too_slow(self) -> None:
+        self._header_timer = None
+        if self._reading_headers and not self.transport.is_closing():
+            self._refuse(408, "REQUEST_TIMEOUT", "The request headers took too long to arrive")
+
+    def _cancel_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _refuse(self, status: int, code: str, message: str) -> None:
+        self._cancel_header_timer()
+        body = orjson.dumps({"errors": [{"message": message, "extensions": {"code": code}}]})
+        headers = {
+            **_HEADERS,
+            "Content-Security-Policy": _API_CSP,
+            "Content-Type": "application/json",
+            "Content-Length": str(len(body)),
+            "Connection": "close",
+        }
+        head = f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n" + "".join(
+            f"{name}: {value}\r\n" for name, value in headers.items()
+        )
+        self.transport.write(head.encode() + b"\r\n" + body)
+        self.transport.close()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -28,7 +29,7 @@ from graphql_api.errors import ApertureError, NotFound
 log = logging.getLogger("graphql_api.errors")
 
 _VARIABLE = re.compile(r"^Variable '\$(\w+)'")
-UNAVAILABLE_MESSAGE = "A database this field needs is unavailable: try again shortly"
+UNAVAILABLE_MESSAGE = "A database this field needs is unavailable or busy: try again shortly"
 INTERNAL_MESSAGE = "Internal server error"
 
 
@@ -61,20 +62,39 @@ def is_client_code(code: str) -> bool:
     return code not in ("INTERNAL_SERVER_ERROR", "SERVICE_UNAVAILABLE")
 
 
+class _Quieted:
+    """At most one line per ``interval`` for a condition that can repeat on every request
+    (a database down, a full pool), with the count of the lines it held back."""
+
+    def __init__(self, interval: float = 10.0) -> None:
+        self.interval = interval
+        self.last: dict[str, float] = {}
+        self.held: dict[str, int] = {}
+
+    def warning(self, key: str, message: str, *args: object) -> None:
+        now = time.monotonic()
+        if now - self.last.get(key, -self.interval) < self.interval:
+            self.held[key] = self.held.get(key, 0) + 1
+            return
+        self.last[key] = now
+        held = self.held.pop(key, 0)
+        suffix = f" ({held} more like it since the last report)" if held else ""
+        log.warning(message + suffix, *args)
+
+
+quieted = _Quieted()
+
+
 def log_errors(errors: list[GraphQLError], execution_context: ExecutionContext | None) -> None:
     operation = execution_context.operation_name if execution_context else None
+    unavailable: list[GraphQLError] = []
     for error in errors:
         code, _ = classify(error)
         where = ".".join(str(part) for part in error.path) if error.path else "-"
         if is_client_code(code):
             log.info("client error %s at %s (%s): %s", code, where, operation, error.message)
         elif code == "SERVICE_UNAVAILABLE":
-            log.warning(
-                "%s unavailable at %s: %s",
-                type(error.original_error).__name__,
-                where,
-                str(error.original_error).splitlines()[0][:200] if error.original_error else "",
-            )
+            unavailable.append(error)
         else:
             log.error(
                 "unexpected error at %s (%s): %s",
@@ -83,6 +103,19 @@ def log_errors(errors: list[GraphQLError], execution_context: ExecutionContext |
                 error.message,
                 exc_info=error.original_error,
             )
+    if unavailable:
+        # One line per operation at most, and per kind of failure at most every 10 s.
+        first = unavailable[0].original_error
+        kind = type(first).__name__ if first is not None else "dependency"
+        reason = str(first).splitlines()[0][:200] if first is not None and str(first) else ""
+        quieted.warning(
+            f"unavailable:{kind}",
+            "%d field(s) of %s failed, %s: %s",
+            len(unavailable),
+            operation or "-",
+            kind,
+            reason,
+        )
 
 
 def typed(error: GraphQLError) -> GraphQLError:

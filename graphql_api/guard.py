@@ -18,6 +18,7 @@ from graphql import (
     ASTValidationRule,
     GraphQLError,
     GraphQLSchema,
+    OperationDefinitionNode,
     StringValueNode,
     validate,
 )
@@ -85,7 +86,7 @@ class _CostCache:
             sorted(
                 (name, _shape_of(value))
                 for name, value in (variables or {}).items()
-                if isinstance(value, int | list)
+                if isinstance(value, int | float | list)
             )
         )
         # The document object stays referenced by its entry, so its id is not reused.
@@ -114,7 +115,7 @@ class _CostCache:
         return entry[1]
 
 
-def _shape_of(value: int | list[Any]) -> int:
+def _shape_of(value: float | list[Any]) -> float:
     return len(value) if isinstance(value, list) else value
 
 
@@ -150,6 +151,18 @@ class OperationGuard(SchemaExtension):
         assert document is not None
         settings = self._context.state.runtime.settings
         schema = execution.schema._schema
+        operations = sum(
+            isinstance(definition, OperationDefinitionNode) for definition in document.definitions
+        )
+        if operations > 1 and not self._context.operation_name_given:
+            execution.pre_execution_errors = [
+                GraphQLError(
+                    "Must provide operation name if query contains multiple operations.",
+                    extensions={"code": "GRAPHQL_VALIDATION_FAILED"},
+                )
+            ]
+            yield
+            return
         try:
             self.cost = _costs.cost(
                 schema,
@@ -194,7 +207,6 @@ class OperationGuard(SchemaExtension):
             self.decision = await state.rate_limiter.acquire(charges, cost=self.cost)
             if not self.decision.allowed:
                 retry_after = max(1, math.ceil(self.decision.retry_after))
-                context.retry_after = retry_after
                 self.execution_context.result = GraphQLExecutionResult(
                     data=None,
                     errors=[

@@ -29,14 +29,17 @@ import orjson
 from starlette.datastructures import Headers
 from starlette.types import Message, Receive, Scope, Send
 from strawberry.exceptions import MissingQueryError
-from strawberry.schema.exceptions import InvalidOperationTypeError
+from strawberry.schema.exceptions import (
+    CannotGetOperationTypeError,
+    InvalidOperationTypeError,
+)
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
 from aperture.settings import Settings
 from db.errors import is_unavailable
 from graphql_api.context import Context, build_context, token_from_header
-from graphql_api.error_handling import typed
+from graphql_api.error_handling import quieted, typed
 from graphql_api.graphiql import GRAPHIQL_HEADERS, render_graphiql_page
 from graphql_api.schema import schema
 from graphql_api.state import AppState
@@ -137,20 +140,15 @@ class GraphQLEndpoint:
     def _wants_graphiql(self, scope: Scope, accept: str) -> bool:
         if not self.settings.graphiql_enabled or "text/html" not in accept:
             return False
-        return not any(key == b"query" for key, _ in _query_pairs(scope))
+        return b"query=" not in scope.get("query_string", b"")
 
     async def _read_request(
         self, scope: Scope, receive: Receive, headers: Headers, method: str
     ) -> GraphQLRequest:
         if method == "GET":
             raw: dict[str, Any] = {}
-            for key, value in _query_pairs(scope):
-                name = key.decode("latin-1")
-                text = _utf8(value)
-                if name in ("variables", "extensions"):
-                    raw[name] = _json(text.encode())
-                else:
-                    raw[name] = text
+            for name, value in _query_pairs(scope):
+                raw[name] = _json(value.encode()) if name in ("variables", "extensions") else value
         else:
             content_type = headers.get("content-type", "")
             mime, _, parameters = content_type.partition(";")
@@ -158,10 +156,18 @@ class GraphQLEndpoint:
                 raise RequestRefused(
                     415, "UNSUPPORTED_MEDIA_TYPE", "Send the request as application/json"
                 )
-            charset = parameters.strip().lower().removeprefix("charset=").strip('"')
-            if parameters.strip() and charset not in ("utf-8", "utf8"):
-                raise RequestRefused(415, "UNSUPPORTED_MEDIA_TYPE", "The body must be UTF-8")
-            body = await self._read_body(receive, headers)
+            for parameter in parameters.split(";"):
+                name, _, value = parameter.partition("=")
+                charset = value.strip().strip('"').lower()
+                if name.strip().lower() == "charset" and charset not in ("utf-8", "utf8"):
+                    raise RequestRefused(415, "UNSUPPORTED_MEDIA_TYPE", "The body must be UTF-8")
+            try:
+                async with asyncio.timeout(self.settings.body_timeout_seconds):
+                    body = await self._read_body(receive, headers)
+            except TimeoutError:
+                raise RequestRefused(
+                    408, "REQUEST_TIMEOUT", "The body took too long to arrive"
+                ) from None
             if not body:
                 raise RequestRefused(400, "BAD_REQUEST", "The request body is empty")
             parsed = _json(body)
@@ -224,8 +230,10 @@ class GraphQLEndpoint:
         try:
             await asyncio.wait_for(self.slots.acquire(), self.settings.queue_timeout_seconds)
         except TimeoutError:
-            log.warning(
-                "overloaded: a request waited %ss for a slot", self.settings.queue_timeout_seconds
+            quieted.warning(
+                "overloaded",
+                "overloaded: a request waited %ss for a slot and got a 503",
+                self.settings.queue_timeout_seconds,
             )
             raise RequestRefused(
                 503,
@@ -251,7 +259,9 @@ class GraphQLEndpoint:
         except Exception as error:
             if not is_unavailable(error):
                 raise
-            log.warning("cannot authenticate: %s unavailable", type(error).__name__)
+            quieted.warning(
+                "authenticate", "cannot authenticate: %s unavailable", type(error).__name__
+            )
             raise RequestRefused(
                 503,
                 "SERVICE_UNAVAILABLE",
@@ -266,6 +276,7 @@ class GraphQLEndpoint:
         budget = self.settings.operation_timeout_seconds
         try:
             async with asyncio.timeout(budget):
+                context.operation_name_given = request.operation_name is not None
                 result = await schema.execute(
                     request.query,
                     variable_values=request.variables,
@@ -274,7 +285,8 @@ class GraphQLEndpoint:
                     allowed_operation_types=allowed,
                 )
         except TimeoutError:
-            log.warning(
+            quieted.warning(
+                "timeout",
                 "operation %s ran past its %ss budget and was cancelled",
                 request.operation_name or "-",
                 budget,
@@ -286,11 +298,24 @@ class GraphQLEndpoint:
                 headers={"Retry-After": "1"},
             ) from None
         except InvalidOperationTypeError as error:
+            if error.operation_type is OperationType.SUBSCRIPTION:
+                raise RequestRefused(
+                    400, "BAD_REQUEST", "Subscriptions are not served over HTTP"
+                ) from None
             raise RequestRefused(
                 405,
                 "METHOD_NOT_ALLOWED",
                 f"A {error.operation_type.value} must be sent with POST",
                 headers={"Allow": "POST"},
+            ) from None
+        except CannotGetOperationTypeError:
+            wanted = request.operation_name
+            raise RequestRefused(
+                400,
+                "GRAPHQL_VALIDATION_FAILED",
+                f"The document has no operation named {wanted[:100]!r}"
+                if wanted is not None
+                else "The document has no operation to run",
             ) from None
         except MissingQueryError:
             raise RequestRefused(400, "BAD_REQUEST", "No query was sent") from None
@@ -317,10 +342,16 @@ def render(
     if result.extensions:
         body["extensions"] = result.extensions
     headers: dict[str, str] = {}
-    codes = {(error.extensions or {}).get("code") for error in errors}
-    if "RATE_LIMITED" in codes and request_error:
+    limited = [
+        error.extensions["retryAfter"]
+        for error in errors
+        if error.extensions and error.extensions.get("code") == "RATE_LIMITED"
+    ]
+    if limited and result.data is None:
+        # Nothing was answered: the request was refused whole (the operation's budget, or
+        # a throttled logIn, whose null bubbles up to the root).
         status = 429
-        headers["Retry-After"] = str(context.retry_after or 1)
+        headers["Retry-After"] = str(max(int(seconds) for seconds in limited))
     elif request_error and media_type == GRAPHQL_RESPONSE_JSON:
         status = 400
     else:
@@ -435,15 +466,14 @@ def _nesting(value: Any) -> int:
     return deepest
 
 
-def _utf8(raw: bytes) -> str:
+def _query_pairs(scope: Scope) -> list[tuple[str, str]]:
+    raw: bytes = scope.get("query_string", b"")
+    if not raw.isascii():
+        raise RequestRefused(400, "BAD_REQUEST", "The query string must be percent-encoded")
     try:
-        return raw.decode("utf-8")
+        return parse_qsl(raw.decode(), keep_blank_values=True, errors="strict")
     except UnicodeDecodeError:
-        raise RequestRefused(400, "BAD_REQUEST", "The request is not valid UTF-8") from None
-
-
-def _query_pairs(scope: Scope) -> list[tuple[bytes, bytes]]:
-    return parse_qsl(scope.get("query_string", b""), keep_blank_values=True)
+        raise RequestRefused(400, "BAD_REQUEST", "The query string is not UTF-8") from None
 
 
 def _too_large(limit: int) -> RequestRefused:

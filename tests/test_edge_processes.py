@@ -4,18 +4,25 @@ processes, and a thousand idle keep-alive clients that cost a socket, not a slot
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+import uvicorn
 
-from aperture.runtime import Servers
+from aperture.cli import uvicorn_options
+from aperture.runtime import Runtime, Servers
+from aperture.settings import Settings
 from db.shards import ShardMap
+from graphql_api.app import create_app
+from graphql_api.edge import BoundedHttpToolsProtocol
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -156,3 +163,76 @@ async def test_a_thousand_idle_keep_alive_clients_are_served(live_server_url: st
     finally:
         for _, writer in connections:
             writer.close()
+
+
+class QuickHeaderTimeout(BoundedHttpToolsProtocol):
+    header_timeout_seconds = 0.5
+
+
+@pytest.fixture
+def strict_server_url(settings: Settings, servers: Servers, shard_map: ShardMap) -> Iterator[str]:
+    """The app behind the bounded protocol, with a half-second header timeout."""
+    port = _free_port()
+    holder: dict[str, uvicorn.Server] = {}
+
+    def serve() -> None:
+        async def main() -> None:
+            runtime = Runtime.connect(settings, servers)
+            options = {**uvicorn_options(settings), "http": QuickHeaderTimeout}
+            config = uvicorn.Config(create_app(runtime), host="127.0.0.1", port=port, **options)
+            holder["server"] = uvicorn.Server(config)
+            await holder["server"].serve()
+
+        asyncio.run(main())
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not (holder.get("server") and holder["server"].started):
+        if time.monotonic() > deadline:
+            raise RuntimeError("server did not start")
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    holder["server"].should_exit = True
+    thread.join(timeout=10)
+
+
+async def _raw(url: str, data: bytes, *, wait: float = 5) -> tuple[int, dict[str, str], bytes]:
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(data)
+        await writer.drain()
+        raw = await asyncio.wait_for(reader.read(), wait)
+    finally:
+        writer.close()
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    headers = dict(line.lower().split(": ", 1) for line in lines[1:])
+    return int(lines[0].split(" ")[1]), headers, body
+
+
+async def test_oversized_and_slow_headers_are_refused(strict_server_url: str) -> None:
+    big = b"POST /graphql HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 64_000 + b"\r\n\r\n"
+    status, headers, body = await _raw(strict_server_url, big)
+    assert status == 431
+    assert headers["content-type"] == "application/json"
+    assert json.loads(body)["errors"][0]["extensions"]["code"] == (
+        "REQUEST_HEADER_FIELDS_TOO_LARGE"
+    )
+    # Headers that never finish: answered and closed after the header timeout.
+    started = time.perf_counter()
+    status, headers, body = await _raw(
+        strict_server_url, b"POST /graphql HTTP/1.1\r\nHost: x\r\nX-Slow: "
+    )
+    assert 0.4 < time.perf_counter() - started < 3
+    assert status == 408
+    assert headers["x-content-type-options"] == "nosniff"
+    # Garbage gets the same JSON shape, not uvicorn's plain text.
+    status, headers, body = await _raw(strict_server_url, b"NOT HTTP AT ALL\r\n\r\n")
+    assert status == 400
+    assert json.loads(body)["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
+    # A normal request on the same server is unaffected.
+    async with httpx.AsyncClient(base_url=strict_server_url) as client:
+        response = await client.post("/graphql", json={"query": "{ __typename }"})
+        assert response.json()["data"] == {"__typename": "Query"}

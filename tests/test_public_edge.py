@@ -573,3 +573,101 @@ def _closed_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
     return port
+
+
+@pytest.mark.parametrize(
+    ("declaration", "variables"),
+    [
+        ("$n: Int = 100", {}),
+        ("$n: Int", {"n": 100.0}),
+        ("$n: Int = 5", {"n": 100}),
+    ],
+    ids=["declared-default", "float", "given"],
+)
+async def test_page_sizes_from_variables_are_charged_as_they_will_run(
+    http: httpx.AsyncClient, declaration: str, variables: dict[str, Any]
+) -> None:
+    query = (
+        f'query({declaration}) {{ searchUsers(prefix: "a", first: $n) {{ nodes {{ '
+        "followers(first: $n) { nodes { id } } } } }"
+    )
+    body = (await post(http, {"query": query, "variables": variables})).json()
+    (error,) = body["errors"]
+    assert error["extensions"]["limit"] == "cost"
+    assert error["extensions"]["value"] == 1 + 100 * (2 + 100)
+
+
+async def test_operation_selection_follows_the_spec(
+    gql: GraphQLClient, http: httpx.AsyncClient
+) -> None:
+    account = await sign_up(gql, "chooser")
+    auth = {"authorization": f"Bearer {account.token}"}
+    both = "mutation Out { logOut { ok } } query Me { viewer { username } }"
+    response = await post(http, {"query": both}, **auth)
+    assert response.json()["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+    # Neither operation ran: the token still works.
+    response = await post(http, {"query": both, "operationName": "Me"}, **auth)
+    assert response.json()["data"] == {"viewer": {"username": "chooser"}}
+    response = await post(http, {"query": both, "operationName": "Nope"}, **auth)
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+    response = await post(http, {"query": "fragment F on User { id }"})
+    assert response.status_code == 400
+
+
+async def test_odd_requests_are_client_errors(
+    http: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    assert (await http.get("/graphql?query=%ff")).status_code == 400
+    assert (await http.get("/graphql?query=%7B__typename%7D&%ff=1")).status_code == 400
+    # A Latin-1 superscript two is a digit to str.isdigit(), not to int().
+    response = await http.post(
+        "/graphql",
+        json={"query": "{ viewer { id } }"},
+        headers={b"authorization": "Bearer ap_\xb2_x".encode("latin-1")},
+    )
+    assert response.json()["data"] == {"viewer": None}
+    response = await http.post(
+        "/graphql",
+        content=b'{"query": "{ __typename }"}',
+        headers={"content-type": "application/json; charset=utf-8; profile=x"},
+    )
+    assert response.status_code == 200
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_a_throttled_log_in_is_429_with_retry_after(tuned_gql: Any) -> None:
+    gql, state = await tuned_gql(login_ip_capacity=1, login_ip_per_second=0.01)
+    await sign_up(gql, "throttled")
+    app = create_app(state.runtime, close_runtime=False)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://aperture.test"
+    ) as http:
+        log_in = {
+            "query": 'mutation { logIn(username: "throttled", password: "password123") { token } }'
+        }
+        assert (await post(http, log_in)).status_code == 200
+        refused = await post(http, log_in)
+        assert refused.status_code == 429
+        assert int(refused.headers["retry-after"]) >= 1
+        assert refused.json()["errors"][0]["extensions"]["code"] == "RATE_LIMITED"
+
+
+async def test_a_body_that_trickles_in_is_refused(tuned_gql: Any) -> None:
+    _, state = await tuned_gql(body_timeout_seconds=0.3)
+    app = create_app(state.runtime, close_runtime=False)
+
+    async def trickle() -> AsyncIterator[bytes]:
+        yield b'{"query": '
+        await asyncio.sleep(1)
+        yield b'"{ __typename }"}'
+
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://aperture.test"
+    ) as http:
+        response = await http.post(
+            "/graphql", content=trickle(), headers={"content-type": "application/json"}
+        )
+    assert response.status_code == 408
+    assert response.json()["errors"][0]["extensions"]["code"] == "REQUEST_TIMEOUT"

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from db.accounts import repository as accounts_repo
 from db.accounts.models import User
 from db.feed.store import ACTIVE_USERS_KEY
-from db.ids import shard_of
+from db.ids import is_valid_id, shard_of
 from db.redis import (
     cached_get,
     fill_if_absent,
@@ -100,9 +100,12 @@ def _token_hash(token: str) -> bytes:
 def _user_id_from_token(token: str) -> int | None:
     """Tokens carry their owner's id, so a session is found on one shard with no lookup."""
     parts = token.split("_", 2)
-    if len(parts) != 3 or parts[0] != TOKEN_PREFIX or not parts[1].isdigit():
+    # isdigit() alone admits "²" and other digits int() refuses; ids fit in 19 digits.
+    digits = parts[1] if len(parts) == 3 else ""
+    if parts[0] != TOKEN_PREFIX or not (digits.isascii() and digits.isdigit()):
         return None
-    return int(parts[1])
+    user_id = int(digits) if len(digits) <= 19 else -1
+    return user_id if is_valid_id(user_id) else None
 
 
 async def _start_session(state: AppState, sessions: ShardSessions, user: User) -> str:
