@@ -125,6 +125,9 @@ class Settings(BaseSettings):
     max_query_depth: int = Field(default=12, ge=1)
     max_aliases: int = Field(default=30, ge=0)
     max_tokens: int = Field(default=5000, ge=10, description="Lexical tokens per document.")
+    max_document_bytes: int = Field(
+        default=131_072, ge=1024, description="Characters of GraphQL document text."
+    )
     max_body_bytes: int = Field(default=1_048_576, ge=1024, description="Largest request body.")
     max_header_bytes: int = Field(
         default=16_384, ge=1024, description="Request line and headers, together."

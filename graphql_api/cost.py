@@ -62,9 +62,10 @@ INTROSPECTION_COST = 50
 MAX_INTROSPECTION_LIST_NESTING = 3
 _CAP = 10**15
 # graphql-core's "overlapping fields can be merged" rule compares every pair of fields that
-# share a response name, and every pair of fragments spread together: quadratic. These
-# bounds keep its worst case near 20 ms (measured in docs/benchmarks.md); real documents
-# are far inside them.
+# share a response name, fragments' fields included, recursing into their sub-selections:
+# quadratic at every level. These bounds, with the comparison budget set in guard.py,
+# keep its worst case in tens of milliseconds (docs/benchmarks.md) where it took seconds;
+# real documents are far inside them.
 MAX_FRAGMENTS = 64
 MAX_SPREADS = 128
 MAX_REPEATED_RESPONSE_NAME = 16
@@ -306,39 +307,68 @@ def select_operation(
 
 
 def check_shape(document: DocumentNode) -> None:
-    """Bounds that keep standard validation cheap, in one linear walk of the document."""
-    fragments = 0
-    spreads = 0
-    pending: list[SelectionSetNode] = []
+    """Bounds that keep standard validation cheap, in one walk of the document.
+
+    The response names of a selection set are counted with the fields its fragments bring
+    in (each fragment's own counts are made once and reused), because that merged set is
+    what the overlap rule compares pair by pair."""
+    definitions: dict[str, FragmentDefinitionNode] = {}
+    operations: list[SelectionSetNode] = []
     for definition in document.definitions:
         if isinstance(definition, FragmentDefinitionNode):
-            fragments += 1
-            pending.append(definition.selection_set)
+            definitions[definition.name.value] = definition
         elif isinstance(definition, OperationDefinitionNode):
-            pending.append(definition.selection_set)
-    if fragments > MAX_FRAGMENTS:
-        raise TooComplex("fragments", value=fragments, limit=MAX_FRAGMENTS)
-    while pending:
-        selection_set = pending.pop()
+            operations.append(definition.selection_set)
+    if len(definitions) > MAX_FRAGMENTS:
+        raise TooComplex("fragments", value=len(definitions), limit=MAX_FRAGMENTS)
+    spreads = 0
+    merged: dict[str, dict[str, int]] = {}
+    in_progress: set[str] = set()
+
+    def names_of(selection_set: SelectionSetNode) -> dict[str, int]:
+        """Counts of the merged response names; every sub-selection is checked too."""
+        nonlocal spreads
         names: dict[str, int] = {}
+        spread: set[str] = set()
         # Inline fragments merge into the selection set they sit in: flatten them.
         flat = list(selection_set.selections)
         while flat:
             selection = flat.pop()
             if isinstance(selection, FieldNode):
                 name = (selection.alias or selection.name).value
-                count = names.get(name, 0) + 1
-                if count > MAX_REPEATED_RESPONSE_NAME:
-                    raise TooComplex("repeats", value=count, limit=MAX_REPEATED_RESPONSE_NAME)
-                names[name] = count
+                names[name] = names.get(name, 0) + 1
                 if selection.selection_set is not None:
-                    pending.append(selection.selection_set)
+                    names_of(selection.selection_set)
             elif isinstance(selection, InlineFragmentNode):
                 flat.extend(selection.selection_set.selections)
-            else:
+            elif isinstance(selection, FragmentSpreadNode):
                 spreads += 1
                 if spreads > MAX_SPREADS:
                     raise TooComplex("spreads", value=spreads, limit=MAX_SPREADS)
+                spread.add(selection.name.value)
+        for name in spread:
+            for field, count in fragment_names(name).items():
+                names[field] = names.get(field, 0) + count
+        most = max(names.values(), default=0)
+        if most > MAX_REPEATED_RESPONSE_NAME:
+            raise TooComplex("repeats", value=most, limit=MAX_REPEATED_RESPONSE_NAME)
+        return names
+
+    def fragment_names(name: str) -> dict[str, int]:
+        if name in merged:
+            return merged[name]
+        definition = definitions.get(name)
+        if definition is None or name in in_progress:
+            return {}  # validation reports unknown and cyclic fragments
+        in_progress.add(name)
+        merged[name] = names_of(definition.selection_set)
+        in_progress.discard(name)
+        return merged[name]
+
+    for name in definitions:
+        fragment_names(name)
+    for selection_set in operations:
+        names_of(selection_set)
 
 
 def analyse(

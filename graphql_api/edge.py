@@ -70,11 +70,17 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._header_timeout = self.header_timeout_seconds or settings.header_timeout_seconds
         self._reading_headers = True
         self._header_bytes = 0
+        self._tail = b""
         self._header_timer: asyncio.TimerHandle | None = None
 
     def data_received(self, data: bytes) -> None:
         if self._reading_headers:
-            self._header_bytes += len(data)
+            # Count up to the blank line that ends the headers: the rest is body. The tail
+            # of the previous chunk finds a blank line split across two reads.
+            window = self._tail + data
+            end = window.find(b"\r\n\r\n")
+            self._header_bytes += len(data) if end < 0 else max(0, end + 4 - len(self._tail))
+            self._tail = window[-3:]
             if self._header_bytes > self._max_header_bytes:
                 self._refuse(431, "REQUEST_HEADER_FIELDS_TOO_LARGE", "The headers are too large")
                 return
@@ -91,6 +97,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_complete()
         self._reading_headers = True
         self._header_bytes = 0
+        self._tail = b""
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_header_timer()

@@ -205,6 +205,17 @@ class GraphQLEndpoint:
         media_type: str,
         method: str,
     ) -> None:
+        limit = self.settings.max_document_bytes
+        if len(request.query) > limit:
+            # Before parsing: parsing is the one step whose cost grows with the text alone.
+            raise RequestRefused(
+                400,
+                "QUERY_TOO_COMPLEX",
+                f"The document is longer than {limit:,} characters",
+                limit="document",
+                value=len(request.query),
+                maximum=limit,
+            )
         if request.variables:
             invalid = find_invalid_text(request.variables, "variables")
             if invalid is not None:

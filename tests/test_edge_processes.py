@@ -232,7 +232,19 @@ async def test_oversized_and_slow_headers_are_refused(strict_server_url: str) ->
     status, headers, body = await _raw(strict_server_url, b"NOT HTTP AT ALL\r\n\r\n")
     assert status == 400
     assert json.loads(body)["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
-    # A normal request on the same server is unaffected.
+    # Normal requests on the same server are unaffected, large bodies included: only the
+    # headers count against the header limit.
     async with httpx.AsyncClient(base_url=strict_server_url) as client:
         response = await client.post("/graphql", json={"query": "{ __typename }"})
         assert response.json()["data"] == {"__typename": "Query"}
+        padded = {"query": "{ __typename }", "extensions": {"pad": "x" * 900_000}}
+        response = await client.post("/graphql", json=padded)
+        assert response.status_code == 200
+    raw = json.dumps({"query": "{ __typename }", "pad": "y" * 300_000}).encode()
+    request = (
+        b"POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        + f"Content-Length: {len(raw)}\r\nConnection: close\r\n\r\n".encode()
+        + raw
+    )
+    status, _, _ = await _raw(strict_server_url, request)
+    assert status == 200

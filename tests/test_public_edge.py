@@ -671,3 +671,50 @@ async def test_a_body_that_trickles_in_is_refused(tuned_gql: Any) -> None:
         )
     assert response.status_code == 408
     assert response.json()["errors"][0]["extensions"]["code"] == "REQUEST_TIMEOUT"
+
+
+async def test_fragments_merged_into_one_selection_count_as_repeats(
+    http: httpx.AsyncClient,
+) -> None:
+    # 64 fragments, each repeating author { username } 6 times, spread side by side: the
+    # overlap rule would compare 384 fields pairwise for about a second.
+    fragments = " ".join(
+        f"fragment F{i} on Post {{ " + "author { username } " * 6 + "}" for i in range(64)
+    )
+    spreads = " ".join(f"...F{i}" for i in range(64))
+    query = f'{{ node(id: "UG9zdDox") {{ ... on Post {{ {spreads} }} }} }} {fragments}'
+    elapsed, body, _ = await timed(http, query)
+    assert elapsed < FAST
+    (error,) = body["errors"]
+    assert error["extensions"]["limit"] == "repeats"
+
+
+async def test_validation_work_is_bounded(http: httpx.AsyncClient) -> None:
+    # Within every structural limit, yet the overlap rule would compare ~10^5 field pairs:
+    # it stops at its comparison budget instead.
+    following = "following(first: 1) { edges { node { " + "username " * 16 + "} } }"
+    inner = " ".join(f"fragment G{j} on User {{ {following} }}" for j in range(14))
+    outer = " ".join(
+        f"fragment F{i} on User {{ followers(first: 1) {{ edges {{ node {{ "
+        + " ".join(f"...G{j}" for j in range(14))
+        + " } } } }"
+        for i in range(8)
+    )
+    query = "{ viewer { " + " ".join(f"...F{i}" for i in range(8)) + " } } " + outer + " " + inner
+    elapsed, body, _ = await timed(http, query)
+    assert elapsed < FAST
+    (error,) = body["errors"]
+    assert error["extensions"] == {"code": "QUERY_TOO_COMPLEX", "limit": "validation"}
+
+
+async def test_documents_past_the_size_limit_are_not_parsed(http: httpx.AsyncClient) -> None:
+    query = "{ __typename " + " " * 140_000 + "}"
+    started = time.perf_counter()
+    response = await post(http, {"query": query})
+    assert time.perf_counter() - started < FAST
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["extensions"]["limit"] == "document"
+    # Under it, a long document pays for its length: one point per KB past the first 2 KB.
+    padded = "{ __typename " + " " * 10_000 + "}"
+    body = (await post(http, {"query": padded})).json()
+    assert body["extensions"]["cost"]["requested"] == 1 + 8
