@@ -185,9 +185,7 @@ class OperationGuard(SchemaExtension):
             execution.pre_execution_errors = [_too_complex(error)]
             yield
             return
-        # Parsing and validating grow with the text: past the first 2 KB, every started KB
-        # costs a point, so a client cannot send large documents at one point each.
-        self.cost += max(0, math.ceil((len(execution.query or "") - 2048) / 1024))
+        self.cost += document_fee(execution.query or "") - 1
         if self.cost > settings.max_query_cost:
             too_costly = TooComplex("cost", value=self.cost, limit=settings.max_query_cost)
             execution.pre_execution_errors = [_too_complex(too_costly)]
@@ -241,6 +239,12 @@ class OperationGuard(SchemaExtension):
             # The tightest of the buckets charged: what the next operations can spend.
             report["budgetLeft"] = math.floor(self.decision.remaining)
         return {"cost": report}
+
+
+def document_fee(query: str) -> int:
+    """What reading a document costs, executed or not: a point, and past the first 2 KB a
+    point per started KB, since parsing and validation grow with the text."""
+    return 1 + max(0, math.ceil((len(query) - 2048) / 1024))
 
 
 def _too_complex(error: TooComplex) -> GraphQLError:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import AsyncIterator, Awaitable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -41,6 +42,7 @@ from db.errors import is_unavailable
 from graphql_api.context import Context, build_context, token_from_header
 from graphql_api.error_handling import quieted, typed
 from graphql_api.graphiql import GRAPHIQL_HEADERS, render_graphiql_page
+from graphql_api.guard import document_fee, request_quotas
 from graphql_api.schema import schema
 from graphql_api.state import AppState
 from graphql_api.text import find_invalid_text
@@ -227,14 +229,52 @@ class GraphQLEndpoint:
                     f"{where} contains {reason}",
                     variable=variable,
                 )
+        await self._refuse_if_broke(scope, request)
         async with self._admission():
             outcome = await _until_disconnect(receive, self._execute(scope, request, method=method))
         if outcome is None:
             log.info("client went away: operation %s cancelled", request.operation_name or "-")
             return
         result, context = outcome
+        await self._charge_refused_document(result, context, request)
         status, body, extra_headers = render(result, context, media_type=media_type)
         await _send(send, status, body, media_type, extra_headers)
+
+    async def _refuse_if_broke(self, scope: Scope, request: GraphQLRequest) -> None:
+        """A long document is only parsed for an address that can pay for reading it: one
+        round trip, spent where parsing would cost far more (short ones are cheap)."""
+        fee = document_fee(request.query)
+        if not self.settings.rate_limits or fee == 1:
+            return
+        ip_quota, _ = request_quotas(self.settings)
+        decision = await self.state.rate_limiter.peek([(ip_quota, _client_ip(scope))])
+        if decision.remaining < fee:
+            retry_after = max(1, math.ceil((fee - decision.remaining) / ip_quota.refill_per_second))
+            raise RequestRefused(
+                429,
+                "RATE_LIMITED",
+                f"Rate limit exceeded: reading this document costs {fee} points",
+                headers={"Retry-After": str(retry_after)},
+                retryAfter=retry_after,
+            )
+
+    async def _charge_refused_document(
+        self, result: ExecutionResult, context: Context, request: GraphQLRequest
+    ) -> None:
+        """Operations are charged before they run; a document refused before that (it did
+        not parse, validate, or pass a limit) still cost the reading, and pays for it, so
+        refused documents cannot be sent for free."""
+        errors = result.errors or []
+        if not self.settings.rate_limits or result.data is not None or not errors:
+            return
+        if any((error.extensions or {}).get("code") == "RATE_LIMITED" for error in errors):
+            return  # the guard charged, or refused, already
+        if any(error.path is not None for error in errors):
+            return  # it ran: the guard charged it
+        ip_quota, _ = request_quotas(self.settings)
+        await self.state.rate_limiter.acquire(
+            [(ip_quota, context.client_ip)], cost=document_fee(request.query)
+        )
 
     @contextlib.asynccontextmanager
     async def _admission(self) -> AsyncIterator[None]:
@@ -260,12 +300,11 @@ class GraphQLEndpoint:
     async def _execute(
         self, scope: Scope, request: GraphQLRequest, *, method: str
     ) -> tuple[ExecutionResult, Context]:
-        client = scope.get("client")
         try:
             context = await build_context(
                 self.state,
                 token_from_header(Headers(scope=scope).get("authorization")),
-                client_ip=client[0] if client else "unknown",
+                client_ip=_client_ip(scope),
             )
         except Exception as error:
             if not is_unavailable(error):
@@ -485,6 +524,11 @@ def _query_pairs(scope: Scope) -> list[tuple[str, str]]:
         return parse_qsl(raw.decode(), keep_blank_values=True, errors="strict")
     except UnicodeDecodeError:
         raise RequestRefused(400, "BAD_REQUEST", "The query string is not UTF-8") from None
+
+
+def _client_ip(scope: Scope) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
 
 
 def _too_large(limit: int) -> RequestRefused:

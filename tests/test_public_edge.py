@@ -718,3 +718,25 @@ async def test_documents_past_the_size_limit_are_not_parsed(http: httpx.AsyncCli
     padded = "{ __typename " + " " * 10_000 + "}"
     body = (await post(http, {"query": padded})).json()
     assert body["extensions"]["cost"]["requested"] == 1 + 8
+
+
+async def test_refused_documents_are_charged_too(tuned_gql: Any) -> None:
+    _, state = await tuned_gql(rate_limit_ip_capacity=12, rate_limit_ip_per_second=0.01)
+    app = create_app(state.runtime, close_runtime=False)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://aperture.test"
+    ) as http:
+        # A 6 KB document that fails validation pays for reading it: 1 + 4 points.
+        long_invalid = "{ nope " + " " * 6000 + "}"
+        for _ in range(2):
+            response = await post(http, {"query": long_invalid})
+            assert response.json()["errors"][0]["extensions"]["code"] == (
+                "GRAPHQL_VALIDATION_FAILED"
+            )
+        # 10 of 12 points are gone: the next long document is refused before parsing.
+        refused = await post(http, {"query": long_invalid})
+        assert refused.status_code == 429
+        assert refused.json()["errors"][0]["extensions"]["code"] == "RATE_LIMITED"
+        # Short ones still pass until the bucket is empty, then the whole request is 429.
+        statuses = [(await post(http, {"query": "{ __typename }"})).status_code for _ in range(3)]
+        assert statuses == [200, 200, 429]
