@@ -43,6 +43,7 @@ bench: install
 	$(UV) sync --frozen --python $(PYTHON) --group bench
 	$(VENV)/bin/python -m bench.social_core
 	$(VENV)/bin/python -m bench.feed
+	$(VENV)/bin/python -m bench.edge
 
 clean:
 	rm -rf $(VENV) .uv .aperture-test
