@@ -143,6 +143,13 @@ async def test_api_serves_through_a_redis_outage_and_recovers(
             assert viewer == {"username": bob.username, "followingCount": 1}
             assert not health.available
             assert redis_status(state.runtime.redis) == "degraded"
+            # Still ready to serve, and says it is degraded, not why.
+            ready = await gql.http.get("/readyz")
+            assert ready.status_code == 200
+            assert ready.json() == {
+                "status": "degraded",
+                "checks": {"database_0": "ok", "database_1": "ok", "redis": "degraded"},
+            }
             profile = (await _timed(gql, PROFILE, {"u": alice.username}, token=bob.token)).ok()[
                 "user"
             ]
@@ -210,6 +217,7 @@ async def test_api_serves_through_a_redis_outage_and_recovers(
                 await asyncio.sleep(0.2)
             assert health.pending == 0
             assert redis_status(state.runtime.redis) == "ok"
+            assert (await gql.http.get("/readyz")).json()["status"] == "ready"
             breaker = [r for r in caplog.records if r.name == "db.redis"]
             assert [r.levelno for r in breaker] == [logging.WARNING, logging.INFO], breaker
 
