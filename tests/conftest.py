@@ -11,7 +11,9 @@ import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -174,18 +176,21 @@ def _free_port() -> int:
         return port
 
 
-@pytest.fixture(scope="session")
-def live_server_url(settings: Settings, servers: Servers, shard_map: ShardMap) -> Iterator[str]:
-    """The real app over real HTTP, in a thread with its own event loop."""
+@contextmanager
+def serve_in_thread(settings: Settings, servers: Servers, **options: Any) -> Iterator[str]:
+    """The real app over real HTTP, in a thread with its own event loop, with the same
+    server options as `aperture serve` unless ``options`` replace some."""
     port = _free_port()
     holder: dict[str, uvicorn.Server] = {}
 
     def serve() -> None:
         async def main() -> None:
             runtime = Runtime.connect(settings, servers)
-            # The same server options as `aperture serve`.
             config = uvicorn.Config(
-                create_app(runtime), host="127.0.0.1", port=port, **uvicorn_options(settings)
+                create_app(runtime),
+                host="127.0.0.1",
+                port=port,
+                **{**uvicorn_options(settings), **options},
             )
             holder["server"] = uvicorn.Server(config)
             await holder["server"].serve()
@@ -202,9 +207,17 @@ def live_server_url(settings: Settings, servers: Servers, shard_map: ShardMap) -
         time.sleep(0.05)
     else:
         raise RuntimeError("live server did not start")
-    yield f"http://127.0.0.1:{port}"
-    holder["server"].should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        holder["server"].should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def live_server_url(settings: Settings, servers: Servers, shard_map: ShardMap) -> Iterator[str]:
+    with serve_in_thread(settings, servers) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

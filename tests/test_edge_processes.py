@@ -8,21 +8,18 @@ import json
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
-from aperture.cli import uvicorn_options
-from aperture.runtime import Runtime, Servers
+from aperture.runtime import Servers
 from aperture.settings import Settings
 from db.shards import ShardMap
-from graphql_api.app import create_app
 from graphql_api.edge import BoundedHttpToolsProtocol
+from tests.conftest import serve_in_thread
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -172,29 +169,8 @@ class QuickHeaderTimeout(BoundedHttpToolsProtocol):
 @pytest.fixture
 def strict_server_url(settings: Settings, servers: Servers, shard_map: ShardMap) -> Iterator[str]:
     """The app behind the bounded protocol, with a half-second header timeout."""
-    port = _free_port()
-    holder: dict[str, uvicorn.Server] = {}
-
-    def serve() -> None:
-        async def main() -> None:
-            runtime = Runtime.connect(settings, servers)
-            options = {**uvicorn_options(settings), "http": QuickHeaderTimeout}
-            config = uvicorn.Config(create_app(runtime), host="127.0.0.1", port=port, **options)
-            holder["server"] = uvicorn.Server(config)
-            await holder["server"].serve()
-
-        asyncio.run(main())
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not (holder.get("server") and holder["server"].started):
-        if time.monotonic() > deadline:
-            raise RuntimeError("server did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    holder["server"].should_exit = True
-    thread.join(timeout=10)
+    with serve_in_thread(settings, servers, http=QuickHeaderTimeout) as url:
+        yield url
 
 
 async def _raw(url: str, data: bytes, *, wait: float = 5) -> tuple[int, dict[str, str], bytes]:
