@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -79,6 +80,7 @@ def serve(
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     _quiet_libraries()
+    _exit_through_finally_on_signals()
     settings, servers = _prepare()
     assert isinstance(servers, Servers)
     bind_host = host or settings.host
@@ -140,6 +142,20 @@ def serve(
         asyncio.run(run())
     finally:
         servers.stop()
+
+
+def _exit_through_finally_on_signals() -> None:
+    """uvicorn shuts down gracefully on SIGINT or SIGTERM, then raises the same signal
+    again. Under the default handlers SIGTERM (what systemd, Docker and Kubernetes send)
+    would then end the process before ``finally`` stops the embedded servers, leaving
+    them running, and SIGINT would print a KeyboardInterrupt traceback. SystemExit
+    unwinds through ``finally`` quietly."""
+
+    def leave(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, leave)
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
