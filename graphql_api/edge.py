@@ -28,6 +28,14 @@ _API_CSP = "default-src 'none'; frame-ancestors 'none'"
 _HSTS = "max-age=31536000; includeSubDomains"
 
 
+def error_document(message: str, code: str, **extensions: object) -> bytes:
+    """The JSON body of a request refused whole: the shape of a GraphQL error response,
+    so a client reads every refusal, from uvicorn's protocol to a resolver, one way."""
+    return orjson.dumps(
+        {"errors": [{"message": message, "extensions": {"code": code, **extensions}}]}
+    )
+
+
 class SecurityHeaders:
     def __init__(self, app: ASGIApp, *, hsts: bool) -> None:
         self.app = app
@@ -118,7 +126,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def _refuse(self, status: int, code: str, message: str) -> None:
         self._cancel_header_timer()
-        body = orjson.dumps({"errors": [{"message": message, "extensions": {"code": code}}]})
+        body = error_document(message, code)
         headers = {
             **_HEADERS,
             "Content-Security-Policy": _API_CSP,

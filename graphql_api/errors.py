@@ -64,7 +64,3 @@ class ServiceUnavailable(ApertureError):
     """The server is overloaded or a dependency is down; retrying later may work."""
 
     code = "SERVICE_UNAVAILABLE"
-
-
-def is_client_error(error: BaseException | None) -> bool:
-    return isinstance(error, ApertureError)

@@ -117,7 +117,9 @@ class _CostCache:
         else:
             self.entries.move_to_end(key)
         if isinstance(entry[1], TooComplex):
-            raise entry[1]
+            # The cached instance is raised again and again: each raise would otherwise
+            # add its frames to the traceback it keeps.
+            raise entry[1].with_traceback(None)
         return entry[1]
 
 

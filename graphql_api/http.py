@@ -40,6 +40,7 @@ from strawberry.types.graphql import OperationType
 from aperture.settings import Settings
 from db.errors import is_unavailable
 from graphql_api.context import Context, build_context, token_from_header
+from graphql_api.edge import error_document
 from graphql_api.error_handling import quieted, typed
 from graphql_api.graphiql import GRAPHIQL_HEADERS, render_graphiql_page
 from graphql_api.guard import document_fee, request_quotas
@@ -116,28 +117,14 @@ class GraphQLEndpoint:
             await self._serve(scope, receive, send, request, media_type=media_type, method=method)
         except RequestRefused as refused:
             log.info("refused %s %s: %s %s", method, scope["path"], refused.status, refused)
-            body = {
-                "errors": [
-                    {
-                        "message": str(refused),
-                        "extensions": {"code": refused.code, **refused.extensions},
-                    }
-                ]
-            }
-            await _send(send, refused.status, orjson.dumps(body), media_type, refused.headers)
+            body = error_document(str(refused), refused.code, **refused.extensions)
+            await _send(send, refused.status, body, media_type, refused.headers)
         except ClientGone:
             log.info("client went away while sending %s %s", method, scope["path"])
         except Exception:
             log.exception("unexpected error serving %s %s", method, scope["path"])
-            body = {
-                "errors": [
-                    {
-                        "message": "Internal server error",
-                        "extensions": {"code": "INTERNAL_SERVER_ERROR"},
-                    }
-                ]
-            }
-            await _send(send, 500, orjson.dumps(body), media_type)
+            body = error_document("Internal server error", "INTERNAL_SERVER_ERROR")
+            await _send(send, 500, body, media_type)
 
     def _wants_graphiql(self, scope: Scope, accept: str) -> bool:
         if not self.settings.graphiql_enabled or "text/html" not in accept:
@@ -237,7 +224,7 @@ class GraphQLEndpoint:
             return
         result, context = outcome
         await self._charge_refused_document(result, context, request)
-        status, body, extra_headers = render(result, context, media_type=media_type)
+        status, body, extra_headers = render(result, media_type=media_type)
         await _send(send, status, body, media_type, extra_headers)
 
     async def _refuse_if_broke(self, scope: Scope, request: GraphQLRequest) -> None:
@@ -372,9 +359,7 @@ class GraphQLEndpoint:
         return result, context
 
 
-def render(
-    result: ExecutionResult, context: Context, *, media_type: str
-) -> tuple[int, bytes, dict[str, str]]:
+def render(result: ExecutionResult, *, media_type: str) -> tuple[int, bytes, dict[str, str]]:
     """The status and body for a result, by the GraphQL-over-HTTP rules: a request that
     never executed (it did not parse, validate or coerce) has no ``data`` and, under
     graphql-response+json, a 400; refusals of the whole request keep their own status."""

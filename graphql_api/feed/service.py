@@ -12,6 +12,7 @@ import asyncio
 import heapq
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -96,6 +97,22 @@ async def _large_followees(
     return [author for author, followed in zip(large, follows, strict=True) if followed]
 
 
+class FeedRead(Protocol):
+    """A way of reading a feed page: the precomputed feed, or fan-out on read."""
+
+    async def __call__(
+        self,
+        state: AppState,
+        sessions: ShardSessions,
+        *,
+        accounts: AccountLoaders,
+        posts: PostLoaders,
+        viewer_id: int,
+        before_id: int | None,
+        limit: int,
+    ) -> FeedSlice: ...
+
+
 async def home_feed(
     state: AppState,
     sessions: ShardSessions,
@@ -108,8 +125,8 @@ async def home_feed(
 ) -> FeedSlice:
     """The newest ``limit`` visible posts of the viewer's feed below ``before_id``."""
 
-    async def from_sql() -> FeedSlice:
-        return await home_feed_from_sql(
+    async def read(strategy: FeedRead) -> FeedSlice:
+        return await strategy(
             state,
             sessions,
             accounts=accounts,
@@ -119,23 +136,14 @@ async def home_feed(
             limit=limit,
         )
 
-    if state.runtime.settings.feed_read_strategy == "fanout_on_read":
-        return await from_sql()
-    if not redis_available(state.runtime.redis):
-        return await from_sql()
+    fan_out_on_read = state.runtime.settings.feed_read_strategy == "fanout_on_read"
+    if fan_out_on_read or not redis_available(state.runtime.redis):
+        return await read(home_feed_from_sql)
     try:
-        return await _precomputed_home_feed(
-            state,
-            sessions,
-            accounts=accounts,
-            posts=posts,
-            viewer_id=viewer_id,
-            before_id=before_id,
-            limit=limit,
-        )
+        return await read(_precomputed_home_feed)
     except RedisError:
         # Redis failed during this request (the breaker logged it): PostgreSQL answers.
-        return await from_sql()
+        return await read(home_feed_from_sql)
 
 
 async def _precomputed_home_feed(
