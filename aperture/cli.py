@@ -76,7 +76,7 @@ def serve(
     import uvicorn
 
     from aperture.runtime import Runtime, Servers
-    from graphql_api.app import create_app
+    from aperture.web import web_app
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     _quiet_libraries()
@@ -98,7 +98,7 @@ def serve(
             f"Aperture is ready ({mode}): GraphiQL at http://{bind_host}:{actual_port}/graphql"
         )
         if run_workers_here:
-            typer.echo("Fan-out workers run inside the web process (embedded mode).")
+            typer.echo("Job workers run inside the web process (embedded mode).")
         sys.stdout.flush()
 
     if process_count > 1:
@@ -110,7 +110,7 @@ def serve(
         _announce_when_healthy(bind_host, bind_port, announce)
         try:
             uvicorn.run(
-                "graphql_api.app:app_from_environment",
+                "aperture.web:app_from_environment",
                 factory=True,
                 host=bind_host,
                 port=bind_port,
@@ -123,7 +123,7 @@ def serve(
 
     async def run() -> None:
         runtime = Runtime.connect(settings, servers)
-        app = create_app(runtime, run_workers=run_workers_here)
+        app = web_app(runtime, run_workers_here=run_workers_here)
         config = uvicorn.Config(
             app,
             host=bind_host,
@@ -191,14 +191,28 @@ def _announce_when_healthy(host: str, port: int, announce: Callable[[int], None]
 
 
 @app.command()
-def worker() -> None:
-    """Run home-feed fan-out workers and the sweeper that finishes interrupted fan-outs."""
+def worker(
+    queue: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--queue",
+            "-q",
+            help="Run only this queue's jobs and periodic tasks (repeatable); all by default.",
+        ),
+    ] = None,
+) -> None:
+    """Run background jobs: feed fan-out, event deliveries and the outbox sweeper."""
     from aperture.runtime import Runtime, Servers
-    from graphql_api.state import AppState
-    from workers.feed import run_workers
+    from domain.jobs import load_features
+    from domain.state import AppState
+    from workers.runner import UnknownQueue, run_workers, selected_queues
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     _quiet_libraries()
+    try:
+        selected_queues(load_features(), queue)
+    except UnknownQueue as error:
+        raise _fail(ConfigurationError("--queue", str(error))) from None
     settings, servers = _prepare()
     assert isinstance(servers, Servers)
 
@@ -206,12 +220,17 @@ def worker() -> None:
         runtime = Runtime.connect(settings, servers)
         state = AppState(runtime)
 
-        async def ready() -> None:
-            typer.echo(f"worker ready: {settings.worker_concurrency} concurrent fan-out jobs")
+        async def ready(queues: list[str]) -> None:
+            typer.echo(
+                f"worker ready: queues {', '.join(queues)}, "
+                f"{settings.worker_concurrency} jobs at once each"
+            )
             sys.stdout.flush()
 
         try:
-            await run_workers(state, asyncio.Event(), handle_signals=True, on_ready=ready)
+            await run_workers(
+                state, asyncio.Event(), queues=queue, handle_signals=True, on_ready=ready
+            )
         finally:
             await runtime.close()
 

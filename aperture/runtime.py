@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import math
 from dataclasses import dataclass
@@ -11,18 +9,15 @@ from dataclasses import dataclass
 import psycopg
 import redis
 from redis.asyncio import Redis
-from saq import Queue
 
 from aperture.embedded import EmbeddedServers
 from aperture.settings import ConfigurationError, Settings, get_settings
 from db.cluster import cluster_secret
+from db.queue import JobQueues
 from db.redis import create_redis
 from db.shards import Databases, ShardMap, redact_dsn
 
 log = logging.getLogger(__name__)
-
-JOB_QUEUE_NAME = "aperture"
-QUEUE_CLOSE_TIMEOUT_SECONDS = 2.0
 
 
 @dataclass
@@ -103,13 +98,14 @@ class Runtime:
     databases: Databases
     redis: Redis
     redis_url: str
-    queue: Queue
+    queues: JobQueues
     # Seals cursors; the same in every process of the cluster (db/cluster.py).
     secret_key: str
 
     @classmethod
     def connect(cls, settings: Settings, servers: Servers) -> Runtime:
         shard_map = shard_map_for(settings, servers)
+        redis = create_redis(servers.redis_url)
         return cls(
             settings=settings,
             shard_map=shard_map,
@@ -119,16 +115,13 @@ class Runtime:
                 connect_timeout_seconds=settings.db_connect_timeout_seconds,
                 statement_timeout_ms=math.ceil(settings.operation_timeout_seconds * 1000),
             ),
-            redis=create_redis(servers.redis_url),
+            redis=redis,
             redis_url=servers.redis_url,
-            queue=Queue.from_url(servers.redis_url, name=JOB_QUEUE_NAME),
+            queues=JobQueues(servers.redis_url, redis),
             secret_key=settings.secret_key or cluster_secret(shard_map.database_urls[0]),
         )
 
     async def close(self) -> None:
-        # saq's disconnect talks to Redis (PUNSUBSCRIBE): a Redis that is down or hung must
-        # neither fail the shutdown nor keep the databases from closing.
-        with contextlib.suppress(redis.RedisError, OSError, TimeoutError):
-            await asyncio.wait_for(self.queue.disconnect(), QUEUE_CLOSE_TIMEOUT_SECONDS)
+        await self.queues.close()
         await self.databases.dispose()
         await self.redis.aclose()

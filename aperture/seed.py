@@ -15,7 +15,7 @@ from sqlalchemy.dialects.postgresql import insert
 from db.accounts.models import Follower, Following, UniqueKey, User
 from db.posts.models import HashtagPost, Post, PostHashtag
 from db.session import ShardSessions
-from graphql_api.posts.service import parse_hashtags
+from domain.posts.text import parse_hashtags
 
 DEMO_PASSWORD = "aperture-demo"
 CAPTION_WORDS = ["sunset", "coffee", "city", "beach", "friends", "food", "travel", "art", "cats"]
@@ -90,7 +90,7 @@ async def load_graph(
     by_shard: dict[int, list[tuple[int, str]]] = {}
     for node in range(graph.users):
         username = f"{prefix}{node}"
-        by_shard.setdefault(shard_map.shard_for_key(f"username:{username}"), []).append(
+        by_shard.setdefault(shard_map.shard_for_username(username), []).append(
             (node, username)
         )
     user_ids: list[int] = [0] * graph.users
@@ -129,7 +129,7 @@ async def load_graph(
     email_claims: dict[int, list[dict[str, object]]] = {}
     for node, user_id in enumerate(user_ids):
         email = f"{prefix}{node}@example.com".lower()
-        email_claims.setdefault(shard_map.shard_for_key(f"email:{email}"), []).append(
+        email_claims.setdefault(shard_map.shard_for_email(email), []).append(
             {"kind": "email", "key": email, "owner_id": user_id}
         )
     for shard, rows in email_claims.items():
@@ -178,7 +178,7 @@ async def load_graph(
                 for post_id, caption in created:
                     for tag in parse_hashtags(caption):
                         post_tags.append({"post_id": post_id, "tag": tag})
-                        tagged.setdefault(shard_map.shard_for_key(f"tag:{tag}"), []).append(
+                        tagged.setdefault(shard_map.shard_for_hashtag(tag), []).append(
                             {"tag": tag, "post_id": post_id}
                         )
                 if post_tags:

@@ -72,11 +72,16 @@ class Settings(BaseSettings):
         default=30, ge=1, description="Only users active this recently receive fan-out."
     )
     fanout_batch_size: int = Field(default=1000, ge=1)
-    fanout_sweep_interval_seconds: float = Field(default=10.0, gt=0)
-    fanout_sweep_grace_seconds: float = Field(
-        default=60.0, ge=0, description="Age at which a pending fan-out is re-enqueued."
+    event_sweep_interval_seconds: float = Field(
+        default=10.0, gt=0, description="How often the outbox sweeper looks for owed events."
     )
-    worker_concurrency: int = Field(default=8, ge=1)
+    event_sweep_grace_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="Age at which an event still in the outbox is queued again (a crash "
+        "between commit and enqueue, a killed worker, a lost queue).",
+    )
+    worker_concurrency: int = Field(default=8, ge=1, description="Jobs at once per queue.")
     max_concurrent_requests: int = Field(
         # An operation can hold a connection per shard it reads at once; with the default
         # pool (10 + 10 overflow per database) more than this mostly waits on the pool.

@@ -74,6 +74,7 @@ from bench.feed_common import (
 )
 from db.rate_limits import Quota, RateLimiter
 from db.session import ShardSessions
+from domain.state import AppState
 from graphql_api.cost import (
     MAX_FRAGMENTS,
     MAX_REPEATED_RESPONSE_NAME,
@@ -84,7 +85,6 @@ from graphql_api.cost import (
 )
 from graphql_api.guard import SafeStringsRule, _costs
 from graphql_api.schema import schema
-from graphql_api.state import AppState
 from migrations.runner import migrate
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"

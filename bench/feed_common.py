@@ -27,10 +27,10 @@ from aperture.seed import Progress
 from aperture.settings import Settings
 from bench import machine
 from db.accounts.models import User
-from db.feed.store import ACTIVE_USERS_KEY
+from db.feed.activity import ACTIVE_USERS_KEY
 from db.session import ShardSessions
-from graphql_api.accounts.service import _start_session
-from graphql_api.state import AppState
+from domain.accounts.sessions import start_session
+from domain.state import AppState
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 K6_BINARY = Path(sys.executable).parent / "k6"
@@ -125,9 +125,7 @@ async def make_tokens(
 
     async def one(user_id: int) -> str:
         async with gate:
-            return await _start_session(
-                state, ShardSessions(state.runtime.databases), users[user_id]
-            )
+            return await start_session(ShardSessions(state.runtime.databases), users[user_id])
 
     return list(await asyncio.gather(*(one(user_id) for user_id in user_ids)))
 

@@ -3,7 +3,7 @@ follower's feed, and feed inserts per second.
 
 A star graph: one author per size (1k, 10k, 100k followers by default) sharing one pool
 of followers, every user active. Posts are created through the real service path
-(``graphql_api.posts.service.create_post``: SQL insert, caches, enqueue) while an
+(``domain.posts.posts.create_post``: SQL insert, caches, enqueue) while an
 ``aperture worker`` subprocess runs the fan-out jobs, as in production. The benchmark
 polls Redis for the follower the fan-out reaches last (followers are walked in id
 order), then checks every follower's feed; the time includes queueing.
@@ -15,8 +15,6 @@ import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-from sqlalchemy import select
 
 from aperture.runtime import Runtime
 from aperture.seed import Graph, load_graph
@@ -31,10 +29,10 @@ from bench.feed_common import (
     start_worker,
 )
 from db.feed.store import encode_member, feed_key
-from db.posts.models import Post
 from db.session import ShardSessions
-from graphql_api.posts import service as posts_service
-from graphql_api.state import AppState
+from domain.feed.fanout import fan_out_pending
+from domain.posts import posts as posts_service
+from domain.state import AppState
 
 # Above the biggest author, so every author here is fanned out on write.
 THRESHOLD = 10_000_000
@@ -135,13 +133,7 @@ async def _wait_done(sessions: ShardSessions, post_ids: Sequence[int]) -> None:
     """Until the worker has marked the posts done (its last SQL after the pushes)."""
     deadline = time.perf_counter() + 60
     while time.perf_counter() < deadline:
-        states: list[str] = []
-        for post_id in post_ids:
-            async with sessions.for_id(post_id) as session:
-                states.append(
-                    str(await session.scalar(select(Post.fanout_state).where(Post.id == post_id)))
-                )
-        if all(state == "done" for state in states):
+        if not any([await fan_out_pending(sessions, post_id) for post_id in post_ids]):
             return
         await asyncio.sleep(0.05)
     log(f"warning: fan-out of {post_ids} not marked done after 60 s")
@@ -260,7 +252,7 @@ def render_fanout(report: FanoutReport) -> list[str]:
         f"author is fanned out on write. One `aperture worker` subprocess "
         f"(`worker_concurrency` {report.worker_concurrency}, `fanout_batch_size` "
         f"{report.batch_size}); posts created one at a time through "
-        "`graphql_api.posts.service.create_post`, each waited for before the next. "
+        "`domain.posts.posts.create_post`, each waited for before the next. "
         "Visible = from the `create_post` call to the post being in every follower's feed in "
         f"Redis (polled every {POLL_SECONDS * 1000:.0f} ms), so it includes the SQL insert, "
         "the enqueue and the queue wait.",

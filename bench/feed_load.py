@@ -35,7 +35,7 @@ from bench.feed_common import (
     warm_feeds,
 )
 from db.session import ShardSessions
-from graphql_api.state import AppState
+from domain.state import AppState
 
 GRAPH_SEED = 42
 P99_LIMIT_MS = 1000.0
@@ -358,17 +358,9 @@ class MixResult:
 
 
 async def _pending_posts(runtime: Runtime) -> int:
-    from sqlalchemy import func, select
+    from domain.feed.fanout import pending_fan_outs
 
-    from db.posts.models import Post
-
-    sessions = ShardSessions(runtime.databases)
-    counts = await sessions.scatter_all(
-        lambda session: session.scalar(
-            select(func.count()).select_from(Post).where(Post.fanout_state == "pending")
-        )
-    )
-    return sum(int(count or 0) for count in counts.values())
+    return await pending_fan_outs(ShardSessions(runtime.databases))
 
 
 def build_mix_graph(spec: MixGraph) -> Graph:

@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from db.ids import shard_of
@@ -77,11 +78,23 @@ class ShardMap:
             raise UnknownShardError(shard)
         return shard
 
-    def shard_for_key(self, key: str) -> int:
-        """Home shard of a globally unique key (a lower-cased username, an email).
+    # Globally unique keys live in the shard their hash names. The kind prefixes keep a
+    # username and an email (or a hashtag) that spell the same apart; they are part of the
+    # stored layout, so they are built here and nowhere else.
 
-        A stable hash, not Python's salted ``hash()``: every process must agree.
-        """
+    def shard_for_username(self, username: str) -> int:
+        """A user's home shard: its username's, so the name is unique by one index there."""
+        return self._shard_for_key(f"username:{username.lower()}")
+
+    def shard_for_email(self, email: str) -> int:
+        return self._shard_for_key(f"email:{email.lower()}")
+
+    def shard_for_hashtag(self, tag: str) -> int:
+        """The shard of a (normalised) hashtag's index of posts."""
+        return self._shard_for_key(f"tag:{tag}")
+
+    def _shard_for_key(self, key: str) -> int:
+        # A stable hash, not Python's salted ``hash()``: every process must agree.
         digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
         return int.from_bytes(digest, "big") % self.logical_shards
 
@@ -135,6 +148,11 @@ class Databases:
         if engine is None:
             raise UnknownShardError(shard)
         return engine
+
+    async def ping(self, database: int) -> None:
+        """One round trip to a physical database: raises if it does not answer."""
+        async with self.engines[database].connect() as connection:
+            await connection.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
         for engine in self.engines:

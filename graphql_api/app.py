@@ -9,51 +9,47 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy import text
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Route
 
-from aperture.runtime import Runtime, Servers
-from aperture.settings import ConfigurationError, get_settings
+from aperture.runtime import Runtime
 from db.instrumentation import instrument_sqlalchemy
 from db.redis import probe_redis
+from domain.state import AppState
 from graphql_api.edge import SecurityHeaders
 from graphql_api.graphiql import STATIC_DIR, STATIC_URL_PREFIX
 from graphql_api.http import GraphQLEndpoint
 from graphql_api.relay import configure_cursors
-from graphql_api.state import AppState
 
 log = logging.getLogger(__name__)
 
 READINESS_TIMEOUT_SECONDS = 2.0
 
 
+# Work the app runs beside the API for its lifetime until the event is set (the job
+# workers, in embedded mode: one command must give a working feed).
+Background = Callable[[AppState, asyncio.Event], Coroutine[Any, Any, None]]
+
+
 def create_app(
-    runtime: Runtime, *, close_runtime: bool = True, run_workers: bool = False
+    runtime: Runtime, *, close_runtime: bool = True, background: Background | None = None
 ) -> FastAPI:
-    """The app over ``runtime``; with ``run_workers`` it also runs the fan-out workers
-    for its lifetime (embedded mode, where one command must give a working feed)."""
+    """The app over ``runtime``, running ``background`` for its lifetime."""
     instrument_sqlalchemy()
     configure_cursors(runtime.secret_key)
     state = AppState(runtime)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        from workers.feed import run_workers as run_fan_out_workers
-
         stop = asyncio.Event()
-        workers = (
-            asyncio.create_task(run_fan_out_workers(state, stop, handle_signals=False))
-            if run_workers
-            else None
-        )
+        workers = asyncio.create_task(background(state, stop)) if background else None
         # What exists now lives as long as the process. Freezing it keeps full collections
         # from rescanning ~200k objects (a 150-200 ms pause that set the p99 latency).
         gc.collect()
@@ -110,24 +106,9 @@ def create_app(
     return app
 
 
-def app_from_environment() -> FastAPI:
-    """Factory for multi-process ``serve``: servers and flags come from APERTURE_*."""
-    settings = get_settings()
-    if settings.redis_url is None or not settings.database_urls:
-        raise ConfigurationError(
-            "APERTURE_DATABASE_URLS", "a multi-process serve needs the servers in the environment"
-        )
-    servers = Servers(database_urls=list(settings.database_urls), redis_url=settings.redis_url)
-    return create_app(
-        Runtime.connect(settings, servers), run_workers=bool(settings.serve_runs_workers)
-    )
-
-
 async def check_dependencies(runtime: Runtime) -> dict[str, str]:
     async def database(index: int) -> str:
-        engine = runtime.databases.engines[index]
-        async with engine.connect() as connection:
-            await connection.execute(text("SELECT 1"))
+        await runtime.databases.ping(index)
         return "ok"
 
     async def redis() -> str:

@@ -1,95 +1,113 @@
-"""The per-request context: viewer, shard sessions and fresh DataLoaders."""
+"""The context of one GraphQL operation: who is calling, shard sessions and fresh
+DataLoaders.
+
+Loaders cache what they read, so they must never outlive the operation: a socket that
+runs many operations gets a fresh set for each (``OperationScope``), while the caller's
+authentication is checked once per request or connection (``graphql_api/auth.py``).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from typing import TypeAlias
 
 import strawberry
+from strawberry.extensions import SchemaExtension
 from strawberry.fastapi import BaseContext
 
+from db.accounts.models import User
+from db.posts.models import Comment, Post
 from db.session import ShardSessions
-from graphql_api.accounts import service as accounts_service
+from domain.errors import Unauthenticated
+from domain.state import AppState
+from domain.visibility import Visibility
 from graphql_api.accounts.loaders import AccountLoaders
+from graphql_api.auth import Authentication
 from graphql_api.posts.loaders import PostLoaders
-from graphql_api.state import AppState
 
 
 class Loaders:
-    """Created per request so that no cached value leaks between viewers."""
+    """Created per operation so that no cached value leaks between viewers or moments."""
 
     def __init__(self, state: AppState, sessions: ShardSessions, viewer_id: int | None) -> None:
         self.accounts = AccountLoaders(state, sessions, viewer_id)
-        self.posts = PostLoaders(state, sessions, viewer_id, self.accounts)
+        self.posts = PostLoaders(state, sessions, viewer_id)
+        # The one policy, fed by these loaders so that its reads batch with the rest.
+        self.visibility = Visibility(_LoaderFacts(self.accounts, self.posts, viewer_id))
+
+
+class _LoaderFacts:
+    def __init__(self, accounts: AccountLoaders, posts: PostLoaders, viewer_id: int | None):
+        self._accounts = accounts
+        self._posts = posts
+        self._viewer_id = viewer_id
+
+    @property
+    def viewer_id(self) -> int | None:
+        return self._viewer_id
+
+    async def users(self, ids: Sequence[int]) -> list[User | None]:
+        return await self._accounts.user.load_many(ids)
+
+    async def posts(self, ids: Sequence[int]) -> list[Post | None]:
+        return await self._posts.post.load_many(ids)
+
+    async def comments(self, ids: Sequence[int]) -> list[Comment | None]:
+        return await self._posts.comment.load_many(ids)
+
+    async def follows(self, ids: Sequence[int]) -> list[bool]:
+        return await self._accounts.viewer_follows.load_many(ids) if ids else []
+
+    async def blocked(self) -> set[int]:
+        return await self._accounts.viewer_block_set()
 
 
 class Context(BaseContext):
     def __init__(
-        self,
-        *,
-        state: AppState,
-        sessions: ShardSessions,
-        viewer_id: int | None,
-        token: str | None,
-        auth_error: str | None,
-        client_ip: str = "unknown",
+        self, *, state: AppState, caller: Authentication, client_ip: str = "unknown"
     ) -> None:
         super().__init__()
+        self.state = state
+        self.caller = caller
+        self.viewer_id = caller.viewer_id
         # The address rate limits key on (uvicorn has already applied trusted proxies).
         self.client_ip = client_ip
         # Strawberry quietly runs the first of several operations when none is named; the
         # guard refuses that ambiguity, as the GraphQL spec does.
         self.operation_name_given = False
-        self.state = state
-        self.sessions = sessions
-        self.viewer_id = viewer_id
-        self.token = token
-        self.auth_error = auth_error
-        self.loaders = Loaders(state, sessions, viewer_id)
+        self._operations = 0
+        self.sessions = ShardSessions(state.runtime.databases)
+        self.loaders = Loaders(state, self.sessions, self.viewer_id)
 
-    def require_viewer(self) -> int:
-        return accounts_service.require_viewer(self.viewer_id, self.auth_error)
+    def begin_operation(self) -> None:
+        """Fresh sessions and loaders for every operation after the first."""
+        if self._operations:
+            self.sessions = ShardSessions(self.state.runtime.databases)
+            self.loaders = Loaders(self.state, self.sessions, self.viewer_id)
+        self._operations += 1
+
+    @property
+    def signed_in_id(self) -> int:
+        """The viewer's id, in a field guarded by ``SignedIn``."""
+        if self.viewer_id is None:
+            raise Unauthenticated(self.caller.error) if self.caller.error else Unauthenticated()
+        return self.viewer_id
 
 
 Info: TypeAlias = strawberry.Info[Context, None]
 
 
-# Tokens are "ap_<user id>_<43 random characters>"; anything much longer is not one, and
-# is refused before it reaches the id parser or a cache key.
-MAX_TOKEN_LENGTH = 128
+class SignedIn(strawberry.BasePermission):
+    """Only for a logged-in viewer: UNAUTHENTICATED otherwise, saying why."""
+
+    def has_permission(self, source: object, info: Info, **kwargs: object) -> bool:
+        info.context.signed_in_id  # noqa: B018 (raises the typed error)
+        return True
 
 
-def token_from_header(header: str | None) -> str | None:
-    """The bearer token of an Authorization header; "" for one that cannot be ours."""
-    if not header:
-        return None
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None
-    token = token.strip()
-    return token if len(token) <= MAX_TOKEN_LENGTH else ""
-
-
-async def build_context(
-    state: AppState,
-    token: str | None,
-    *,
-    record_activity: bool = True,
-    client_ip: str = "unknown",
-) -> Context:
-    sessions = ShardSessions(state.runtime.databases)
-    viewer_id: int | None = None
-    auth_error: str | None = None
-    if token is not None:
-        viewer_id = await accounts_service.authenticate(state, sessions, token) if token else None
-        if viewer_id is None:
-            auth_error = "This token is invalid or was revoked: log in again"
-        elif record_activity:
-            await accounts_service.record_activity(state, sessions, viewer_id)
-    return Context(
-        state=state,
-        sessions=sessions,
-        viewer_id=viewer_id,
-        token=token,
-        auth_error=auth_error,
-        client_ip=client_ip,
-    )
+class OperationScope(SchemaExtension):
+    def on_operation(self) -> Iterator[None]:
+        context = self.execution_context.context
+        if isinstance(context, Context):
+            context.begin_operation()
+        yield

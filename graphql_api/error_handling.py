@@ -24,9 +24,9 @@ from strawberry.types.execution import ExecutionContext
 
 from db.errors import is_unavailable
 from db.shards import UnknownShardError
-from graphql_api.errors import ApertureError, NotFound
+from domain.errors import ApertureError, NotFound
 
-log = logging.getLogger("graphql_api.errors")
+log = logging.getLogger("domain.errors")
 
 _VARIABLE = re.compile(r"^Variable '\$(\w+)'")
 UNAVAILABLE_MESSAGE = "A database this field needs is unavailable or busy: try again shortly"

@@ -39,13 +39,14 @@ from strawberry.types.graphql import OperationType
 
 from aperture.settings import Settings
 from db.errors import is_unavailable
-from graphql_api.context import Context, build_context, token_from_header
+from domain.state import AppState
+from graphql_api.auth import authenticate_caller
+from graphql_api.context import Context
 from graphql_api.edge import error_document
 from graphql_api.error_handling import quieted, typed
 from graphql_api.graphiql import GRAPHIQL_HEADERS, render_graphiql_page
 from graphql_api.guard import document_fee, request_quotas
 from graphql_api.schema import schema
-from graphql_api.state import AppState
 from graphql_api.text import find_invalid_text
 
 log = logging.getLogger("graphql_api.http")
@@ -288,10 +289,8 @@ class GraphQLEndpoint:
         self, scope: Scope, request: GraphQLRequest, *, method: str
     ) -> tuple[ExecutionResult, Context]:
         try:
-            context = await build_context(
-                self.state,
-                token_from_header(Headers(scope=scope).get("authorization")),
-                client_ip=_client_ip(scope),
+            caller = await authenticate_caller(
+                self.state, Headers(scope=scope).get("authorization")
             )
         except Exception as error:
             if not is_unavailable(error):
@@ -305,6 +304,7 @@ class GraphQLEndpoint:
                 "The database holding this session is unavailable: try again shortly",
                 headers={"Retry-After": "1"},
             ) from None
+        context = Context(state=self.state, caller=caller, client_ip=_client_ip(scope))
         allowed = (
             (OperationType.QUERY,)
             if method == "GET"

@@ -8,8 +8,8 @@ from typing import Any
 import strawberry
 
 from db.ids import shard_of
+from domain.errors import NotFound
 from graphql_api.context import Info
-from graphql_api.errors import NotFound
 from graphql_api.relay import from_global_id
 
 

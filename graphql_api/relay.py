@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESSIV
 from strawberry import relay
 
 from db.ids import is_valid_id
-from graphql_api.errors import BadUserInput
+from domain.errors import BadUserInput
 
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 20

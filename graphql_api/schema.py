@@ -10,11 +10,11 @@ from graphql import GraphQLError
 from strawberry.extensions import ParserCache
 from strawberry.types.execution import ExecutionContext
 
+from domain.errors import BadUserInput, NotFound
 from graphql_api.accounts.schema import AccountMutations, AccountQueries
 from graphql_api.accounts.types import User
-from graphql_api.context import Info
+from graphql_api.context import Info, OperationScope
 from graphql_api.error_handling import TypedErrors, log_errors
-from graphql_api.errors import BadUserInput, NotFound
 from graphql_api.feed.schema import FeedQueries
 from graphql_api.guard import DOCUMENT_CACHE_SIZE, OperationGuard, TokenLimit
 from graphql_api.node import Node, resolve_node
@@ -69,6 +69,7 @@ class ApertureSchema(strawberry.Schema):
 def build_schema() -> strawberry.Schema:
     # Factories, not instances: each operation gets fresh extension state.
     extensions: list[Any] = [
+        OperationScope,
         TokenLimit,
         lambda: ParserCache(maxsize=DOCUMENT_CACHE_SIZE),
         OperationGuard,

@@ -26,9 +26,9 @@ from aperture.runtime import Runtime, Servers, shard_map_for, start_servers
 from aperture.settings import Settings
 from db.session import ShardSessions
 from db.shards import ShardMap, shard_schema, to_sqlalchemy_url
-from graphql_api.accounts.service import configure_password_hashing
+from domain.accounts.passwords import configure_password_hashing
+from domain.state import AppState
 from graphql_api.app import create_app
-from graphql_api.state import AppState
 from migrations.runner import migrate
 from tests.helpers import GraphQLClient
 
@@ -51,6 +51,7 @@ TABLES = [
     "comments",
     "post_likes",
     "comment_likes",
+    "outbox",
 ]
 
 

@@ -166,7 +166,7 @@ async def test_orphan_email_claim_is_taken_over_only_when_stale(
     sessions = ShardSessions(runtime.databases)
     ghost = compose_id(milliseconds_since_epoch=5, shard=1, sequence=7)
     for email, age in (("stale@example.com", 120), ("fresh@example.com", 5)):
-        shard = runtime.shard_map.shard_for_key(f"email:{email}")
+        shard = runtime.shard_map.shard_for_email(email)
         async with sessions.shard(shard) as session:
             session.add(
                 UniqueKey(

@@ -52,7 +52,7 @@ def two_servers(
                 sys.executable,
                 "-m",
                 "uvicorn",
-                "graphql_api.app:app_from_environment",
+                "aperture.web:app_from_environment",
                 "--factory",
                 "--port",
                 str(port),

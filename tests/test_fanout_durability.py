@@ -15,12 +15,16 @@ from sqlalchemy import select
 
 from aperture.runtime import Runtime, Servers
 from aperture.seed import Graph, load_graph
-from db.feed.store import ACTIVE_USERS_KEY, feed_key
+from db.feed.activity import ACTIVE_USERS_KEY
+from db.feed.store import feed_key
 from db.posts.models import Post
 from db.session import ShardSessions
-from graphql_api.state import AppState
+from domain import events
+from domain.feed.fanout import fan_out_pending
+from domain.posts.posts import create_post
+from domain.state import AppState
 from tests.helpers import GraphQLClient
-from workers.feed import drain_jobs
+from workers.runner import drain_jobs
 
 FOLLOWERS = 3000
 
@@ -34,8 +38,8 @@ def _start_worker(servers: Servers, env: dict[str, str], log: Path) -> subproces
             "APERTURE_REDIS_URL": servers.redis_url,
             "APERTURE_FANOUT_BATCH_SIZE": "5",
             "APERTURE_WORKER_CONCURRENCY": "2",
-            "APERTURE_FANOUT_SWEEP_INTERVAL_SECONDS": "0.5",
-            "APERTURE_FANOUT_SWEEP_GRACE_SECONDS": "1",
+            "APERTURE_EVENT_SWEEP_INTERVAL_SECONDS": "0.5",
+            "APERTURE_EVENT_SWEEP_GRACE_SECONDS": "1",
         },
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
@@ -44,13 +48,11 @@ def _start_worker(servers: Servers, env: dict[str, str], log: Path) -> subproces
 
 
 async def _fanout_progress(sessions: ShardSessions, post_id: int) -> tuple[str, int]:
+    """("pending" while the post's delivery is in the outbox, else "done"; its cursor)."""
     async with sessions.for_id(post_id) as session:
-        row = (
-            await session.execute(
-                select(Post.fanout_state, Post.fanout_cursor).where(Post.id == post_id)
-            )
-        ).one()
-    return str(row[0]), int(row[1])
+        cursor = await session.scalar(select(Post.fanout_cursor).where(Post.id == post_id))
+    pending = await fan_out_pending(sessions, post_id)
+    return ("pending" if pending else "done"), int(cursor or 0)
 
 
 async def _feeds_with(state: AppState, follower_ids: list[int], post_id: int) -> int:
@@ -86,9 +88,7 @@ async def test_sigkill_mid_fan_out_loses_no_follower(
             assert time.monotonic() < deadline, log.read_text()
             await asyncio.sleep(0.1)
 
-        from graphql_api.posts import service as posts_service
-
-        post = await posts_service.create_post(state, sessions, author_id, caption="to everyone")
+        post = await create_post(state, sessions, author_id, caption="to everyone")
         # Kill the worker while the fan-out is under way: some batches done, not all.
         deadline = time.monotonic() + 30
         while True:
@@ -130,21 +130,18 @@ async def test_sigkill_mid_fan_out_loses_no_follower(
 
 async def test_failed_enqueue_is_swept(runtime: Runtime, state: AppState) -> None:
     """A post whose job never reached the queue is found pending in PostgreSQL."""
-    from workers.feed import sweep_pending
 
     sessions = ShardSessions(runtime.databases)
     star = Graph(users=3, edges=[(1, 0), (2, 0)])
     user_ids = await load_graph(sessions, star, prefix="swept", posts_per_user=0)
-    from graphql_api.posts import service as posts_service
-
-    post = await posts_service.create_post(state, sessions, user_ids[0], caption="lost job")
+    post = await create_post(state, sessions, user_ids[0], caption="lost job")
     await runtime.redis.zadd(ACTIVE_USERS_KEY, {str(u): time.time() for u in user_ids})
     await runtime.redis.delete(*[key async for key in runtime.redis.scan_iter("saq:*")])
     state.runtime.settings = state.runtime.settings.model_copy(
-        update={"fanout_sweep_grace_seconds": 0}
+        update={"event_sweep_grace_seconds": 0}
     )
     await asyncio.sleep(0.01)
-    assert await sweep_pending(state, sessions) == 1
+    assert await events.sweep(state) == 1
     await drain_jobs(state)
     assert (await _fanout_progress(sessions, post.id))[0] == "done"
     assert await _feeds_with(state, user_ids[1:], post.id) == 2

@@ -11,9 +11,9 @@ from typing import Any
 import argon2
 import pytest
 
-from graphql_api.accounts import passwords
-from graphql_api.accounts.throttle import LOGIN_BASE_DELAY_SECONDS, login_subject
-from graphql_api.state import AppState
+from domain.accounts import passwords
+from domain.accounts.throttle import LOGIN_BASE_DELAY_SECONDS, login_subject
+from domain.state import AppState
 from tests.helpers import SIGN_UP, GraphQLClient, GraphQLResult, sign_up
 
 TunedGql = Callable[..., Awaitable[tuple[GraphQLClient, AppState]]]

@@ -447,7 +447,7 @@ async def locked_users_table(
     """A username whose shard's users table another transaction holds locked: any
     statement reading it waits in PostgreSQL until cancelled."""
     username = "lockeduser"
-    shard = shard_map.shard_for_key(f"username:{username}")
+    shard = shard_map.shard_for_username(username)
     engine = runtime.databases.engines[shard_map.database_of(shard)]
     connection = await engine.connect()
     transaction = await connection.begin()
@@ -524,7 +524,7 @@ async def test_a_database_down_fails_only_the_fields_that_need_it(
     candidate = 0
     while len(names) < 2:
         name = f"dbuser{candidate}"
-        names.setdefault(shard_map.database_of(shard_map.shard_for_key(f"username:{name}")), name)
+        names.setdefault(shard_map.database_of(shard_map.shard_for_username(name)), name)
         candidate += 1
     for name in names.values():
         await sign_up(gql, name)

@@ -23,12 +23,12 @@ from aperture.runtime import Runtime, Servers
 from aperture.settings import Settings
 from db.redis import health_of, redis_status
 from db.shards import ShardMap
+from domain.state import AppState
 from graphql_api.app import create_app
 from graphql_api.relay import from_global_id
-from graphql_api.state import AppState
 from tests.conftest import truncate_everything
 from tests.helpers import GraphQLClient, GraphQLResult, create_post, follow, sign_up
-from workers.feed import drain_jobs
+from workers.runner import drain_jobs
 
 # One request while Redis is down: fails fast in the breaker, answers from PostgreSQL.
 OUTAGE_REQUEST_SECONDS = 2.0

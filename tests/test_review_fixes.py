@@ -10,10 +10,10 @@ from aperture.runtime import Runtime
 from aperture.seed import Graph, load_graph
 from db.ids import compose_id
 from db.session import ShardSessions
+from domain.state import AppState
 from graphql_api.relay import from_global_id
-from graphql_api.state import AppState
 from tests.helpers import GraphQLClient, create_post, follow, sign_up
-from workers.feed import drain_jobs
+from workers.runner import drain_jobs
 
 
 async def test_mutation_replies_do_not_show_a_user_who_blocked_you(gql: GraphQLClient) -> None:

@@ -1,7 +1,7 @@
 """Every SQL statement about accounts, sessions, follows and blocks.
 
 Each function takes a session already bound to the right shard; the caller routes by id
-bits (``ShardSessions.for_id``) or by key hash (``ShardMap.shard_for_key``).
+bits (``ShardSessions.for_id``) or by key hash (``ShardMap.shard_for_username`` and its kin).
 """
 
 from __future__ import annotations

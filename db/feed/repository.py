@@ -21,21 +21,6 @@ async def save_fanout_cursor(session: AsyncSession, post_id: int, cursor: int) -
     await session.execute(update(Post).where(Post.id == post_id).values(fanout_cursor=cursor))
 
 
-async def mark_fanout_done(session: AsyncSession, post_id: int) -> None:
-    await session.execute(update(Post).where(Post.id == post_id).values(fanout_state="done"))
-
-
-async def pending_fanouts(session: AsyncSession, *, older_than_id: int, limit: int) -> list[int]:
-    """Posts whose fan-out has not finished and started before ``older_than_id``'s time."""
-    result = await session.scalars(
-        select(Post.id)
-        .where(Post.fanout_state == "pending", Post.id < older_than_id)
-        .order_by(Post.id)
-        .limit(limit)
-    )
-    return list(result)
-
-
 async def recent_post_ids_by_authors(
     session: AsyncSession, author_ids: Sequence[int], *, per_author: int
 ) -> list[tuple[int, int]]:

@@ -10,7 +10,7 @@ a reader that finds no marker rebuilds the feed from PostgreSQL and unions it in
 fan-out that lands during a rebuild is never lost.
 
 Redis down (``db/redis.py``): a feed has no loader here, so ``page``, ``complete``,
-``push``, ``is_ready``, ``all_entries`` and ``active_since`` raise ``RedisError``; the
+``push``, ``is_ready`` and ``all_entries`` raise ``RedisError``; the
 home feed then answers from PostgreSQL (fan-out on read) and the fan-out job fails and
 is retried (its post stays ``pending``). ``invalidate`` (a feed went stale) never fails:
 the ready marker is deleted when Redis answers again, before any cached read, so the
@@ -29,7 +29,6 @@ from redis.exceptions import RedisError
 from db.redis import invalidate_later, note_failure
 
 ID_WIDTH = 19
-ACTIVE_USERS_KEY = "active_users"
 
 
 def encode_member(post_id: int) -> str:
@@ -125,14 +124,3 @@ class FeedStore:
     async def all_entries(self, user_id: int) -> list[int]:
         members = await self.redis.zrange(feed_key(user_id), "+", "-", desc=True, bylex=True)
         return [int(member) for member in members]  # type: ignore[arg-type]
-
-    async def active_since(self, user_ids: Sequence[int], since_timestamp: float) -> list[int]:
-        """Which users were active at or after ``since_timestamp``: one ZMSCORE."""
-        if not user_ids:
-            return []
-        scores = await self.redis.zmscore(ACTIVE_USERS_KEY, [str(u) for u in user_ids])
-        return [
-            user_id
-            for user_id, score in zip(user_ids, scores, strict=True)
-            if score is not None and score >= since_timestamp
-        ]

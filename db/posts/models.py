@@ -20,8 +20,6 @@ class Post(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    # 'pending' until every active follower's feed has the post; see workers/feed.py.
-    fanout_state: Mapped[str] = mapped_column(Text, default="done")
     # Last follower id reached, so a fan-out resumed after a crash skips finished batches.
     fanout_cursor: Mapped[int] = mapped_column(BigInteger, default=0)
 
@@ -41,7 +39,7 @@ class PostMention(Base):
 
 
 class HashtagPost(Base):
-    """The hashtag → posts index, in the shard ``shard_for_key('tag:' + tag)``."""
+    """The hashtag → posts index, in the shard ``shard_for_hashtag(tag)``."""
 
     __tablename__ = "hashtag_posts"
 

@@ -36,9 +36,7 @@ async def insert_post(
     mention_ids: Sequence[int],
 ) -> Post:
     post: Post | None = await session.scalar(
-        insert(Post)
-        .values(author_id=author_id, caption=caption, fanout_state="pending")
-        .returning(Post)
+        insert(Post).values(author_id=author_id, caption=caption).returning(Post)
     )
     assert post is not None
     await _replace_tags(session, post.id, hashtags, mention_ids)

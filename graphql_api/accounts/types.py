@@ -8,9 +8,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 
-from db.accounts import repository as accounts_repo
 from db.accounts.models import User as UserRow
-from graphql_api.accounts import service
+from domain.accounts import graph
 from graphql_api.context import Info
 from graphql_api.node import Node
 from graphql_api.relay import Connection, build_connection, decode_cursor, page_size, to_global_id
@@ -27,7 +26,7 @@ class FollowStatus(enum.Enum):
     FOLLOWING = "FOLLOWING"
 
 
-def follow_status_of(status: service.FollowStatus) -> FollowStatus:
+def follow_status_of(status: graph.FollowStatus) -> FollowStatus:
     return FollowStatus(status.value)
 
 
@@ -93,53 +92,46 @@ class User(Node):
             return FollowStatus.REQUESTED
         return FollowStatus.NONE
 
-    async def _require_private_access(self, info: Info) -> None:
-        ctx = info.context
-        if not self.row.is_private or ctx.viewer_id == self.row.id:
-            return
-        if ctx.viewer_id is not None and await ctx.loaders.accounts.viewer_follows.load(
-            self.row.id
-        ):
-            return
-        raise service.forbid_private()
-
     @strawberry.field(description="Who follows this user, most recent first.")
     async def followers(
         self, info: Info, first: int | None = None, after: str | None = None
     ) -> Connection[User] | None:
-        await self._require_private_access(info)
         limit = page_size(first)
-        async with info.context.sessions.for_id(self.row.id) as session:
-            rows = await accounts_repo.followers_page(
-                session, self.row.id, before_edge_id=decode_cursor(after), limit=limit + 1
-            )
+        rows = await graph.followers_page(
+            info.context.sessions,
+            info.context.loaders.visibility,
+            self.row,
+            before_edge_id=decode_cursor(after),
+            limit=limit + 1,
+        )
         return await user_connection(info, rows, limit)
 
     @strawberry.field(description="Whom this user follows, most recent first.")
     async def following(
         self, info: Info, first: int | None = None, after: str | None = None
     ) -> Connection[User] | None:
-        await self._require_private_access(info)
         limit = page_size(first)
-        async with info.context.sessions.for_id(self.row.id) as session:
-            rows = await accounts_repo.following_page(
-                session, self.row.id, before_edge_id=decode_cursor(after), limit=limit + 1
-            )
+        rows = await graph.following_page(
+            info.context.sessions,
+            info.context.loaders.visibility,
+            self.row,
+            before_edge_id=decode_cursor(after),
+            limit=limit + 1,
+        )
         return await user_connection(info, rows, limit)
 
     @strawberry.field(description="This user's posts, newest first (the profile grid).")
     async def posts(
         self, info: Info, first: int | None = None, after: str | None = None
     ) -> Connection[Annotated[Post, strawberry.lazy("graphql_api.posts.types")]] | None:
-        await self._require_private_access(info)
         from graphql_api.posts.types import profile_posts
 
-        return await profile_posts(info, self.row.id, first=first, after=after)
+        return await profile_posts(info, self.row, first=first, after=after)
 
 
 async def user_connection(info: Info, rows: list[tuple[int, int]], limit: int) -> Connection[User]:
     """(cursor position, user id) rows as a page of the users the viewer may see."""
-    users = await info.context.loaders.accounts.visible_users([user_id for _, user_id in rows])
+    users = await info.context.loaders.visibility.users([user_id for _, user_id in rows])
     by_id = {user.id: user for user in users if user is not None}
     return build_connection(
         rows,
@@ -150,5 +142,5 @@ async def user_connection(info: Info, rows: list[tuple[int, int]], limit: int) -
 
 
 async def resolve_user_node(info: Info, user_id: int) -> User | None:
-    row = await info.context.loaders.accounts.visible_user(user_id)
+    row = await info.context.loaders.visibility.user(user_id)
     return User(row=row) if row is not None else None

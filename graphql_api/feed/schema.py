@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import strawberry
 
-from graphql_api.context import Info
-from graphql_api.feed import service
+from domain.feed import reads
+from graphql_api.context import Info, SignedIn
 from graphql_api.posts.types import Post, posts_for_page
 from graphql_api.relay import Connection, build_connection, decode_cursor, page_size
 
@@ -14,20 +14,19 @@ from graphql_api.relay import Connection, build_connection, decode_cursor, page_
 class FeedQueries:
     @strawberry.field(
         description="Posts from the accounts the viewer follows and their own, newest first. "
-        "Precomputed by fan-out on write; large accounts are merged in at read time."
+        "Precomputed by fan-out on write; large accounts are merged in at read time.",
+        permission_classes=[SignedIn],
     )
     async def home_feed(
         self, info: Info, first: int | None = None, after: str | None = None
     ) -> Connection[Post]:
         ctx = info.context
-        viewer_id = ctx.require_viewer()
         limit = page_size(first)
-        feed = await service.home_feed(
+        feed = await reads.home_feed(
             ctx.state,
             ctx.sessions,
-            accounts=ctx.loaders.accounts,
-            posts=ctx.loaders.posts,
-            viewer_id=viewer_id,
+            visibility=ctx.loaders.visibility,
+            viewer_id=ctx.signed_in_id,
             before_id=decode_cursor(after),
             limit=limit,
         )

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import strawberry
 
-from db.posts import repository as posts_repo
-from graphql_api.context import Info
-from graphql_api.errors import BadUserInput, NotFound
+from domain.errors import NotFound
+from domain.posts import comments, likes, posts
+from graphql_api.context import Info, SignedIn
 from graphql_api.node import register_node_type
-from graphql_api.posts import service
 from graphql_api.posts.types import (
     Comment,
     Post,
@@ -61,20 +60,15 @@ class PostQueries:
     async def posts_by_hashtag(
         self, info: Info, tag: str, first: int | None = None, after: str | None = None
     ) -> Connection[Post]:
-        normalized = service.parse_hashtags(f"#{tag.lstrip('#')}")
-        if not normalized:
-            raise BadUserInput(f"{tag!r} is not a hashtag", field="tag")
         limit = page_size(first)
-        shard = info.context.sessions.shard_map.shard_for_key(f"tag:{normalized[0]}")
-        async with info.context.sessions.shard(shard) as session:
-            ids = await posts_repo.hashtag_post_ids(
-                session, normalized[0], before_id=decode_cursor(after), limit=limit + 1
-            )
+        ids = await posts.hashtag_post_ids(
+            info.context.sessions, tag, before_id=decode_cursor(after), limit=limit + 1
+        )
         return await post_connection(info, ids, limit=limit)
 
 
 async def _post(info: Info, post_id: int) -> Post:
-    row = await info.context.loaders.posts.visible_post(post_id)
+    row = await info.context.loaders.visibility.post(post_id)
     if row is None:
         raise NotFound("No such post")
     return Post(row=row)
@@ -82,31 +76,31 @@ async def _post(info: Info, post_id: int) -> Post:
 
 @strawberry.type
 class PostMutations:
-    @strawberry.mutation
+    @strawberry.mutation(permission_classes=[SignedIn])
     async def create_post(self, info: Info, input: CreatePostInput) -> PostPayload:
         ctx = info.context
-        row = await service.create_post(
-            ctx.state, ctx.sessions, ctx.require_viewer(), caption=input.caption
+        row = await posts.create_post(
+            ctx.state, ctx.sessions, ctx.signed_in_id, caption=input.caption
         )
         return PostPayload(post=Post(row=row))
 
-    @strawberry.mutation
+    @strawberry.mutation(permission_classes=[SignedIn])
     async def edit_post(self, info: Info, id: strawberry.ID, caption: str) -> PostPayload:
         ctx = info.context
-        row = await service.edit_caption(
-            ctx.state, ctx.sessions, ctx.require_viewer(), post_id_from(id), caption=caption
+        row = await posts.edit_caption(
+            ctx.state, ctx.sessions, ctx.signed_in_id, post_id_from(id), caption=caption
         )
         return PostPayload(post=Post(row=row))
 
-    @strawberry.mutation
+    @strawberry.mutation(permission_classes=[SignedIn])
     async def delete_post(self, info: Info, id: strawberry.ID) -> DeletePostPayload:
         ctx = info.context
-        row = await service.delete_post(
-            ctx.state, ctx.sessions, ctx.require_viewer(), post_id_from(id)
-        )
+        row = await posts.delete_post(ctx.state, ctx.sessions, ctx.signed_in_id, post_id_from(id))
         return DeletePostPayload(deleted_post_id=to_global_id("Post", row.id))
 
-    @strawberry.mutation(description="Comment on a post; replyTo makes it a reply.")
+    @strawberry.mutation(
+        description="Comment on a post; replyTo makes it a reply.", permission_classes=[SignedIn]
+    )
     async def add_comment(
         self,
         info: Info,
@@ -115,54 +109,52 @@ class PostMutations:
         reply_to: strawberry.ID | None = None,
     ) -> CommentPayload:
         ctx = info.context
-        row = await service.add_comment(
+        row = await comments.add_comment(
             ctx.state,
             ctx.sessions,
-            ctx.require_viewer(),
+            ctx.signed_in_id,
             post_id_from(post_id),
             body=body,
             reply_to=comment_id_from(reply_to) if reply_to is not None else None,
         )
         return CommentPayload(comment=Comment(row=row))
 
-    @strawberry.mutation
+    @strawberry.mutation(permission_classes=[SignedIn])
     async def delete_comment(self, info: Info, id: strawberry.ID) -> DeleteCommentPayload:
         ctx = info.context
-        row = await service.delete_comment(
-            ctx.state, ctx.sessions, ctx.require_viewer(), comment_id_from(id)
+        row = await comments.delete_comment(
+            ctx.state, ctx.sessions, ctx.signed_in_id, comment_id_from(id)
         )
         return DeleteCommentPayload(deleted_comment_id=to_global_id("Comment", row.id))
 
-    @strawberry.mutation(description="Like a post. Liking twice is the same as once.")
+    @strawberry.mutation(
+        description="Like a post. Liking twice is the same as once.", permission_classes=[SignedIn]
+    )
     async def like_post(self, info: Info, post_id: strawberry.ID) -> PostPayload:
         ctx = info.context
         target = post_id_from(post_id)
-        await service.set_post_like(
-            ctx.state, ctx.sessions, ctx.require_viewer(), target, liked=True
-        )
+        await likes.set_post_like(ctx.state, ctx.sessions, ctx.signed_in_id, target, liked=True)
         return PostPayload(post=await _post(info, target))
 
-    @strawberry.mutation
+    @strawberry.mutation(permission_classes=[SignedIn])
     async def unlike_post(self, info: Info, post_id: strawberry.ID) -> PostPayload:
         ctx = info.context
         target = post_id_from(post_id)
-        await service.set_post_like(
-            ctx.state, ctx.sessions, ctx.require_viewer(), target, liked=False
-        )
+        await likes.set_post_like(ctx.state, ctx.sessions, ctx.signed_in_id, target, liked=False)
         return PostPayload(post=await _post(info, target))
 
-    @strawberry.mutation
+    @strawberry.mutation(permission_classes=[SignedIn])
     async def like_comment(self, info: Info, comment_id: strawberry.ID) -> CommentPayload:
         ctx = info.context
-        row = await service.set_comment_like(
-            ctx.state, ctx.sessions, ctx.require_viewer(), comment_id_from(comment_id), liked=True
+        row = await likes.set_comment_like(
+            ctx.state, ctx.sessions, ctx.signed_in_id, comment_id_from(comment_id), liked=True
         )
         return CommentPayload(comment=Comment(row=row))
 
-    @strawberry.mutation
+    @strawberry.mutation(permission_classes=[SignedIn])
     async def unlike_comment(self, info: Info, comment_id: strawberry.ID) -> CommentPayload:
         ctx = info.context
-        row = await service.set_comment_like(
-            ctx.state, ctx.sessions, ctx.require_viewer(), comment_id_from(comment_id), liked=False
+        row = await likes.set_comment_like(
+            ctx.state, ctx.sessions, ctx.signed_in_id, comment_id_from(comment_id), liked=False
         )
         return CommentPayload(comment=Comment(row=row))

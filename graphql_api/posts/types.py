@@ -12,15 +12,14 @@ import strawberry
 from strawberry.types.nodes import SelectedField, Selection
 
 from db.accounts.models import User as UserRow
-from db.posts import repository as posts_repo
 from db.posts.models import Comment as CommentRow
 from db.posts.models import Post as PostRow
-from db.redis import read_epoch
+from domain.posts import comments, posts
+from domain.posts.text import parse_hashtags
+from domain.state import CACHED_LIST_LENGTH
 from graphql_api.context import Info
 from graphql_api.node import Node
-from graphql_api.posts.service import parse_hashtags
 from graphql_api.relay import Connection, build_connection, decode_cursor, page_size, to_global_id
-from graphql_api.state import CACHED_LIST_LENGTH
 
 if TYPE_CHECKING:
     from graphql_api.accounts.types import User
@@ -31,7 +30,7 @@ UserType = Annotated["User", strawberry.lazy("graphql_api.accounts.types")]
 async def _user(info: Info, user_id: int) -> UserType | None:
     from graphql_api.accounts.types import User
 
-    row = await info.context.loaders.accounts.visible_user(user_id)
+    row = await info.context.loaders.visibility.user(user_id)
     return User(row=row) if row is not None else None
 
 
@@ -86,7 +85,7 @@ class Post(Node):
         from graphql_api.accounts.types import User
 
         ids = await info.context.loaders.posts.mentions.load(self.row.id)
-        rows = await info.context.loaders.accounts.visible_users(ids)
+        rows = await info.context.loaders.visibility.users(ids)
         return [User(row=row) for row in rows if row is not None]
 
     @strawberry.field(graphql_type=int)
@@ -138,7 +137,7 @@ class Comment(Node):
 
     @strawberry.field
     async def post(self, info: Info) -> Post | None:
-        row = await info.context.loaders.posts.visible_post(self.row.post_id)
+        row = await info.context.loaders.visibility.post(self.row.post_id)
         return Post(row=row) if row is not None else None
 
     @strawberry.field
@@ -163,23 +162,22 @@ async def _comment_page(
 ) -> Connection[Comment]:
     limit = page_size(first)
     after_id = decode_cursor(after)
-    loaders = info.context.loaders.posts
+    loaders = info.context.loaders
     if after_id is None and limit < CACHED_LIST_LENGTH:
-        loader = loaders.first_replies if replies else loaders.first_comments
+        # The first page of many threads in one batch (a feed page's comment previews).
+        loader = loaders.posts.first_replies if replies else loaders.posts.first_comments
         ids = await loader.load((owner_id, limit + 1))
     else:
-        # Deep pages are rare and not worth caching: straight to the owner's shard.
-        async with info.context.sessions.for_id(owner_id) as session:
-            rows = await posts_repo.first_comment_ids(
-                session,
-                post_ids=() if replies else [owner_id],
-                parent_ids=[owner_id] if replies else (),
-                after_id=after_id,
-                limit=limit + 1,
-            )
-        ids = [comment_id for _, comment_id in rows]
-    comments = await loaders.visible_comments(ids)
-    by_id = {comment.id: comment for comment in comments if comment is not None}
+        ids = await comments.comment_page_ids(
+            info.context.state,
+            info.context.sessions,
+            owner_id=owner_id,
+            replies=replies,
+            after_id=after_id,
+            limit=limit + 1,
+        )
+    rows = await loaders.visibility.comments(ids)
+    by_id = {row.id: row for row in rows if row is not None}
     return build_connection(
         ids,
         limit=limit,
@@ -226,7 +224,7 @@ async def posts_for_page(info: Info, rows: Sequence[PostRow]) -> dict[int, Post]
         loaders.posts.like_count.load_many(ids) if "likeCount" in wanted else nothing(),
         loaders.posts.comment_count.load_many(ids) if "commentCount" in wanted else nothing(),
         loaders.posts.viewer_liked.load_many(ids) if "viewerHasLiked" in wanted else nothing(),
-        loaders.accounts.visible_users(author_ids) if "author" in wanted else nothing(),
+        loaders.visibility.users(author_ids) if "author" in wanted else nothing(),
     )
     page = PostPage(
         like_counts=dict(zip(ids, likes, strict=False)),
@@ -239,48 +237,36 @@ async def posts_for_page(info: Info, rows: Sequence[PostRow]) -> dict[int, Post]
 
 async def post_connection(info: Info, ids: list[int], *, limit: int) -> Connection[Post]:
     """A page of post ids (``limit + 1`` of them at most) as a connection of visible posts."""
-    rows = await info.context.loaders.posts.visible_posts(ids[:limit])
-    posts = await posts_for_page(info, [row for row in rows if row is not None])
+    rows = await info.context.loaders.visibility.posts(ids[:limit])
+    page = await posts_for_page(info, [row for row in rows if row is not None])
     return build_connection(
         ids,
         limit=limit,
         cursor_of=lambda post_id: post_id,
-        node_of=posts.get,
+        node_of=page.get,
     )
 
 
 async def profile_posts(
-    info: Info, author_id: int, *, first: int | None, after: str | None
+    info: Info, author: UserRow, *, first: int | None, after: str | None
 ) -> Connection[Post]:
     limit = page_size(first)
-    before_id = decode_cursor(after)
-    state = info.context.state
-    ids: list[int] | None = None
-    epoch = read_epoch(state.runtime.redis)
-    if before_id is None and limit < CACHED_LIST_LENGTH:
-        cached = await state.author_posts.get_many([author_id])
-        ids = cached.get(author_id)
-    if ids is None:
-        async with info.context.sessions.for_id(author_id) as session:
-            fetched = await posts_repo.author_post_ids(
-                session,
-                author_id,
-                before_id=before_id,
-                limit=max(CACHED_LIST_LENGTH, limit + 1) if before_id is None else limit + 1,
-            )
-        if before_id is None:
-            await state.author_posts.fill({author_id: fetched}, epoch=epoch)
-        ids = fetched
-    return await post_connection(info, ids[: limit + 1], limit=limit)
+    ids = await posts.author_post_ids(
+        info.context.state,
+        info.context.sessions,
+        info.context.loaders.visibility,
+        author,
+        before_id=decode_cursor(after),
+        limit=limit + 1,
+    )
+    return await post_connection(info, ids, limit=limit)
 
 
 async def resolve_post_node(info: Info, post_id: int) -> Post | None:
-    row = await info.context.loaders.posts.visible_post(post_id)
+    row = await info.context.loaders.visibility.post(post_id)
     return Post(row=row) if row is not None else None
 
 
 async def resolve_comment_node(info: Info, comment_id: int) -> Comment | None:
-    (row,) = await info.context.loaders.posts.visible_comments([comment_id])
-    if row is None or await info.context.loaders.posts.visible_post(row.post_id) is None:
-        return None
-    return Comment(row=row)
+    row = await info.context.loaders.visibility.comment(comment_id)
+    return Comment(row=row) if row is not None else None

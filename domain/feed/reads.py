@@ -1,6 +1,6 @@
 """Reading home feeds: a precomputed page from Redis, large accounts merged in at read
-time, a bounded rebuild from PostgreSQL when the feed is missing, and the follow-graph
-hooks that keep feeds in step (backfill on follow, removal on unfollow or block).
+time, and a bounded rebuild from PostgreSQL when the feed is missing. Which entries the
+viewer may see is Visibility's call (``domain/visibility.py``).
 
 While Redis is down (``db/redis.py``) a page is read with fan-out on read from
 PostgreSQL instead; a backfill that cannot reach Redis drops the ready marker once Redis
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -22,11 +22,10 @@ from db.feed import repository as feed_repo
 from db.posts.models import Post
 from db.redis import read_epoch, redis_available
 from db.session import ShardSessions
-from graphql_api.accounts import service as accounts_service
-from graphql_api.accounts.loaders import AccountLoaders
-from graphql_api.posts.loaders import PostLoaders
-from graphql_api.state import CACHED_LIST_LENGTH, AppState
-from workers.feed import large_account_ids
+from domain.accounts.relations import followee_ids
+from domain.feed.large_accounts import large_account_ids
+from domain.state import CACHED_LIST_LENGTH, AppState
+from domain.visibility import Visibility
 
 # How many of each followed account's newest posts a rebuild or a backfill reads: enough
 # to fill a feed, bounded whatever the number of accounts followed.
@@ -77,7 +76,7 @@ async def rebuild(state: AppState, sessions: ShardSessions, user_id: int) -> int
     Scatter-gather: the newest posts of every followed account (and the user's own),
     read concurrently across shards through the per-author lists, newest ``capacity`` kept.
     """
-    authors = sorted(await accounts_service.followee_ids(state, sessions, user_id) | {user_id})
+    authors = sorted(await followee_ids(state, sessions, user_id) | {user_id})
     per_author = await recent_posts_by_author(state, sessions, authors)
     candidates = (
         post_id for ids in per_author.values() for post_id in ids[:POSTS_PER_AUTHOR_ON_REBUILD]
@@ -88,12 +87,12 @@ async def rebuild(state: AppState, sessions: ShardSessions, user_id: int) -> int
 
 
 async def _large_followees(
-    state: AppState, sessions: ShardSessions, accounts: AccountLoaders, user_id: int
+    state: AppState, sessions: ShardSessions, visibility: Visibility
 ) -> list[int]:
     large = sorted(await large_account_ids(state, sessions))
     if not large:
         return []
-    follows = await accounts.viewer_follows.load_many(large)
+    follows = await visibility.facts.follows(large)
     return [author for author, followed in zip(large, follows, strict=True) if followed]
 
 
@@ -105,8 +104,7 @@ class FeedRead(Protocol):
         state: AppState,
         sessions: ShardSessions,
         *,
-        accounts: AccountLoaders,
-        posts: PostLoaders,
+        visibility: Visibility,
         viewer_id: int,
         before_id: int | None,
         limit: int,
@@ -117,8 +115,7 @@ async def home_feed(
     state: AppState,
     sessions: ShardSessions,
     *,
-    accounts: AccountLoaders,
-    posts: PostLoaders,
+    visibility: Visibility,
     viewer_id: int,
     before_id: int | None,
     limit: int,
@@ -129,8 +126,7 @@ async def home_feed(
         return await strategy(
             state,
             sessions,
-            accounts=accounts,
-            posts=posts,
+            visibility=visibility,
             viewer_id=viewer_id,
             before_id=before_id,
             limit=limit,
@@ -150,13 +146,12 @@ async def _precomputed_home_feed(
     state: AppState,
     sessions: ShardSessions,
     *,
-    accounts: AccountLoaders,
-    posts: PostLoaders,
+    visibility: Visibility,
     viewer_id: int,
     before_id: int | None,
     limit: int,
 ) -> FeedSlice:
-    large = await _large_followees(state, sessions, accounts, viewer_id)
+    large = await _large_followees(state, sessions, visibility)
     merged_large: list[int] = []
     if large:
         lists = await recent_posts_by_author(state, sessions, large)
@@ -180,7 +175,7 @@ async def _precomputed_home_feed(
             if (cursor is None or post_id < cursor) and post_id >= floor
         ]
         candidates = sorted(set(stored) | set(extra), reverse=True)
-        collected += await _visible(accounts, posts, viewer_id, candidates)
+        collected += await visibility.feed_posts(candidates)
         if len(collected) > limit or not full:
             exhausted = not full
             break
@@ -195,8 +190,7 @@ async def home_feed_from_sql(
     state: AppState,
     sessions: ShardSessions,
     *,
-    accounts: AccountLoaders,
-    posts: PostLoaders,
+    visibility: Visibility,
     viewer_id: int,
     before_id: int | None,
     limit: int,
@@ -217,52 +211,10 @@ async def home_feed_from_sql(
 
     per_shard = await asyncio.gather(*(newest(shard) for shard in by_shard))
     candidates = heapq.nlargest(fetch, (post_id for ids in per_shard for post_id in ids))
-    visible = await _visible(accounts, posts, viewer_id, candidates)
+    visible = await visibility.feed_posts(candidates)
     page_posts = visible[:limit]
     return FeedSlice(
         posts=page_posts,
         has_next=len(visible) > limit,
         resume_after=page_posts[-1].id if page_posts else None,
     )
-
-
-async def _visible(
-    accounts: AccountLoaders, posts: PostLoaders, viewer_id: int, candidates: Iterable[int]
-) -> list[Post]:
-    ids = list(candidates)
-    rows = await posts.visible_posts(ids)
-    authors = sorted(
-        {row.author_id for row in rows if row is not None and row.author_id != viewer_id}
-    )
-    follows = dict(zip(authors, await accounts.viewer_follows.load_many(authors), strict=True))
-    # A feed entry outlives an unfollow until it is removed: the follow is checked here too.
-    return [
-        row
-        for row in rows
-        if row is not None and (row.author_id == viewer_id or follows.get(row.author_id, False))
-    ]
-
-
-async def on_follow(
-    state: AppState, sessions: ShardSessions, follower_id: int, followee_id: int
-) -> None:
-    """Backfill the followee's recent posts into a ready feed (a missing one is rebuilt)."""
-    try:
-        if not await state.feeds.is_ready(follower_id):
-            return
-        recent = await recent_posts_by_author(state, sessions, [followee_id])
-        await state.feeds.push(
-            [follower_id], recent.get(followee_id, [])[:POSTS_PER_AUTHOR_ON_REBUILD]
-        )
-    except RedisError:
-        # The feed may lack the followee's posts: it is rebuilt once Redis answers.
-        await state.feeds.invalidate(follower_id)
-
-
-async def on_unfollow(
-    state: AppState, sessions: ShardSessions, follower_id: int, followee_id: int
-) -> None:
-    if not redis_available(state.runtime.redis):
-        return  # the readers' follow check drops the followee's posts
-    recent = await recent_posts_by_author(state, sessions, [followee_id])
-    await state.feeds.remove(follower_id, recent.get(followee_id, []))

@@ -1,20 +1,22 @@
-"""Process-wide state the API shares between requests: connections and caches."""
+"""Process-wide state every request, job and command shares: connections and caches."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 from aperture.runtime import Runtime
+from db.accounts.cache import SessionCache, UsernameCache
 from db.accounts.models import User
 from db.cache import RowCache
 from db.counters import HotCounters
+from db.feed.activity import ActivityMarks
 from db.feed.store import FeedStore
 from db.flags import ViewerFlags
 from db.id_lists import IdListCache
 from db.posts.models import Comment, Post
 from db.rate_limits import FailureBackoff, RateLimiter
 from db.relation_cache import RelationSetCache
-from graphql_api.accounts.passwords import PasswordHashPool
+from domain.accounts.passwords import PasswordHashPool
 
 # How many ids of a list are cached: enough for any first page a client asks for.
 CACHED_LIST_LENGTH = 100
@@ -24,6 +26,9 @@ CACHED_LIST_LENGTH = 100
 class AppState:
     runtime: Runtime
     user_cache: RowCache[User] = field(init=False)
+    session_cache: SessionCache = field(init=False)
+    usernames: UsernameCache = field(init=False)
+    activity: ActivityMarks = field(init=False)
     following_sets: RelationSetCache = field(init=False)
     block_sets: RelationSetCache = field(init=False)
     post_cache: RowCache[Post] = field(init=False)
@@ -42,7 +47,7 @@ class AppState:
     # Request and log-in limits, shared by every process through Redis (db/rate_limits.py).
     rate_limiter: RateLimiter = field(init=False)
     login_failures: FailureBackoff = field(init=False)
-    # Argon2 runs here, never on the event loop (graphql_api/accounts/passwords.py).
+    # Argon2 runs here, never on the event loop (domain/accounts/passwords.py).
     password_hashing: PasswordHashPool = field(init=False)
 
     def __post_init__(self) -> None:
@@ -52,6 +57,9 @@ class AppState:
         self.user_cache = RowCache(
             redis, User, prefix="user", ttl_seconds=ttl, exclude=("password_hash", "email")
         )
+        self.session_cache = SessionCache(redis, ttl_seconds=ttl)
+        self.usernames = UsernameCache(redis, ttl_seconds=ttl)
+        self.activity = ActivityMarks(redis)
         self.following_sets = RelationSetCache(redis, name="following", ttl_seconds=ttl)
         self.block_sets = RelationSetCache(redis, name="blockrel", ttl_seconds=ttl)
         self.post_cache = RowCache(redis, Post, prefix="post", ttl_seconds=ttl)

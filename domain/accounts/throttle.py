@@ -19,10 +19,10 @@ import hashlib
 from typing import TYPE_CHECKING
 
 from db.rate_limits import BackoffPolicy, Quota
-from graphql_api.errors import RateLimited
+from domain.errors import RateLimited
 
 if TYPE_CHECKING:
-    from graphql_api.state import AppState
+    from domain.state import AppState
 
 LOGIN_BASE_DELAY_SECONDS = 1.0
 

@@ -26,7 +26,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from argon2.low_level import ARGON2_VERSION
 
-from graphql_api.errors import ServiceUnavailable
+from domain.errors import ServiceUnavailable
 
 T = TypeVar("T")
 

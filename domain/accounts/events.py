@@ -1,0 +1,26 @@
+"""What happens in the social graph, for other features to react to (``domain/events.py``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from domain.events import Topic
+
+
+@dataclass(frozen=True)
+class FollowChanged:
+    follower_id: int
+    followee_id: int
+
+
+@dataclass(frozen=True)
+class FollowRequested:
+    requester_id: int
+    target_id: int
+
+
+# A follow became effective (a public account followed, a request approved).
+FOLLOWED = Topic("account.followed", FollowChanged)
+# A follow ended: unfollowed, follower removed, or a block in either direction.
+UNFOLLOWED = Topic("account.unfollowed", FollowChanged)
+FOLLOW_REQUESTED = Topic("account.follow_requested", FollowRequested)

@@ -1,0 +1,63 @@
+"""Profiles: editing one, deleting an account, and finding users by username prefix."""
+
+from __future__ import annotations
+
+from db.accounts import repository as accounts_repo
+from db.accounts.models import User
+from db.session import ShardSessions
+from domain.accounts.validation import profile_changes, validate_search_prefix
+from domain.errors import NotFound
+from domain.state import AppState
+from domain.visibility import Visibility
+
+
+async def update_profile(
+    state: AppState,
+    sessions: ShardSessions,
+    viewer_id: int,
+    *,
+    full_name: str | None,
+    bio: str | None,
+    website: str | None,
+    is_private: bool | None,
+) -> User:
+    values = profile_changes(full_name=full_name, bio=bio, website=website, is_private=is_private)
+    async with sessions.for_id(viewer_id) as session:
+        user = await accounts_repo.update_user(session, viewer_id, values)
+    if user is None:
+        raise NotFound("Your account no longer exists")
+    await state.user_cache.store(user.id, user)
+    return user
+
+
+async def delete_account(state: AppState, sessions: ShardSessions, viewer_id: int) -> None:
+    async with sessions.for_id(viewer_id) as session:
+        await accounts_repo.mark_user_deleted(session, viewer_id)
+        tokens = await accounts_repo.revoke_all_sessions(session, viewer_id)
+    await state.user_cache.store(viewer_id, None)
+    await state.session_cache.revoke(tokens)
+
+
+async def search_users(
+    sessions: ShardSessions,
+    visibility: Visibility,
+    *,
+    prefix: str,
+    after_username: str | None,
+    limit: int,
+) -> list[tuple[str, User | None]]:
+    """Up to ``limit`` (username, user) pairs after ``after_username`` in username order;
+    the user is None where the viewer may not see it (the position still counts)."""
+    prefix_lower = validate_search_prefix(prefix)
+    # Every shard holds some usernames: ask all at once, merge in username order.
+    per_shard = await sessions.scatter_all(
+        lambda session: accounts_repo.users_with_prefix(
+            session, prefix_lower, after_username=after_username, limit=limit
+        )
+    )
+    rows = sorted(
+        (row for rows in per_shard.values() for row in rows),
+        key=lambda row: row.username_lower,
+    )[:limit]
+    visible = await visibility.visible_rows(rows)
+    return [(row.username_lower, user) for row, user in zip(rows, visible, strict=True)]

@@ -1,0 +1,191 @@
+"""Sign-up, log-in, bearer tokens and log-out.
+
+A sign-up touches two shards (the username's and the email's). There is no distributed
+transaction: the email claim is made inside the user's transaction, so a failure rolls
+the user back; a sign-up that died between the two commits leaves an email claim whose
+owner does not exist, which the next sign-up with that email takes over.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.accounts import repository as accounts_repo
+from db.accounts.models import User
+from db.ids import is_valid_id, shard_of
+from db.session import ShardSessions
+from domain.accounts import throttle
+from domain.accounts.passwords import hash_password, verify_password
+from domain.accounts.validation import validate_email, validate_password, validate_username
+from domain.errors import Conflict, Unauthenticated
+from domain.state import AppState
+
+TOKEN_PREFIX = "ap"
+ORPHAN_CLAIM_AGE = timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    user: User
+    token: str
+
+
+def _token_hash(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+def _user_id_from_token(token: str) -> int | None:
+    """Tokens carry their owner's id, so a session is found on one shard with no lookup."""
+    parts = token.split("_", 2)
+    # isdigit() alone admits "²" and other digits int() refuses; ids fit in 19 digits.
+    digits = parts[1] if len(parts) == 3 else ""
+    if parts[0] != TOKEN_PREFIX or not (digits.isascii() and digits.isdigit()):
+        return None
+    user_id = int(digits) if len(digits) <= 19 else -1
+    return user_id if is_valid_id(user_id) else None
+
+
+async def start_session(sessions: ShardSessions, user: User) -> str:
+    token = f"{TOKEN_PREFIX}_{user.id}_{secrets.token_urlsafe(32)}"
+    async with sessions.for_id(user.id) as session:
+        await accounts_repo.insert_session(session, token_hash=_token_hash(token), user_id=user.id)
+    return token
+
+
+async def sign_up(
+    state: AppState,
+    sessions: ShardSessions,
+    *,
+    username: str,
+    email: str,
+    password: str,
+    client_ip: str,
+) -> SignedIn:
+    validate_username(username)
+    email = validate_email(email)
+    validate_password(password)
+    # Charged per attempt, taken or not: the limit also bounds probing for usernames.
+    await throttle.check_signup_ip(state, client_ip)
+    with state.password_hashing.reserve() as slot:
+        password_hash = await slot.run(hash_password, password)
+    shard_map = sessions.shard_map
+    email_key = email.lower()
+    # The user's home shard is its username's hash shard, so the username's uniqueness
+    # is one unique index on one shard, checked in the same transaction as the insert.
+    async with sessions.shard(shard_map.shard_for_username(username)) as session:
+        user = await accounts_repo.insert_user(
+            session, username=username, email=email, password_hash=password_hash
+        )
+        if user is None:
+            raise Conflict(f"The username {username!r} is taken", field="username")
+        async with sessions.shard(shard_map.shard_for_email(email_key)) as email_session:
+            claimed = await accounts_repo.claim_unique_key(
+                email_session, kind="email", key=email_key, owner_id=user.id
+            )
+            if not claimed:
+                claimed = await _reclaim_orphan_email(sessions, email_session, email_key, user.id)
+            if not claimed:
+                # Raising rolls back the user insert too: nothing is left behind.
+                raise Conflict("An account with this email already exists", field="email")
+    await state.user_cache.store(user.id, user)
+    await state.usernames.claim(user.username_lower, user.id)
+    token = await start_session(sessions, user)
+    return SignedIn(user=user, token=token)
+
+
+async def _reclaim_orphan_email(
+    sessions: ShardSessions, email_session: AsyncSession, email_key: str, new_owner: int
+) -> bool:
+    """A sign-up that died after claiming its email but before its user committed leaves a
+    claim whose owner does not exist; a later sign-up with that email takes it over. So
+    does one after the owner deleted their account. A claim younger than a minute is left
+    alone: its sign-up may still be committing."""
+    owner = await accounts_repo.find_unique_key_owner(email_session, kind="email", key=email_key)
+    if owner is None or not sessions.shard_map.exists(shard_of(owner)):
+        return False
+    async with sessions.for_id(owner) as session:
+        if await accounts_repo.get_user(session, owner) is not None:
+            return False
+    return await accounts_repo.reassign_unique_key(
+        email_session,
+        kind="email",
+        key=email_key,
+        from_owner=owner,
+        to_owner=new_owner,
+        claimed_before=datetime.now(UTC) - ORPHAN_CLAIM_AGE,
+    )
+
+
+async def _find_login_user(sessions: ShardSessions, login: str) -> User | None:
+    shard_map = sessions.shard_map
+    if "@" in login:
+        async with sessions.shard(shard_map.shard_for_email(login)) as session:
+            owner = await accounts_repo.find_unique_key_owner(session, kind="email", key=login)
+        if owner is None or not shard_map.exists(shard_of(owner)):
+            return None
+        async with sessions.for_id(owner) as session:
+            return await accounts_repo.get_user(session, owner)
+    async with sessions.shard(shard_map.shard_for_username(login)) as session:
+        return await accounts_repo.get_user_by_username(session, login)
+
+
+async def log_in(
+    state: AppState,
+    sessions: ShardSessions,
+    *,
+    username_or_email: str,
+    password: str,
+    client_ip: str,
+) -> SignedIn:
+    """Throttled per IP and per account (domain/accounts/throttle.py); a refused attempt
+    checks no password. An unknown account verifies against a dummy hash, so it answers
+    in the same time and with the same error as a wrong password."""
+    login = username_or_email.strip().lower()
+    await throttle.check_login_ip(state, client_ip)
+    subject = throttle.login_subject(login)
+    # The hashing slot first: a full queue must not count as a wrong password.
+    with state.password_hashing.reserve() as slot:
+        await throttle.begin_login_attempt(state, subject)
+        user = await _find_login_user(sessions, login)
+        matches = await slot.run(
+            verify_password, user.password_hash if user is not None else None, password
+        )
+    if user is None or not matches:
+        raise Unauthenticated("Wrong username, email or password")
+    await throttle.login_succeeded(state, subject)
+    token = await start_session(sessions, user)
+    return SignedIn(user=user, token=token)
+
+
+async def authenticate(state: AppState, sessions: ShardSessions, token: str) -> int | None:
+    """The user id a bearer token belongs to, or None if it is unknown or revoked."""
+    user_id = _user_id_from_token(token)
+    if user_id is None or not sessions.shard_map.exists(shard_of(user_id)):
+        return None
+    token_hash = _token_hash(token)
+    epoch = state.session_cache.epoch()
+    # Redis down: read the session from PostgreSQL, and do not fill (db/redis.py).
+    cached = await state.session_cache.get(token_hash)
+    if cached is not False:
+        return cached if cached == user_id else None
+    async with sessions.for_id(user_id) as session:
+        live = await accounts_repo.find_live_session(session, token_hash)
+    valid = live is not None and live.user_id == user_id
+    await state.session_cache.fill(token_hash, user_id if valid else None, epoch=epoch)
+    return user_id if valid else None
+
+
+async def log_out(state: AppState, sessions: ShardSessions, token: str) -> None:
+    user_id = _user_id_from_token(token)
+    if user_id is None:
+        return
+    async with sessions.for_id(user_id) as session:
+        await accounts_repo.revoke_session(session, _token_hash(token))
+    # After the commit; during a Redis outage the revocation is replayed before cached
+    # reads resume, and the log-out still succeeds.
+    await state.session_cache.revoke([_token_hash(token)])

@@ -1,0 +1,24 @@
+"""Recording that a user is active: fan-out on write only reaches recent users, so a
+user coming back after a long absence has a stale feed, rebuilt on their next read."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from db.accounts import repository as accounts_repo
+from db.session import ShardSessions
+from domain.state import AppState
+
+
+async def record_activity(state: AppState, sessions: ShardSessions, user_id: int) -> None:
+    """Mark the user active; at most once an hour, so it costs one SET NX per request."""
+    now = datetime.now(UTC)
+    previous = await state.activity.record(user_id, now.timestamp())
+    if previous is False:
+        return  # recorded within the hour, or Redis is down
+    away_since = now.timestamp() - state.runtime.settings.feed_active_days * 86400
+    if previous is None or previous < away_since:
+        # Fan-out skipped this user while they were away.
+        await state.feeds.invalidate(user_id)
+    async with sessions.for_id(user_id) as session:
+        await accounts_repo.touch_last_active(session, user_id, now)

@@ -1,0 +1,125 @@
+"""Fan-out on write: push a new post into every active follower's precomputed feed, and
+keep feeds in step with the follow graph (backfill on follow, removal on unfollow).
+
+These run as event handlers (``domain/feed/jobs.py``). Durability comes from the outbox:
+a post's ``post.created`` delivery stays in PostgreSQL until its fan-out has finished.
+The fan-out walks the author's followers in batches, each pushed to every follower's
+feed by one script call (ZADD and trim inside Redis), and saves its progress on the post
+(``fanout_cursor``), so a run killed half-way resumes where it stopped. Every step is
+idempotent (ZADD of a member that is there changes nothing): a delivery that runs twice
+converges.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from redis.exceptions import RedisError
+
+from db.accounts import repository as accounts_repo
+from db.events import repository as events_repo
+from db.feed import repository as feed_repo
+from db.redis import redis_available
+from db.session import ShardSessions
+from domain.feed.large_accounts import note_follower_count
+from domain.feed.reads import POSTS_PER_AUTHOR_ON_REBUILD, recent_posts_by_author
+from domain.state import AppState
+
+# The name its handler is registered under (domain/feed/jobs.py), kept in its outbox rows.
+FAN_OUT_HANDLER = "feed.fan_out"
+
+
+@dataclass(frozen=True)
+class FanOutResult:
+    post_id: int
+    feeds_written: int
+    skipped_inactive: int
+    merged_at_read_time: bool
+
+
+async def fan_out(state: AppState, sessions: ShardSessions, post_id: int) -> FanOutResult:
+    """Push the post into its author's feed and every active follower's; resumable."""
+    settings = state.runtime.settings
+    async with sessions.for_id(post_id) as session:
+        post = await feed_repo.get_post_for_fanout(session, post_id)
+        author = await accounts_repo.get_user(session, post.author_id) if post else None
+    if post is None or post.deleted_at is not None or author is None:
+        return FanOutResult(post_id, 0, 0, merged_at_read_time=False)
+
+    feeds = state.feeds
+    # The author sees their own post at once, whatever their audience.
+    written = await feeds.push([author.id], [post_id])
+    if author.follower_count > settings.fanout_follower_threshold:
+        # A large account's posts are merged into feeds at read time (workers would take
+        # minutes per post otherwise); make sure readers know it is large.
+        await note_follower_count(state, sessions, author.id, author.follower_count)
+        return FanOutResult(post_id, written, 0, merged_at_read_time=True)
+
+    active_since = time.time() - settings.feed_active_days * 86400
+    cursor = post.fanout_cursor
+    skipped = 0
+    while True:
+        async with sessions.for_id(author.id) as session:
+            followers = await accounts_repo.follower_ids_page(
+                session, author.id, after_follower_id=cursor, limit=settings.fanout_batch_size
+            )
+        if not followers:
+            break
+        active = await state.activity.active_since(followers, active_since)
+        skipped += len(followers) - len(active)
+        written += await feeds.push(active, [post_id])
+        cursor = followers[-1]
+        async with sessions.for_id(post_id) as session:
+            await feed_repo.save_fanout_cursor(session, post_id, cursor)
+    return FanOutResult(post_id, written, skipped, merged_at_read_time=False)
+
+
+async def fan_out_pending(sessions: ShardSessions, post_id: int) -> bool:
+    """Whether the post's fan-out is still owed (not every follower's feed has it yet)."""
+    async with sessions.for_id(post_id) as session:
+        owed = await events_repo.count_owed(
+            session, handler=FAN_OUT_HANDLER, payload_contains={"post_id": post_id}
+        )
+    return owed > 0
+
+
+async def pending_fan_outs(sessions: ShardSessions) -> int:
+    """How many posts' fan-outs are owed, across every shard."""
+    counts = await sessions.scatter_all(
+        lambda session: events_repo.count_owed(session, handler=FAN_OUT_HANDLER)
+    )
+    return sum(counts.values())
+
+
+async def backfill(
+    state: AppState, sessions: ShardSessions, *, follower_id: int, followee_id: int
+) -> None:
+    """Put the followee's recent posts into a ready feed (a missing one is rebuilt on read)."""
+    try:
+        if not await state.feeds.is_ready(follower_id):
+            return
+        recent = await recent_posts_by_author(state, sessions, [followee_id])
+        await state.feeds.push(
+            [follower_id], recent.get(followee_id, [])[:POSTS_PER_AUTHOR_ON_REBUILD]
+        )
+    except RedisError:
+        # The feed may lack the followee's posts: it is rebuilt once Redis answers.
+        await state.feeds.invalidate(follower_id)
+
+
+async def remove_followee_posts(
+    state: AppState, sessions: ShardSessions, *, follower_id: int, followee_id: int
+) -> None:
+    if not redis_available(state.runtime.redis):
+        return  # the readers' follow check drops the followee's posts
+    recent = await recent_posts_by_author(state, sessions, [followee_id])
+    await state.feeds.remove(follower_id, recent.get(followee_id, []))
+
+
+async def follower_count_changed(state: AppState, sessions: ShardSessions, user_id: int) -> None:
+    """An account may have crossed the fan-out threshold: keep the large set right."""
+    async with sessions.for_id(user_id) as session:
+        user = await accounts_repo.get_user(session, user_id)
+    if user is not None:
+        await note_follower_count(state, sessions, user_id, user.follower_count)

@@ -1,0 +1,32 @@
+"""Large accounts: authors above the fan-out threshold, whose posts are merged into feeds
+at read time instead of being written to every follower's feed."""
+
+from __future__ import annotations
+
+from db.feed import repository as feed_repo
+from db.session import ShardSessions
+from domain.state import AppState
+
+# The set is one global member list, under this owner id.
+_ALL = 0
+
+
+async def large_account_ids(state: AppState, sessions: ShardSessions) -> set[int]:
+    threshold = state.runtime.settings.fanout_follower_threshold
+
+    async def load() -> list[int]:
+        per_shard = await sessions.scatter_all(
+            lambda session: feed_repo.large_account_ids(session, threshold=threshold)
+        )
+        return [user_id for ids in per_shard.values() for user_id in ids]
+
+    return await state.large_accounts.members(_ALL, load=load)
+
+
+async def note_follower_count(
+    state: AppState, sessions: ShardSessions, user_id: int, follower_count: int
+) -> None:
+    """Keep the large-account set right when an account crosses the threshold."""
+    is_large = follower_count > state.runtime.settings.fanout_follower_threshold
+    if (user_id in await large_account_ids(state, sessions)) != is_large:
+        await state.large_accounts.changed(_ALL)

@@ -1,0 +1,200 @@
+"""Posts: creating, editing and deleting them, and the lists they appear in (an author's
+grid, a hashtag's page).
+
+A post lives in its author's shard, so its id (made by that shard's ``next_id``) routes
+every later read of it, its comments and its likes to the same place. The hashtag index
+lives in each tag's own shard.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from redis.exceptions import RedisError
+from sqlalchemy.exc import SQLAlchemyError
+
+from db.accounts.models import User
+from db.posts import repository as posts_repo
+from db.posts.models import Post
+from db.redis import read_epoch
+from db.session import ShardSessions
+from domain import events
+from domain.accounts.relations import refresh_users, user_ids_for_usernames
+from domain.errors import BadUserInput, Forbidden, NotFound
+from domain.posts.events import POST_CREATED, POST_DELETED, PostCreated, PostDeleted
+from domain.posts.text import parse_hashtags, parse_mentions, validate_caption
+from domain.state import CACHED_LIST_LENGTH, AppState
+from domain.visibility import Visibility, direct
+
+log = logging.getLogger(__name__)
+
+
+async def load_posts(
+    state: AppState, sessions: ShardSessions, post_ids: Sequence[int]
+) -> list[Post | None]:
+    """Live posts by id, whoever may see them: callers pass them through Visibility."""
+    return await state.post_cache.load(post_ids, sessions=sessions, fetch=posts_repo.get_posts)
+
+
+async def visible_post(visibility: Visibility, post_id: int) -> Post:
+    post = await visibility.post(post_id)
+    if post is None:
+        raise NotFound("No such post")
+    return post
+
+
+async def _index_tags(
+    sessions: ShardSessions, post_id: int, *, add: Sequence[str], remove: Sequence[str]
+) -> None:
+    """Keep the hashtag index (one row per tag, in the tag's shard) in step with a post."""
+    shard_map = sessions.shard_map
+    for tags, apply in ((add, posts_repo.index_hashtags), (remove, posts_repo.unindex_hashtags)):
+        by_shard: dict[int, list[str]] = {}
+        for tag in tags:
+            by_shard.setdefault(shard_map.shard_for_hashtag(tag), []).append(tag)
+        for shard, shard_tags in by_shard.items():
+            async with sessions.shard(shard) as session:
+                await apply(session, post_id, shard_tags)
+
+
+async def refresh_author_posts(state: AppState, sessions: ShardSessions, author_id: int) -> None:
+    async with sessions.for_id(author_id) as session:
+        ids = await posts_repo.author_post_ids(
+            session, author_id, before_id=None, limit=CACHED_LIST_LENGTH
+        )
+    await state.author_posts.store(author_id, ids)
+
+
+async def create_post(
+    state: AppState, sessions: ShardSessions, viewer_id: int, *, caption: str
+) -> Post:
+    caption = validate_caption(caption)
+    hashtags = parse_hashtags(caption)
+    mention_ids = await user_ids_for_usernames(state, sessions, parse_mentions(caption))
+    async with sessions.for_id(viewer_id) as session:
+        post = await posts_repo.insert_post(
+            session,
+            author_id=viewer_id,
+            caption=caption,
+            hashtags=hashtags,
+            mention_ids=mention_ids,
+        )
+        owed = await events.emit(
+            session, POST_CREATED, PostCreated(post_id=post.id, author_id=viewer_id)
+        )
+    # The post is committed: from here on nothing may turn it into an error for the client
+    # (a retry would post twice). Its event goes first; the outbox row backs it up.
+    await events.relay(state, sessions, owed)
+    try:
+        await state.post_cache.store(post.id, post)
+        await _index_tags(sessions, post.id, add=hashtags, remove=())
+        await refresh_author_posts(state, sessions, viewer_id)
+        await refresh_users(state, sessions, viewer_id)
+    except (RedisError, SQLAlchemyError, OSError):
+        log.exception("post %s is saved, but refreshing its caches and indexes failed", post.id)
+    return post
+
+
+async def _own_post(visibility: Visibility, post_id: int) -> Post:
+    post = await visible_post(visibility, post_id)
+    if post.author_id != visibility.viewer_id:
+        raise Forbidden("Only the author can change this post")
+    return post
+
+
+async def edit_caption(
+    state: AppState, sessions: ShardSessions, viewer_id: int, post_id: int, *, caption: str
+) -> Post:
+    caption = validate_caption(caption)
+    old = await _own_post(direct(state, sessions, viewer_id), post_id)
+    hashtags = parse_hashtags(caption)
+    mention_ids = await user_ids_for_usernames(state, sessions, parse_mentions(caption))
+    async with sessions.for_id(post_id) as session:
+        post = await posts_repo.update_caption(
+            session, post_id, caption=caption, hashtags=hashtags, mention_ids=mention_ids
+        )
+    if post is None:
+        raise NotFound("No such post")
+    await state.post_cache.store(post.id, post)
+    old_tags = parse_hashtags(old.caption)
+    await _index_tags(
+        sessions,
+        post_id,
+        add=[t for t in hashtags if t not in old_tags],
+        remove=[t for t in old_tags if t not in hashtags],
+    )
+    return post
+
+
+async def delete_post(
+    state: AppState, sessions: ShardSessions, viewer_id: int, post_id: int
+) -> Post:
+    await _own_post(direct(state, sessions, viewer_id), post_id)
+    async with sessions.for_id(post_id) as session:
+        post = await posts_repo.mark_post_deleted(session, post_id)
+        if post is None:
+            raise NotFound("No such post")
+        owed = await events.emit(
+            session, POST_DELETED, PostDeleted(post_id=post_id, author_id=viewer_id)
+        )
+    await events.relay(state, sessions, owed)
+    await state.post_cache.store(post_id, None)
+    await _index_tags(sessions, post_id, add=(), remove=parse_hashtags(post.caption))
+    await refresh_author_posts(state, sessions, viewer_id)
+    await refresh_users(state, sessions, viewer_id)
+    return post
+
+
+# Lists of posts -----------------------------------------------------------------------
+# Each returns post ids, newest first, ``limit`` at most; the caller passes them through
+# Visibility.
+
+
+async def author_post_ids(
+    state: AppState,
+    sessions: ShardSessions,
+    visibility: Visibility,
+    author: User,
+    *,
+    before_id: int | None,
+    limit: int,
+) -> list[int]:
+    """The author's grid; the first page comes from the cached list of their newest."""
+    await visibility.require_content_access(author)
+    epoch = read_epoch(state.runtime.redis)
+    if before_id is None and limit <= CACHED_LIST_LENGTH:
+        cached = await state.author_posts.get_many([author.id])
+        if author.id in cached:
+            return cached[author.id][:limit]
+    async with sessions.for_id(author.id) as session:
+        fetched = await posts_repo.author_post_ids(
+            session,
+            author.id,
+            before_id=before_id,
+            limit=max(CACHED_LIST_LENGTH, limit) if before_id is None else limit,
+        )
+    if before_id is None:
+        await state.author_posts.fill({author.id: fetched}, epoch=epoch)
+    return fetched[:limit]
+
+
+async def hashtag_post_ids(
+    sessions: ShardSessions, tag: str, *, before_id: int | None, limit: int
+) -> list[int]:
+    normalized = parse_hashtags(f"#{tag.lstrip('#')}")
+    if not normalized:
+        raise BadUserInput(f"{tag!r} is not a hashtag", field="tag")
+    async with sessions.shard(sessions.shard_map.shard_for_hashtag(normalized[0])) as session:
+        return await posts_repo.hashtag_post_ids(
+            session, normalized[0], before_id=before_id, limit=limit
+        )
+
+
+async def mentioned_user_ids(sessions: ShardSessions, post_ids: Sequence[int]) -> list[list[int]]:
+    """For each post, the ids of the users its caption mentions (whoever may see them)."""
+    rows = await sessions.scatter_ids(post_ids, posts_repo.mentions_of)
+    mentioned: dict[int, list[int]] = {post_id: [] for post_id in post_ids}
+    for post_id, user_id in rows:
+        mentioned[post_id].append(user_id)
+    return [mentioned[post_id] for post_id in post_ids]

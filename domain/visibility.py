@@ -1,0 +1,186 @@
+"""Who may see what: the one place that decides, for many ids at once.
+
+Every read that hands users, posts or comments to a viewer goes through ``Visibility``:
+the API's loaders, the home feed, search, mentions, hashtag pages and the rules behind
+every write ("you can only like a post you can see"). Stories, reels, messages and
+notifications add their rules here.
+
+The rules:
+
+- a **user** is visible unless deleted or on either side of a block with the viewer;
+- a user's **content** (posts, followers, following) is visible if the account is public,
+  is the viewer's own, or the viewer follows it;
+- a **post** is visible if it is live and its author's content is visible;
+- a **comment** is visible if it is live, its author is visible and its post is visible;
+- a **feed entry** is a visible post by the viewer or by someone the viewer follows
+  (a feed entry outlives an unfollow until fan-out removes it).
+
+The policy asks ``Facts`` for what it needs, in batches. How the facts are fetched is the
+caller's business: per-operation DataLoaders in the API (``graphql_api/loaders.py``),
+the caches directly anywhere else (``DirectFacts``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Protocol
+
+from db.accounts.models import User
+from db.posts import repository as posts_repo
+from db.posts.models import Comment, Post
+from db.session import ShardSessions
+from domain.accounts.relations import block_set, following_flags, load_users
+from domain.errors import Forbidden
+from domain.state import AppState
+
+
+class Facts(Protocol):
+    """Rows and relations, fetched in batches; ``None`` for a row that does not exist."""
+
+    @property
+    def viewer_id(self) -> int | None: ...
+
+    async def users(self, ids: Sequence[int]) -> list[User | None]: ...
+
+    async def posts(self, ids: Sequence[int]) -> list[Post | None]: ...
+
+    async def comments(self, ids: Sequence[int]) -> list[Comment | None]: ...
+
+    async def follows(self, ids: Sequence[int]) -> list[bool]:
+        """Whether the viewer follows each of ``ids`` (all False for no viewer)."""
+        ...
+
+    async def blocked(self) -> set[int]:
+        """Everyone the viewer blocked or was blocked by (empty for no viewer)."""
+        ...
+
+
+def private_account() -> Forbidden:
+    return Forbidden("This account is private: follow it and wait for approval to see this")
+
+
+class Visibility:
+    def __init__(self, facts: Facts) -> None:
+        self.facts = facts
+        self.viewer_id = facts.viewer_id
+
+    # Users ------------------------------------------------------------------------------
+
+    async def users(self, ids: Sequence[int]) -> list[User | None]:
+        rows, blocked = await asyncio.gather(self.facts.users(ids), self.facts.blocked())
+        return [row if row is not None and row.id not in blocked else None for row in rows]
+
+    async def user(self, user_id: int) -> User | None:
+        (row,) = await self.users([user_id])
+        return row
+
+    async def visible_rows(self, rows: Sequence[User]) -> list[User | None]:
+        """Users already read (a search's rows): the same rule, without reading them again."""
+        blocked = await self.facts.blocked()
+        return [row if row.deleted_at is None and row.id not in blocked else None for row in rows]
+
+    async def content_visible(self, owners: Sequence[User]) -> list[bool]:
+        """Whether the viewer may see each owner's posts and follower lists."""
+        private = [owner.id for owner in owners if owner.is_private and owner.id != self.viewer_id]
+        follows = dict(zip(private, await self.facts.follows(private), strict=True))
+        return [follows.get(owner.id, True) for owner in owners]
+
+    async def require_content_access(self, owner: User) -> None:
+        (allowed,) = await self.content_visible([owner])
+        if not allowed:
+            raise private_account()
+
+    # Posts and comments -----------------------------------------------------------------
+
+    async def posts(self, ids: Sequence[int]) -> list[Post | None]:
+        rows = await self.facts.posts(ids)
+        author_ids = list(dict.fromkeys(row.author_id for row in rows if row is not None))
+        authors = [author for author in await self.users(author_ids) if author is not None]
+        allowed = {
+            author.id
+            for author, ok in zip(authors, await self.content_visible(authors), strict=True)
+            if ok
+        }
+        return [row if row is not None and row.author_id in allowed else None for row in rows]
+
+    async def post(self, post_id: int) -> Post | None:
+        (row,) = await self.posts([post_id])
+        return row
+
+    async def comments(self, ids: Sequence[int]) -> list[Comment | None]:
+        rows = await self.facts.comments(ids)
+        live = [row for row in rows if row is not None]
+        authors, posts = await asyncio.gather(
+            self.users(list(dict.fromkeys(row.author_id for row in live))),
+            self.posts(list(dict.fromkeys(row.post_id for row in live))),
+        )
+        visible_authors = {author.id for author in authors if author is not None}
+        visible_posts = {post.id for post in posts if post is not None}
+        return [
+            row
+            if row is not None and row.author_id in visible_authors and row.post_id in visible_posts
+            else None
+            for row in rows
+        ]
+
+    async def comment(self, comment_id: int) -> Comment | None:
+        (row,) = await self.comments([comment_id])
+        return row
+
+    async def feed_posts(self, ids: Sequence[int]) -> list[Post]:
+        """The visible posts among feed entries, by the viewer or by accounts they follow."""
+        rows = [row for row in await self.posts(ids) if row is not None]
+        others = list(
+            dict.fromkeys(row.author_id for row in rows if row.author_id != self.viewer_id)
+        )
+        followed = dict(zip(others, await self.facts.follows(others), strict=True))
+        return [
+            row
+            for row in rows
+            if row.author_id == self.viewer_id or followed.get(row.author_id, False)
+        ]
+
+
+class DirectFacts:
+    """Facts read straight from the caches, remembered for the life of this object: for
+    the rules behind writes, workers and anything else outside a GraphQL operation."""
+
+    def __init__(self, state: AppState, sessions: ShardSessions, viewer_id: int | None) -> None:
+        self._state = state
+        self._sessions = sessions
+        self._viewer_id = viewer_id
+        self._blocked: set[int] | None = None
+
+    @property
+    def viewer_id(self) -> int | None:
+        return self._viewer_id
+
+    async def users(self, ids: Sequence[int]) -> list[User | None]:
+        return await load_users(self._state, self._sessions, ids)
+
+    async def posts(self, ids: Sequence[int]) -> list[Post | None]:
+        return await self._state.post_cache.load(
+            ids, sessions=self._sessions, fetch=posts_repo.get_posts
+        )
+
+    async def comments(self, ids: Sequence[int]) -> list[Comment | None]:
+        return await self._state.comment_cache.load(
+            ids, sessions=self._sessions, fetch=posts_repo.get_comments
+        )
+
+    async def follows(self, ids: Sequence[int]) -> list[bool]:
+        if self._viewer_id is None or not ids:
+            return [False] * len(ids)
+        return await following_flags(self._state, self._sessions, self._viewer_id, list(ids))
+
+    async def blocked(self) -> set[int]:
+        if self._viewer_id is None:
+            return set()
+        if self._blocked is None:
+            self._blocked = await block_set(self._state, self._sessions, self._viewer_id)
+        return self._blocked
+
+
+def direct(state: AppState, sessions: ShardSessions, viewer_id: int | None) -> Visibility:
+    return Visibility(DirectFacts(state, sessions, viewer_id))
