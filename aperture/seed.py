@@ -90,9 +90,7 @@ async def load_graph(
     by_shard: dict[int, list[tuple[int, str]]] = {}
     for node in range(graph.users):
         username = f"{prefix}{node}"
-        by_shard.setdefault(shard_map.shard_for_username(username), []).append(
-            (node, username)
-        )
+        by_shard.setdefault(shard_map.shard_for_username(username), []).append((node, username))
     user_ids: list[int] = [0] * graph.users
     done = 0
     for shard, members in by_shard.items():
