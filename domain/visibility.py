@@ -31,7 +31,7 @@ from db.posts import repository as posts_repo
 from db.posts.models import Comment, Post
 from db.session import ShardSessions
 from domain.accounts.relations import block_set, following_flags, load_users
-from domain.errors import Forbidden
+from domain.errors import Forbidden, NotFound
 from domain.state import AppState
 
 
@@ -75,6 +75,12 @@ class Visibility:
         (row,) = await self.users([user_id])
         return row
 
+    async def require_user(self, user_id: int) -> User:
+        row = await self.user(user_id)
+        if row is None:
+            raise NotFound("No such user")
+        return row
+
     async def visible_rows(self, rows: Sequence[User]) -> list[User | None]:
         """Users already read (a search's rows): the same rule, without reading them again."""
         blocked = await self.facts.blocked()
@@ -108,6 +114,12 @@ class Visibility:
         (row,) = await self.posts([post_id])
         return row
 
+    async def require_post(self, post_id: int) -> Post:
+        row = await self.post(post_id)
+        if row is None:
+            raise NotFound("No such post")
+        return row
+
     async def comments(self, ids: Sequence[int]) -> list[Comment | None]:
         rows = await self.facts.comments(ids)
         live = [row for row in rows if row is not None]
@@ -126,6 +138,12 @@ class Visibility:
 
     async def comment(self, comment_id: int) -> Comment | None:
         (row,) = await self.comments([comment_id])
+        return row
+
+    async def require_comment(self, comment_id: int) -> Comment:
+        row = await self.comment(comment_id)
+        if row is None:
+            raise NotFound("No such comment")
         return row
 
     async def feed_posts(self, ids: Sequence[int]) -> list[Post]:

@@ -35,13 +35,6 @@ class FollowStatus(enum.Enum):
     FOLLOWING = "FOLLOWING"
 
 
-async def _visible_target(visibility: Visibility, target_id: int) -> User:
-    target = await visibility.user(target_id)
-    if target is None:
-        raise NotFound("No such user")
-    return target
-
-
 async def connect(
     state: AppState, sessions: ShardSessions, *, follower_id: int, followee_id: int
 ) -> None:
@@ -104,7 +97,7 @@ async def follow(
 ) -> FollowStatus:
     if viewer_id == target_id:
         raise BadUserInput("You cannot follow yourself", field="userId")
-    target = await _visible_target(direct(state, sessions, viewer_id), target_id)
+    target = await direct(state, sessions, viewer_id).require_user(target_id)
     current = await follow_status(state, sessions, viewer_id, target_id)
     if current is FollowStatus.FOLLOWING:
         # Idempotent repair: a follow that crashed between its two shards is completed.
@@ -175,34 +168,25 @@ async def remove_follower(
 # ids through Visibility.
 
 
-async def followers_page(
+class Side(enum.Enum):
+    FOLLOWERS = "followers"
+    FOLLOWING = "following"
+
+
+async def connections_page(
     sessions: ShardSessions,
     visibility: Visibility,
     owner: User,
     *,
+    side: Side,
     before_edge_id: int | None,
     limit: int,
 ) -> list[tuple[int, int]]:
+    """Who follows ``owner``, or whom they follow, most recent first."""
     await visibility.require_content_access(owner)
+    read = accounts_repo.followers_page if side is Side.FOLLOWERS else accounts_repo.following_page
     async with sessions.for_id(owner.id) as session:
-        return await accounts_repo.followers_page(
-            session, owner.id, before_edge_id=before_edge_id, limit=limit
-        )
-
-
-async def following_page(
-    sessions: ShardSessions,
-    visibility: Visibility,
-    owner: User,
-    *,
-    before_edge_id: int | None,
-    limit: int,
-) -> list[tuple[int, int]]:
-    await visibility.require_content_access(owner)
-    async with sessions.for_id(owner.id) as session:
-        return await accounts_repo.following_page(
-            session, owner.id, before_edge_id=before_edge_id, limit=limit
-        )
+        return await read(session, owner.id, before_edge_id=before_edge_id, limit=limit)
 
 
 async def follow_requests_page(

@@ -14,10 +14,9 @@ from db.session import ShardSessions
 from domain import events
 from domain.errors import Forbidden, NotFound
 from domain.posts.events import COMMENT_ADDED, CommentAdded
-from domain.posts.posts import visible_post
 from domain.posts.text import validate_comment
 from domain.state import CACHED_LIST_LENGTH, AppState
-from domain.visibility import Visibility, direct
+from domain.visibility import direct
 
 
 async def load_comments(
@@ -35,13 +34,6 @@ async def comment_counts(
     return await state.post_comments.get_many(
         post_ids, sessions=sessions, count=posts_repo.comment_counts
     )
-
-
-async def _visible_comment(visibility: Visibility, comment_id: int) -> Comment:
-    comment = await visibility.comment(comment_id)
-    if comment is None:
-        raise NotFound("No such comment")
-    return comment
 
 
 async def refresh_comment_lists(
@@ -71,10 +63,10 @@ async def add_comment(
 ) -> Comment:
     body = validate_comment(body)
     visibility = direct(state, sessions, viewer_id)
-    await visible_post(visibility, post_id)
+    await visibility.require_post(post_id)
     parent_id: int | None = None
     if reply_to is not None:
-        parent = await _visible_comment(visibility, reply_to)
+        parent = await visibility.require_comment(reply_to)
         if parent.post_id != post_id:
             raise NotFound("The comment you reply to does not exist on this post")
         # One level of replies: a reply to a reply joins its thread.
@@ -99,8 +91,8 @@ async def delete_comment(
     state: AppState, sessions: ShardSessions, viewer_id: int, comment_id: int
 ) -> Comment:
     visibility = direct(state, sessions, viewer_id)
-    comment = await _visible_comment(visibility, comment_id)
-    post = await visible_post(visibility, comment.post_id)
+    comment = await visibility.require_comment(comment_id)
+    post = await visibility.require_post(comment.post_id)
     if viewer_id not in (comment.author_id, post.author_id):
         raise Forbidden("Only the comment's author or the post's author can delete it")
     async with sessions.for_id(comment_id) as session:

@@ -12,9 +12,7 @@ from db.posts.models import Comment
 from db.redis import read_epoch
 from db.session import ShardSessions
 from domain import events
-from domain.errors import NotFound
 from domain.posts.events import POST_LIKED, PostLiked
-from domain.posts.posts import visible_post
 from domain.state import AppState
 from domain.visibility import direct
 
@@ -83,7 +81,7 @@ async def viewer_liked_comments(
 async def set_post_like(
     state: AppState, sessions: ShardSessions, viewer_id: int, post_id: int, *, liked: bool
 ) -> None:
-    await visible_post(direct(state, sessions, viewer_id), post_id)
+    await direct(state, sessions, viewer_id).require_post(post_id)
     owed = []
     async with sessions.for_id(post_id) as session:
         if liked:
@@ -104,9 +102,7 @@ async def set_post_like(
 async def set_comment_like(
     state: AppState, sessions: ShardSessions, viewer_id: int, comment_id: int, *, liked: bool
 ) -> Comment:
-    comment = await direct(state, sessions, viewer_id).comment(comment_id)
-    if comment is None:
-        raise NotFound("No such comment")
+    comment = await direct(state, sessions, viewer_id).require_comment(comment_id)
     async with sessions.for_id(comment_id) as session:
         if liked:
             changed = await posts_repo.add_comment_like(

@@ -37,13 +37,6 @@ async def load_posts(
     return await state.post_cache.load(post_ids, sessions=sessions, fetch=posts_repo.get_posts)
 
 
-async def visible_post(visibility: Visibility, post_id: int) -> Post:
-    post = await visibility.post(post_id)
-    if post is None:
-        raise NotFound("No such post")
-    return post
-
-
 async def _index_tags(
     sessions: ShardSessions, post_id: int, *, add: Sequence[str], remove: Sequence[str]
 ) -> None:
@@ -97,7 +90,7 @@ async def create_post(
 
 
 async def _own_post(visibility: Visibility, post_id: int) -> Post:
-    post = await visible_post(visibility, post_id)
+    post = await visibility.require_post(post_id)
     if post.author_id != visibility.viewer_id:
         raise Forbidden("Only the author can change this post")
     return post

@@ -96,25 +96,23 @@ class User(Node):
     async def followers(
         self, info: Info, first: int | None = None, after: str | None = None
     ) -> Connection[User] | None:
-        limit = page_size(first)
-        rows = await graph.followers_page(
-            info.context.sessions,
-            info.context.loaders.visibility,
-            self.row,
-            before_edge_id=decode_cursor(after),
-            limit=limit + 1,
-        )
-        return await user_connection(info, rows, limit)
+        return await self._connections(info, graph.Side.FOLLOWERS, first=first, after=after)
 
     @strawberry.field(description="Whom this user follows, most recent first.")
     async def following(
         self, info: Info, first: int | None = None, after: str | None = None
     ) -> Connection[User] | None:
+        return await self._connections(info, graph.Side.FOLLOWING, first=first, after=after)
+
+    async def _connections(
+        self, info: Info, side: graph.Side, *, first: int | None, after: str | None
+    ) -> Connection[User]:
         limit = page_size(first)
-        rows = await graph.following_page(
+        rows = await graph.connections_page(
             info.context.sessions,
             info.context.loaders.visibility,
             self.row,
+            side=side,
             before_edge_id=decode_cursor(after),
             limit=limit + 1,
         )
