@@ -16,13 +16,10 @@
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING
 
 from db.rate_limits import BackoffPolicy, Quota
 from domain.errors import RateLimited
-
-if TYPE_CHECKING:
-    from domain.state import AppState
+from domain.state import AppState
 
 LOGIN_BASE_DELAY_SECONDS = 1.0
 
