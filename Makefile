@@ -45,6 +45,7 @@ bench: install
 	$(VENV)/bin/python -m bench.social_core
 	$(VENV)/bin/python -m bench.feed
 	$(VENV)/bin/python -m bench.edge
+	$(VENV)/bin/python -m bench.layering
 
 clean:
 	rm -rf $(VENV) .uv .aperture-test

@@ -132,7 +132,7 @@ async def make_tokens(
 
 # --- the code under test ---------------------------------------------------------------
 
-APP_PATHS = ("aperture", "graphql_api", "db", "migrations", "workers", "recommender")
+APP_PATHS = ("aperture", "graphql_api", "domain", "db", "migrations", "workers", "recommender")
 APP_FILES = ("alembic.ini", "pyproject.toml")
 
 
