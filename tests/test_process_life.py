@@ -1,6 +1,7 @@
 """`aperture serve` stops cleanly on the signals that stop services: SIGTERM (systemd,
 Docker, Kubernetes) and Ctrl-C (SIGINT to the whole foreground process group). No
-traceback, and no embedded server outlives it."""
+traceback, no ERROR, and no embedded server outlives it, not even after a SIGKILL: the
+next start stops what the killed one left. `aperture reset` wipes the embedded data."""
 
 from __future__ import annotations
 
@@ -11,11 +12,15 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+APERTURE = str(PROJECT_ROOT / ".venv" / "bin" / "aperture")
 
 
 def _free_port() -> int:
@@ -25,8 +30,10 @@ def _free_port() -> int:
         return port
 
 
-def _processes_using(data_dir: Path) -> list[str]:
-    found = []
+def processes_using(data_dir: Path) -> dict[int, str]:
+    """Processes whose command line names the data dir: the PostgreSQL postmaster and
+    Valkey (whose process title names its config file), by pid."""
+    found = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -35,43 +42,223 @@ def _processes_using(data_dir: Path) -> list[str]:
         except OSError:
             continue
         if str(data_dir) in cmdline:
-            found.append(cmdline)
+            found[int(entry.name)] = cmdline
     return found
+
+
+def _gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state == "Z"
+
+
+def _wait_until_none_use(data_dir: Path) -> dict[int, str]:
+    deadline = time.monotonic() + 10
+    while processes_using(data_dir) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return processes_using(data_dir)
+
+
+@pytest.fixture
+def life_env(project_env: dict[str, str]) -> dict[str, str]:
+    # Two shards on one database: a fresh data dir migrates in a fraction of the time,
+    # and nothing here depends on the shard count.
+    return {**project_env, "APERTURE_LOGICAL_SHARDS": "2", "APERTURE_EMBEDDED_DATABASES": "1"}
+
+
+@pytest.fixture
+def data_dir() -> Iterator[Path]:
+    # Short path: a Unix socket path must stay under 108 bytes.
+    path = Path(tempfile.mkdtemp(prefix="apt-life-"))
+    yield path
+    for pid in processes_using(path):  # only after a failed test
+        os.kill(pid, signal.SIGKILL)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+class Serve:
+    """`aperture serve` in a process group of its own, as a shell runs a foreground job."""
+
+    def __init__(self, env: dict[str, str], data_dir: Path) -> None:
+        self.port = _free_port()
+        self.process = subprocess.Popen(
+            [APERTURE, "serve"],
+            cwd=PROJECT_ROOT,
+            env={**env, "APERTURE_DATA_DIR": str(data_dir), "APERTURE_PORT": str(self.port)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+
+    def wait_ready(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            if "Aperture is ready" in line:
+                return
+        _, stderr = self.process.communicate(timeout=10)
+        raise AssertionError(f"serve did not start:\n{stderr}")
+
+    def graphql(self, query: str) -> Any:
+        response = httpx.post(
+            f"http://127.0.0.1:{self.port}/graphql", json={"query": query}, timeout=10
+        )
+        body = response.json()
+        assert "errors" not in body, body
+        return body["data"]
+
+    def readiness(self) -> str:
+        response = httpx.get(f"http://127.0.0.1:{self.port}/readyz", timeout=10)
+        status: str = response.json()["status"]
+        return status
+
+    def stop(self, how: str = "sigterm") -> str:
+        """Stops it as a service manager or a terminal would; returns its stderr."""
+        if how == "sigterm":
+            self.process.send_signal(signal.SIGTERM)
+        else:
+            os.killpg(self.process.pid, signal.SIGINT)
+        _, stderr = self.process.communicate(timeout=30)
+        return stderr
+
+    def kill(self) -> None:
+        """SIGKILL to the serving process alone: nothing of it runs a finally."""
+        self.process.kill()
+        self.process.communicate(timeout=10)
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.communicate(timeout=10)
+
+
+@pytest.fixture
+def serve(life_env: dict[str, str], data_dir: Path) -> Iterator[Callable[[], Serve]]:
+    """Starts `aperture serve` on ``data_dir`` and waits until it is ready."""
+    started: list[Serve] = []
+
+    def start() -> Serve:
+        server = Serve(life_env, data_dir)
+        started.append(server)
+        server.wait_ready()
+        return server
+
+    yield start
+    for server in started:
+        server.close()
+
+
+def _assert_clean(stderr: str) -> None:
+    assert "Traceback" not in stderr, stderr
+    assert "ERROR" not in stderr, stderr
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("how", ["sigterm", "ctrl-c"])
-def test_serve_stops_cleanly(how: str, project_env: dict[str, str]) -> None:
-    data_dir = Path(tempfile.mkdtemp(prefix="apt-life-"))
-    env = {**project_env, "APERTURE_DATA_DIR": str(data_dir), "APERTURE_PORT": str(_free_port())}
-    process = subprocess.Popen(
-        [str(PROJECT_ROOT / ".venv" / "bin" / "aperture"), "serve"],
+def test_serve_stops_cleanly(how: str, serve: Callable[[], Serve], data_dir: Path) -> None:
+    server = serve()
+    embedded = processes_using(data_dir)
+    assert len(embedded) == 2, embedded  # the postmaster and Valkey
+    # A session of their own: the terminal's Ctrl-C reaches only the app, which stops
+    # them after its own shutdown (closing the job queue needs Valkey).
+    for pid in embedded:
+        assert os.getsid(pid) != server.process.pid
+    _assert_clean(server.stop(how))
+    assert _wait_until_none_use(data_dir) == {}
+
+
+@pytest.mark.slow
+def test_serve_after_a_sigkill_stops_the_orphans(
+    serve: Callable[[], Serve], data_dir: Path
+) -> None:
+    first = serve()
+    first.kill()
+    orphans = processes_using(data_dir)
+    assert len(orphans) == 2, orphans
+    assert not any(_gone(pid) for pid in orphans)
+
+    second = serve()
+    assert second.readiness() == "ready"
+    assert all(_gone(pid) for pid in orphans), processes_using(data_dir)
+    assert len(processes_using(data_dir)) == 2
+    _assert_clean(second.stop())
+    assert _wait_until_none_use(data_dir) == {}
+
+
+def _reset(
+    env: dict[str, str], data_dir: Path, *args: str, answer: str = ""
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [APERTURE, "reset", *args],
         cwd=PROJECT_ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        env={**env, "APERTURE_DATA_DIR": str(data_dir)},
+        input=answer,
+        capture_output=True,
         text=True,
-        start_new_session=True,  # its own process group, as a shell gives a foreground job
+        timeout=60,
+        check=False,
     )
-    try:
-        assert process.stdout is not None
-        deadline = time.monotonic() + 60
-        for line in process.stdout:
-            if "Aperture is ready" in line:
-                break
-            assert time.monotonic() < deadline, "serve did not start"
-        assert _processes_using(data_dir), "no embedded servers were started"
-        if how == "sigterm":
-            process.send_signal(signal.SIGTERM)
-        else:
-            os.killpg(process.pid, signal.SIGINT)
-        _, stderr = process.communicate(timeout=30)
-        assert "Traceback" not in stderr, stderr
-        deadline = time.monotonic() + 10
-        while _processes_using(data_dir) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert _processes_using(data_dir) == []
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_commands_beside_serve_reuse_its_servers_and_reset_refuses(
+    serve: Callable[[], Serve], data_dir: Path, life_env: dict[str, str]
+) -> None:
+    server = serve()
+    ours = processes_using(data_dir)
+    beside = subprocess.run(
+        [APERTURE, "migrate"],
+        cwd=PROJECT_ROOT,
+        env={**life_env, "APERTURE_DATA_DIR": str(data_dir)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert beside.returncode == 0, beside.stderr
+    # It used them and left them running for serve.
+    assert processes_using(data_dir) == ours
+    assert server.readiness() == "ready"
+
+    refused = _reset(life_env, data_dir, "--yes")
+    assert refused.returncode == 1
+    assert f"pid {server.process.pid}" in refused.stderr
+    assert "stop it first" in refused.stderr
+    assert server.readiness() == "ready"
+    _assert_clean(server.stop())
+
+    # Nobody uses them now: reset asks first, and "n" keeps everything.
+    declined = _reset(life_env, data_dir, answer="n\n")
+    assert declined.returncode == 1
+    assert f"This deletes all data in {data_dir}" in declined.stdout
+    assert "[y/N]" in declined.stdout
+    assert (data_dir / "postgres" / "PG_VERSION").exists()
+    assert processes_using(data_dir) == {}
+
+
+@pytest.mark.slow
+def test_reset_stops_orphans_and_serve_starts_empty(
+    serve: Callable[[], Serve], data_dir: Path, life_env: dict[str, str]
+) -> None:
+    first = serve()
+    first.graphql(
+        'mutation { signUp(input: {username: "ada", email: "ada@example.com", '
+        'password: "correct horse"}) { token } }'
+    )
+    assert first.graphql('{ user(username: "ada") { username } }')["user"]
+    first.kill()
+    assert processes_using(data_dir)
+
+    wiped = _reset(life_env, data_dir, "--yes")
+    assert wiped.returncode == 0, wiped.stderr
+    assert "deleted" in wiped.stdout
+    assert processes_using(data_dir) == {}
+    assert not (data_dir / "postgres").exists()
+    assert not (data_dir / "valkey").exists()
+
+    again = serve()
+    assert again.graphql('{ user(username: "ada") { username } }') == {"user": None}
+    _assert_clean(again.stop())
+    assert _wait_until_none_use(data_dir) == {}

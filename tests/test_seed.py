@@ -1,14 +1,23 @@
-"""The demo seeder: edge lists and generated heavy-tailed graphs load into every shard."""
+"""The demo seeder: edge lists and generated heavy-tailed graphs load into every shard,
+and seeding the same network again adds nothing."""
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from aperture.runtime import Runtime
-from aperture.seed import DEMO_PASSWORD, generate_graph, load_graph, read_edge_list
+from aperture.runtime import Runtime, Servers
+from aperture.seed import DEMO_PASSWORD, generate_graph, load_graph, read_edge_list, seed_graph
+from db.accounts.models import Follower, Following, User
+from db.base import Base
+from db.posts.models import HashtagPost, Post, PostHashtag
 from db.session import ShardSessions
 from tests.helpers import GraphQLClient
 
@@ -56,3 +65,61 @@ def test_reed_edge_list_becomes_follows_both_ways() -> None:
     graph = read_edge_list(REED)
     assert graph.users == 962
     assert len(graph.edges) == 2 * 18812
+
+
+async def _rows(sessions: ShardSessions, model: type[Base]) -> int:
+    async def count(session: AsyncSession) -> int:
+        return int(await session.scalar(select(func.count()).select_from(model)) or 0)
+
+    return sum((await sessions.scatter_all(count)).values())
+
+
+async def test_seeding_twice_adds_nothing(runtime: Runtime, sessions: ShardSessions) -> None:
+    graph = generate_graph(40, seed=5, mean_following=6)
+    first = await seed_graph(sessions, graph, prefix="twice", posts_per_user=2)
+    assert (first.new_users, first.new_follows, first.new_posts) == (40, len(graph.edges), 80)
+    counted = {
+        model: await _rows(sessions, model)
+        for model in (User, Following, Follower, Post, PostHashtag, HashtagPost)
+    }
+    assert counted[Post] == 80
+    assert counted[Following] == counted[Follower] == len(graph.edges)
+
+    again = await seed_graph(sessions, graph, prefix="twice", posts_per_user=2)
+    assert again.added_nothing
+    assert again.recounted_users == 0
+    assert again.user_ids == first.user_ids
+    # load_graph, what the benchmarks and tests call, is the same idempotent load.
+    assert await load_graph(sessions, graph, prefix="twice") == first.user_ids
+    for model, rows in counted.items():
+        assert await _rows(sessions, model) == rows, model.__name__
+
+    # More posts per user tops each user up; nothing else is written again.
+    more = await seed_graph(sessions, graph, prefix="twice", posts_per_user=3)
+    assert (more.new_users, more.new_follows, more.new_posts) == (0, 0, 40)
+    assert await _rows(sessions, Post) == 120
+
+
+async def test_seed_command_says_when_the_network_is_already_there(
+    runtime: Runtime, servers: Servers, project_env: dict[str, str]
+) -> None:
+    env = {
+        **project_env,
+        "APERTURE_DATABASE_URLS": ",".join(servers.database_urls),
+        "APERTURE_REDIS_URL": servers.redis_url,
+    }
+    command = [sys.executable, "-m", "aperture.cli", "seed", "--users", "12", "--prefix", "cli"]
+
+    def seed() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            command, env=env, capture_output=True, text=True, timeout=60, check=False
+        )
+
+    first = await asyncio.to_thread(seed)
+    assert first.returncode == 0, first.stderr
+    assert "seeded 12 users" in first.stdout
+    second = await asyncio.to_thread(seed)
+    assert second.returncode == 0, second.stderr
+    assert "already loaded" in second.stdout
+    assert "nothing added" in second.stdout
+    assert await _rows(ShardSessions(runtime.databases), Post) == 24
