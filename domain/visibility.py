@@ -168,7 +168,8 @@ class DirectFacts:
         self._state = state
         self._sessions = sessions
         self._viewer_id = viewer_id
-        self._blocked: set[int] | None = None
+        # A future, not a value: concurrent questions share the one read.
+        self._blocked: asyncio.Future[set[int]] | None = None
 
     @property
     def viewer_id(self) -> int | None:
@@ -196,8 +197,10 @@ class DirectFacts:
         if self._viewer_id is None:
             return set()
         if self._blocked is None:
-            self._blocked = await block_set(self._state, self._sessions, self._viewer_id)
-        return self._blocked
+            self._blocked = asyncio.ensure_future(
+                block_set(self._state, self._sessions, self._viewer_id)
+            )
+        return await self._blocked
 
 
 def direct(state: AppState, sessions: ShardSessions, viewer_id: int | None) -> Visibility:

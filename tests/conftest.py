@@ -24,6 +24,7 @@ from sqlalchemy.pool import NullPool
 from aperture.cli import uvicorn_options
 from aperture.runtime import Runtime, Servers, shard_map_for, start_servers
 from aperture.settings import Settings
+from db.instrumentation import instrument_sqlalchemy
 from db.session import ShardSessions
 from db.shards import ShardMap, shard_schema, to_sqlalchemy_url
 from domain.accounts.passwords import configure_password_hashing
@@ -62,6 +63,10 @@ def state(http: httpx.AsyncClient) -> AppState:
     assert isinstance(transport, httpx.ASGITransport)
     app_state: AppState = transport.app.state.aperture  # type: ignore[attr-defined]
     return app_state
+
+
+# Statement counts are asserted on without an app built first (create_app also does it).
+instrument_sqlalchemy()
 
 
 @pytest.fixture(scope="session")

@@ -182,8 +182,8 @@ async def authenticate(state: AppState, sessions: ShardSessions, token: str) -> 
 
 async def log_out(state: AppState, sessions: ShardSessions, token: str) -> None:
     user_id = _user_id_from_token(token)
-    if user_id is None:
-        return
+    if user_id is None or not sessions.shard_map.exists(shard_of(user_id)):
+        return  # no such session can exist
     async with sessions.for_id(user_id) as session:
         await accounts_repo.revoke_session(session, _token_hash(token))
     # After the commit; during a Redis outage the revocation is replayed before cached
