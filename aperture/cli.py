@@ -81,6 +81,13 @@ def serve(
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     _quiet_libraries()
     _exit_through_finally_on_signals()
+    try:
+        if (manifest := get_settings().persisted_documents_file) is not None:
+            from graphql_api.persisted import load_manifest
+
+            load_manifest(manifest)  # before any server starts: one line, not a traceback
+    except ConfigurationError as error:
+        raise _fail(error) from None
     settings, servers = _prepare()
     assert isinstance(servers, Servers)
     bind_host = host or settings.host

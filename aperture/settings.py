@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MAX_LOGICAL_SHARDS = 8192  # 13 bits of the id
@@ -164,10 +164,32 @@ class Settings(BaseSettings):
     password_hash_queue: int = Field(
         default=32, ge=1, description="Hashes waiting for a thread before log-ins get a 503."
     )
+    persisted_documents: Literal["automatic", "registered_only", "off"] = Field(
+        default="automatic",
+        description="automatic: Apollo's automatic persisted queries (a document sent once "
+        "is then named by its sha256); registered_only: only the documents of "
+        "persisted_documents_file run; off: every request sends its document.",
+    )
+    persisted_documents_file: Path | None = Field(
+        default=None,
+        validate_default=True,
+        description="A JSON manifest of the registered documents: {sha256: document} or "
+        "Apollo's persisted query manifest. Required by registered_only.",
+    )
+    persisted_documents_ttl_seconds: int = Field(
+        default=7 * 86400, ge=60, description="How long an automatic persisted query is kept."
+    )
     forwarded_allow_ips: str = Field(
         default="127.0.0.1",
         description="Proxies whose X-Forwarded-For names the client (uvicorn's setting).",
     )
+
+    @field_validator("persisted_documents_file", mode="after")
+    @classmethod
+    def _registered_only_needs_a_list(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is None and info.data.get("persisted_documents") == "registered_only":
+            raise ValueError("APERTURE_PERSISTED_DOCUMENTS=registered_only needs this file")
+        return value
 
     @property
     def graphiql_enabled(self) -> bool:

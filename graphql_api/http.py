@@ -38,6 +38,7 @@ from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
 from aperture.settings import Settings
+from db.documents import PersistedDocuments
 from db.errors import is_unavailable
 from domain.state import AppState
 from graphql_api.auth import authenticate_caller
@@ -46,6 +47,7 @@ from graphql_api.edge import error_document
 from graphql_api.error_handling import quieted, typed
 from graphql_api.graphiql import GRAPHIQL_HEADERS, render_graphiql_page
 from graphql_api.guard import document_fee, request_quotas
+from graphql_api.persisted import DocumentRequest, DocumentResolver, PersistedQueryError
 from graphql_api.schema import schema
 from graphql_api.text import find_invalid_text
 
@@ -88,12 +90,28 @@ class GraphQLRequest:
     extensions: dict[str, Any] | None
 
 
+@dataclass(frozen=True)
+class IncomingRequest:
+    """A request as sent: its document may be named by hash only (graphql_api/persisted.py)."""
+
+    query: str | None
+    variables: dict[str, Any] | None
+    operation_name: str | None
+    extensions: dict[str, Any] | None
+
+
 class GraphQLEndpoint:
     def __init__(self, state: AppState) -> None:
         self.state = state
         self.settings: Settings = state.runtime.settings
         self.slots = asyncio.Semaphore(self.settings.max_concurrent_requests)
         self.graphiql_page = render_graphiql_page().encode()
+        self.documents = DocumentResolver(
+            self.settings,
+            PersistedDocuments(
+                state.runtime.redis, ttl_seconds=self.settings.persisted_documents_ttl_seconds
+            ),
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = Headers(scope=scope)
@@ -114,7 +132,8 @@ class GraphQLEndpoint:
                 )
                 return
             media_type = negotiate(accept)
-            request = await self._read_request(scope, receive, headers, method)
+            incoming = await self._read_request(scope, receive, headers, method)
+            request = await self._with_document(incoming)
             await self._serve(scope, receive, send, request, media_type=media_type, method=method)
         except RequestRefused as refused:
             log.info("refused %s %s: %s %s", method, scope["path"], refused.status, refused)
@@ -130,11 +149,26 @@ class GraphQLEndpoint:
     def _wants_graphiql(self, scope: Scope, accept: str) -> bool:
         if not self.settings.graphiql_enabled or "text/html" not in accept:
             return False
-        return b"query=" not in scope.get("query_string", b"")
+        query_string = scope.get("query_string", b"")
+        return b"query=" not in query_string and b"extensions=" not in query_string
+
+    async def _with_document(self, incoming: IncomingRequest) -> GraphQLRequest:
+        try:
+            query = await self.documents.resolve(
+                DocumentRequest(query=incoming.query, extensions=incoming.extensions)
+            )
+        except PersistedQueryError as error:
+            raise RequestRefused(error.status, error.code, str(error)) from None
+        return GraphQLRequest(
+            query=query,
+            variables=incoming.variables,
+            operation_name=incoming.operation_name,
+            extensions=incoming.extensions,
+        )
 
     async def _read_request(
         self, scope: Scope, receive: Receive, headers: Headers, method: str
-    ) -> GraphQLRequest:
+    ) -> IncomingRequest:
         if method == "GET":
             raw: dict[str, Any] = {}
             for name, value in _query_pairs(scope):
@@ -450,12 +484,12 @@ async def _until_disconnect(receive: Receive, work: Awaitable[T]) -> T | None:
     return None
 
 
-def _graphql_request(raw: dict[str, Any]) -> GraphQLRequest:
+def _graphql_request(raw: dict[str, Any]) -> IncomingRequest:
     query = raw.get("query")
     variables = raw.get("variables")
     operation_name = raw.get("operationName")
     extensions = raw.get("extensions")
-    if not isinstance(query, str):
+    if query is not None and not isinstance(query, str):
         raise RequestRefused(400, "BAD_REQUEST", "'query' must be a string with the document")
     if variables is not None and not isinstance(variables, dict):
         raise RequestRefused(400, "BAD_REQUEST", "'variables' must be an object")
@@ -463,7 +497,7 @@ def _graphql_request(raw: dict[str, Any]) -> GraphQLRequest:
         raise RequestRefused(400, "BAD_REQUEST", "'operationName' must be a string")
     if extensions is not None and not isinstance(extensions, dict):
         raise RequestRefused(400, "BAD_REQUEST", "'extensions' must be an object")
-    return GraphQLRequest(
+    return IncomingRequest(
         query=query, variables=variables, operation_name=operation_name, extensions=extensions
     )
 
