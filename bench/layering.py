@@ -7,7 +7,9 @@ Two sides, each run entirely from its own checkout with this virtual environment
   out with ``git worktree add`` into the run's temporary directory and removed at the end;
 * **current**: ``--current-tree`` (default: this checkout, uncommitted changes included).
 
-For each side a *holder* subprocess (this file run by path with ``cwd`` and
+Two parts (``--part e2e|inprocess|all``, default ``all``; ``all`` runs e2e, then in-process):
+
+**e2e**: for each side a *holder* subprocess (this file run by path with ``cwd`` and
 ``PYTHONPATH`` = that checkout) starts embedded PostgreSQL and Valkey in a data dir of
 its own (``APERTURE_DATA_DIR``), migrates them with that checkout's migrations and seeds
 socfb-Reed98 with that checkout's ``bench.edge.seed`` (``load_graph``, every user active,
@@ -18,22 +20,37 @@ viewer's first page once and gets a k6 warm-up, and k6 drives the two servers in
 one fixed arrival rate (``bench/k6/feed_reads.js``, ``constant-arrival-rate``, uniformly
 random viewers): ``--runs`` runs per side, interleaved, which side goes first alternating
 from run to run. Per run: the serve process's user+system CPU (/proc) over the k6 run
-divided by the requests k6 completed, k6's p50 and p99 and its failed requests.
+divided by the requests k6 completed, k6's p50 and p99 and its failed requests. On a
+small machine k6, PostgreSQL, Valkey and the server share the cores: the figures are noisy.
+
+**inprocess**: for each side one subprocess, run from its checkout the same way, starts
+embedded servers in a data dir of its own, migrates, seeds a generated graph
+(``aperture.seed.generate_graph`` and ``load_graph``, the same graph on both sides), signs
+in as the user who follows the most accounts and builds the app
+(``graphql_api.app.create_app``), with the e2e servers' settings. It then measures one
+round per line the benchmark writes on its stdin, answering a JSON line each: a warm-up,
+then ``--requests`` sequential ``homeFeed(first: 20)`` requests through
+``httpx.ASGITransport``, timed with ``time.process_time()`` (the whole process, the app and
+the client; the client's share is the same on both sides; PostgreSQL and Valkey are
+other processes). ``--runs`` rounds per side, interleaved, the first side alternating.
 
 The report is printed and written to ``bench/results/layering.md`` (raw figures in
-``layering.json``, holder, server and k6 logs in ``layering-logs/``).
+``layering.json``, holder, server, in-process and k6 logs in ``layering-logs/``).
 
-    python -m bench.layering [--quick] [--runs 5] [--rate 50] [--duration 15]
-        [--baseline 2cc49ef] [--current-tree PATH] [--rate-limits off|on]
+    python -m bench.layering [--quick] [--part e2e|inprocess|all] [--runs 5] [--rate 50]
+        [--duration 15] [--requests 2000] [--baseline 2cc49ef] [--current-tree PATH]
+        [--rate-limits off|on]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import hashlib
 import json
 import os
+import select
 import shlex
 import shutil
 import signal
@@ -41,14 +58,19 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, TextIO
 
-from aperture.runtime import Servers, shard_map_for, start_servers
+import httpx
+
+from aperture.runtime import Runtime, Servers, shard_map_for, start_servers
+from aperture.seed import DEMO_PASSWORD, generate_graph, load_graph
 from aperture.settings import Settings
 from bench.edge import (
     DEFAULT_EDGES,
@@ -75,6 +97,8 @@ from bench.feed_common import (
     start_api_server,
     warm_feeds,
 )
+from db.session import ShardSessions
+from graphql_api.app import create_app
 from migrations.runner import migrate
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -86,7 +110,18 @@ BASELINE = "baseline"
 CURRENT = "current"
 SIDES = (BASELINE, CURRENT)
 HOLD_COMMAND = "hold-side"
+INPROCESS_COMMAND = "inprocess-side"
 HOLDER_START_TIMEOUT_S = 600.0
+E2E = "e2e"
+INPROCESS = "inprocess"
+PARTS = {E2E: (E2E,), INPROCESS: (INPROCESS,), "all": (E2E, INPROCESS)}
+# The in-process part's data: the same generated graph on both sides.
+INPROCESS_USERS = 200
+INPROCESS_GRAPH_SEED = 1
+INPROCESS_MEAN_FOLLOWING = 25
+INPROCESS_POSTS_PER_USER = 3
+INPROCESS_ROUND_TIMEOUT_S = 600.0
+PAGE_SIZE = 20  # edges of a full homeFeed(first: 20) page
 # What the servers run (the rest of a tree, such as bench/, docs/ and tests/, is not).
 APP_DIRS = (
     "aperture/",
@@ -127,6 +162,7 @@ class SideFailed(RuntimeError):
 @dataclass(frozen=True)
 class Options:
     quick: bool
+    part: str  # a key of PARTS
     edges: Path
     viewers: int
     rate: int
@@ -137,6 +173,16 @@ class Options:
     baseline: str
     current_tree: Path
     rate_limits: str  # "off" or "on" (buckets nothing can empty, as in bench.edge)
+    requests: int  # timed in-process requests per round
+
+    @property
+    def parts(self) -> tuple[str, ...]:
+        return PARTS[self.part]
+
+    @property
+    def warmup_requests(self) -> int:
+        """In-process requests before each round's timed ones."""
+        return max(50, self.requests // 10)
 
 
 def parse_options(argv: Sequence[str] | None = None) -> Options:
@@ -146,16 +192,33 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument(
-        "--quick", action="store_true", help="smoke run: 2 runs of 5 s, 2 s k6 warm-up"
+        "--quick",
+        action="store_true",
+        help="smoke run: 2 runs of 5 s, 2 s k6 warm-up; 500 in-process requests per round",
+    )
+    parser.add_argument(
+        "--part",
+        choices=sorted(PARTS),
+        default="all",
+        help="e2e: k6 against aperture serve; inprocess: CPU per request through the ASGI "
+        "app in one process; all: both",
     )
     parser.add_argument("--edges", type=Path, default=DEFAULT_EDGES, help="edge list to seed")
     parser.add_argument("--viewers", type=int, default=0, help="viewer tokens (0: every user)")
     parser.add_argument("--rate", type=int, default=50, help="k6 arrival rate, req/s")
-    parser.add_argument("--runs", type=int, default=5, help="k6 runs per side")
+    parser.add_argument(
+        "--runs", type=int, default=5, help="k6 runs per side, and in-process rounds per side"
+    )
     parser.add_argument("--duration", type=int, default=15, help="seconds per k6 run")
     parser.add_argument("--warmup", type=int, default=5, help="k6 warm-up seconds per side")
     parser.add_argument(
         "--idle", type=float, default=5.0, help="seconds the servers' idle CPU is measured"
+    )
+    parser.add_argument(
+        "--requests",
+        type=int,
+        default=None,
+        help="timed in-process requests per side and round (default: 2000, --quick 500)",
     )
     parser.add_argument(
         "--baseline", default=BASELINE_REV, help="revision checked out as the baseline"
@@ -174,17 +237,19 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
         "can empty (bench.edge's settings)",
     )
     args = parser.parse_args(argv)
-    if not args.edges.is_file():
+    if E2E in PARTS[args.part] and not args.edges.is_file():
         parser.error(f"{args.edges} is not a file")
     current_tree = args.current_tree.resolve()
     if not (current_tree / "aperture" / "cli.py").is_file():
         parser.error(f"{current_tree} is not an Aperture checkout")
     quick = bool(args.quick)
     runs = 2 if quick else args.runs
-    if runs < 1 or args.rate < 1:
-        parser.error("give at least one run and a positive rate")
+    requests = args.requests if args.requests is not None else 500 if quick else 2000
+    if runs < 1 or args.rate < 1 or requests < 1:
+        parser.error("give at least one run, a positive rate and at least one request")
     return Options(
         quick=quick,
+        part=args.part,
         edges=args.edges.resolve(),
         viewers=args.viewers,
         rate=args.rate,
@@ -195,10 +260,11 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
         baseline=args.baseline,
         current_tree=current_tree,
         rate_limits=args.rate_limits,
+        requests=requests,
     )
 
 
-# --- the holder: one side's servers and data, run from that side's checkout ---------------
+# --- in a side's subprocess, run from that side's checkout ----------------------------------
 
 
 def _leave(signum: int, _frame: FrameType | None) -> None:
@@ -220,6 +286,18 @@ def modules_outside(checkout: Path) -> list[str]:
     return outside
 
 
+@contextmanager
+def checkout_servers(settings: Settings) -> Iterator[Servers]:
+    """Embedded PostgreSQL and Valkey in the settings' data dir, migrated with this
+    checkout's migrations; stopped, their data deleted, on the way out."""
+    servers = start_servers(settings, postgres_cleanup="delete")
+    try:
+        migrate(shard_map_for(settings, servers))
+        yield servers
+    finally:
+        servers.stop()
+
+
 def hold_side(argv: Sequence[str]) -> None:
     """Start the servers, migrate, seed, write what the benchmark needs to ``--out``, then
     keep the servers up until stdin closes (or SIGTERM). Everything here but this file
@@ -232,9 +310,7 @@ def hold_side(argv: Sequence[str]) -> None:
     signal.signal(signal.SIGTERM, _leave)
     checkout = Path.cwd().resolve()
     settings = Settings()
-    servers = start_servers(settings, postgres_cleanup="delete")
-    try:
-        migrate(shard_map_for(settings, servers))
+    with checkout_servers(settings) as servers:
         seed_options = edge_options(["--edges", str(args.edges), "--viewers", str(args.viewers)])
         seeded = asyncio.run(edge_seed(settings, servers, seed_options))
         outside = modules_outside(checkout)
@@ -255,8 +331,114 @@ def hold_side(argv: Sequence[str]) -> None:
         partial.rename(args.out)
         log(f"{checkout}: seeded {seeded.users} users in {seeded.seconds:.1f}s; holding")
         sys.stdin.read()  # until the benchmark closes our stdin
+
+
+def inprocess_side(argv: Sequence[str]) -> None:
+    """Start the servers, migrate, seed the generated graph, build the app and sign in,
+    then answer a JSON line on stdout: the setup; then one more per line read on stdin: a
+    round (warm-up, then the timed requests); until stdin closes (or SIGTERM). Everything
+    here but this file comes from the checkout in ``cwd``/``PYTHONPATH``."""
+    parser = argparse.ArgumentParser(prog=f"layering.py {INPROCESS_COMMAND}")
+    parser.add_argument("--requests", type=int, required=True)
+    parser.add_argument("--warmup", type=int, required=True)
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _leave)
+    # The replies keep the original stdout; anything else written there (by this process
+    # or the servers it starts) goes to stderr, the log.
+    replies = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    settings = Settings()
+    with checkout_servers(settings) as servers:
+        asyncio.run(serve_rounds(settings, servers, args.requests, args.warmup, replies))
+
+
+async def read_feed(
+    client: httpx.AsyncClient, headers: dict[str, str], times: int
+) -> tuple[int, int]:
+    """``times`` homeFeed(first: 20) requests, one after the other: how many failed (not
+    200, or GraphQL errors) and the edges of the last page (-1: no page)."""
+    body = json.dumps({"query": FEED_QUERY_20}).encode()
+    failed = 0
+    response: httpx.Response | None = None
+    for _ in range(times):
+        response = await client.post("/graphql", content=body, headers=headers)
+        if response.status_code != 200 or b'"errors"' in response.content:
+            failed += 1
+    if response is None or response.status_code != 200:
+        return failed, -1
+    page = (response.json().get("data") or {}).get("homeFeed") or {}
+    edges = page.get("edges")
+    return failed, len(edges) if isinstance(edges, list) else -1
+
+
+async def serve_rounds(
+    settings: Settings, servers: Servers, requests: int, warmup: int, replies: TextIO
+) -> None:
+    def reply(**fields: object) -> None:
+        replies.write(json.dumps(fields) + "\n")
+
+    checkout = Path.cwd().resolve()
+    started = time.perf_counter()
+    runtime = Runtime.connect(settings, servers)
+    try:
+        graph = generate_graph(
+            INPROCESS_USERS, seed=INPROCESS_GRAPH_SEED, mean_following=INPROCESS_MEAN_FOLLOWING
+        )
+        await load_graph(
+            ShardSessions(runtime.databases), graph, posts_per_user=INPROCESS_POSTS_PER_USER
+        )
+        await runtime.redis.flushdb()  # the first read builds the feed, as after a restart
+        seed_seconds = time.perf_counter() - started
+        viewer, following = Counter(follower for follower, _ in graph.edges).most_common(1)[0]
+        app = create_app(runtime, close_runtime=False)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://inprocess") as client:
+            login = await client.post(
+                "/graphql",
+                json={
+                    "query": "mutation ($u: String!, $p: String!) "
+                    "{ logIn(username: $u, password: $p) { token } }",
+                    "variables": {"u": f"user{viewer}", "p": DEMO_PASSWORD},
+                },
+            )
+            token = ((login.json().get("data") or {}).get("logIn") or {}).get("token")
+            if not token:
+                raise RuntimeError(f"signing in as user{viewer} failed: {login.text[:2000]}")
+            headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+            failed, edges = await read_feed(client, headers, warmup)
+            if failed:
+                raise RuntimeError(f"{failed} of {warmup} warm-up feed requests failed")
+            log(f"{checkout}: seeded and signed in as user{viewer}; ready")
+            reply(
+                users=graph.users,
+                follows=len(graph.edges),
+                viewer=f"user{viewer}",
+                following=following,
+                seed_seconds=seed_seconds,
+                setup_seconds=time.perf_counter() - started,
+                edges=edges,
+                modules_outside=modules_outside(checkout),
+            )
+            gc.collect()
+            gc.freeze()  # the setup's objects: as in a long-running server
+            while sys.stdin.readline():  # a round per line, until stdin closes
+                warm_failed, _ = await read_feed(client, headers, warmup)
+                gc.collect()
+                cpu = time.process_time()
+                wall = time.perf_counter()
+                failed, edges = await read_feed(client, headers, requests)
+                cpu = time.process_time() - cpu
+                wall = time.perf_counter() - wall
+                reply(
+                    cpu_ms=cpu / requests * 1000,
+                    wall_ms=wall / requests * 1000,
+                    requests=requests,
+                    failed=failed,
+                    warmup_failed=warm_failed,
+                    edges=edges,
+                )
     finally:
-        servers.stop()
+        await runtime.close()
 
 
 # --- revisions ------------------------------------------------------------------------------
@@ -375,14 +557,34 @@ class Side:
     servers: Servers | None = None
     warm: WarmPass | None = None
     idle_cpu_ms_per_s: float = float("nan")
+    inprocess: Child | None = None  # the in-process part's subprocess
+    inprocess_setup: InProcessSetup | None = None
 
     def stop(self) -> None:
+        """Stop whatever of its processes runs (again: a no-op)."""
         try:
-            if self.server is not None:
-                self.server.stop()
+            if self.inprocess is not None:
+                stop_child(self.inprocess)
         finally:
-            if self.holder is not None:
-                stop_holder(self.holder)
+            try:
+                if self.server is not None:
+                    self.server.stop()
+            finally:
+                if self.holder is not None:
+                    stop_child(self.holder)
+
+
+@dataclass(frozen=True)
+class InProcessSetup:
+    """What a side's in-process subprocess reports once it is ready."""
+
+    users: int
+    follows: int
+    viewer: str  # username
+    following: int  # accounts the viewer follows
+    seed_seconds: float
+    setup_seconds: float
+    edges: int  # of the warm-up's last page
 
 
 def side_settings(data_dir: Path, servers: Servers | None = None) -> Settings:
@@ -395,27 +597,34 @@ def side_settings(data_dir: Path, servers: Servers | None = None) -> Settings:
     )
 
 
-def start_holder(side: Side, options: Options, work_dir: Path) -> None:
+def spawn_side(
+    side: Side,
+    arguments: Sequence[str],
+    *,
+    data_dir: Path,
+    overrides: dict[str, str],
+    log_path: Path,
+    replies: bool = False,
+) -> Child:
+    """This file run with ``arguments`` from the side's checkout (``cwd`` and
+    ``PYTHONPATH``), starting embedded servers in ``data_dir``; stdin a pipe (closing it
+    ends the process), stdout a pipe too with ``replies`` (the log gets stderr), else the
+    log."""
     tree = side.revision.tree
-    out = work_dir / f"{side.name}-data.json"
-    log_path = work_dir / f"prepare-{side.name}.log"
     env = server_env(
-        side_settings(side.data_dir),
+        side_settings(data_dir),
         Servers(database_urls=[], redis_url=""),
         CodeSnapshot(root=tree, description=side.revision.description),
-        {},
+        overrides,
     )
-    # No server addresses: the holder starts embedded servers in its data dir.
+    # No server addresses: the subprocess starts embedded servers in its data dir.
     env.pop("APERTURE_DATABASE_URLS")
     env.pop("APERTURE_REDIS_URL")
     command = [
         sys.executable,
         "-P",  # not this file's directory on sys.path: only the checkout's packages
         str(Path(__file__).resolve()),
-        HOLD_COMMAND,
-        *("--edges", str(options.edges)),
-        *("--viewers", str(options.viewers)),
-        *("--out", str(out)),
+        *arguments,
     ]
     with log_path.open("ab") as output:
         process = subprocess.Popen(
@@ -423,11 +632,35 @@ def start_holder(side: Side, options: Options, work_dir: Path) -> None:
             env=env,
             cwd=tree,
             stdin=subprocess.PIPE,
-            stdout=output,
-            stderr=subprocess.STDOUT,
+            stdout=subprocess.PIPE if replies else output,
+            stderr=output if replies else subprocess.STDOUT,
             start_new_session=True,
         )
-    side.holder = Child(process=process, log_path=log_path)
+    return Child(process=process, log_path=log_path)
+
+
+def check_modules(side: Side, outside: Sequence[str]) -> None:
+    if outside:
+        raise SideFailed(
+            side.name, "modules came from outside the checkout: " + "; ".join(outside[:10])
+        )
+
+
+def start_holder(side: Side, options: Options, work_dir: Path) -> None:
+    out = work_dir / f"{side.name}-data.json"
+    side.holder = spawn_side(
+        side,
+        [
+            HOLD_COMMAND,
+            *("--edges", str(options.edges)),
+            *("--viewers", str(options.viewers)),
+            *("--out", str(out)),
+        ],
+        data_dir=side.data_dir,
+        overrides={},
+        log_path=work_dir / f"prepare-{side.name}.log",
+    )
+    process = side.holder.process
     deadline = time.monotonic() + HOLDER_START_TIMEOUT_S
     while not out.exists():
         if process.poll() is not None:
@@ -440,11 +673,7 @@ def start_holder(side: Side, options: Options, work_dir: Path) -> None:
             raise SideFailed(side.name, "preparing the data timed out", side.holder.log_text())
         time.sleep(0.2)
     data: dict[str, Any] = json.loads(out.read_text())
-    if data["modules_outside"]:
-        raise SideFailed(
-            side.name,
-            "modules came from outside the checkout: " + "; ".join(data["modules_outside"][:10]),
-        )
+    check_modules(side, data["modules_outside"])
     side.servers = Servers(database_urls=list(data["database_urls"]), redis_url=data["redis_url"])
     side.settings = side_settings(side.data_dir, side.servers)
     side.users = int(data["users"])
@@ -462,15 +691,16 @@ def tokens_of(side: Side) -> list[str]:
     return tokens
 
 
-def stop_holder(holder: Child) -> None:
-    """Close its stdin: it stops its servers and exits; SIGTERM to its group if it hangs."""
-    stdin = holder.process.stdin
+def stop_child(child: Child) -> None:
+    """Close the stdin of a holder or in-process subprocess: it stops its servers and
+    exits; SIGTERM to its group if it hangs."""
+    stdin = child.process.stdin
     if stdin is not None and not stdin.closed:
         stdin.close()
     try:
-        holder.process.wait(timeout=60)
+        child.process.wait(timeout=60)
     except subprocess.TimeoutExpired:
-        holder.stop()
+        child.stop()
 
 
 def start_server(side: Side, options: Options, work_dir: Path) -> None:
@@ -528,15 +758,69 @@ def measure_idle(sides: Sequence[Side], seconds: float) -> None:
         side.idle_cpu_ms_per_s = (server.cpu_seconds() - cpu) / seconds * 1000
 
 
+def read_reply(side: Side, child: Child, what: str, timeout_s: float) -> dict[str, Any]:
+    """The next JSON line an in-process subprocess writes on its stdout."""
+    stdout = child.process.stdout
+    assert stdout is not None
+    deadline = time.monotonic() + timeout_s
+    while not select.select([stdout], [], [], 0.5)[0]:
+        if child.process.poll() is not None:
+            break
+        if time.monotonic() > deadline:
+            raise SideFailed(side.name, f"{what} timed out", child.log_text()[-4000:])
+    line = stdout.readline()
+    if not line:
+        raise SideFailed(
+            side.name, f"{what} failed (the subprocess ended)", child.log_text()[-4000:]
+        )
+    reply: dict[str, Any] = json.loads(line)
+    return reply
+
+
+def start_inprocess(side: Side, options: Options, work_dir: Path) -> None:
+    """Start the side's in-process subprocess (its own servers, the same settings as the
+    e2e part's servers); ``wait_inprocess`` waits until it is ready."""
+    side.inprocess = spawn_side(
+        side,
+        [
+            INPROCESS_COMMAND,
+            *("--requests", str(options.requests)),
+            *("--warmup", str(options.warmup_requests)),
+        ],
+        data_dir=side.data_dir.with_name(f"{side.name}-inprocess-data"),
+        overrides=SERVER_SETTINGS[RATE_LIMIT_MODES[options.rate_limits]],
+        log_path=work_dir / f"inprocess-{side.name}.log",
+        replies=True,
+    )
+
+
+def wait_inprocess(side: Side) -> None:
+    assert side.inprocess is not None
+    reply = read_reply(
+        side, side.inprocess, "preparing the in-process part", HOLDER_START_TIMEOUT_S
+    )
+    check_modules(side, reply.pop("modules_outside"))
+    side.inprocess_setup = InProcessSetup(**reply)
+    log(
+        f"{side.name}: in process, {side.inprocess_setup.users} users seeded in "
+        f"{side.inprocess_setup.seed_seconds:.1f}s, ready in "
+        f"{side.inprocess_setup.setup_seconds:.1f}s; viewer {side.inprocess_setup.viewer} "
+        f"follows {side.inprocess_setup.following}"
+    )
+
+
 # --- measuring ----------------------------------------------------------------------------
+
+
+def side_order(index: int) -> tuple[str, ...]:
+    """Which side goes first alternates, so drifting noise hits both alike."""
+    return SIDES if index % 2 == 0 else SIDES[::-1]
 
 
 def measure(sides: dict[str, Side], options: Options, work_dir: Path) -> list[E2ERun]:
     runs: list[E2ERun] = []
     for run_index in range(options.runs):
-        # Which side goes first alternates, so drifting noise hits both alike.
-        order = SIDES if run_index % 2 == 0 else SIDES[::-1]
-        for position, name in enumerate(order):
+        for position, name in enumerate(side_order(run_index)):
             side = sides[name]
             assert side.server is not None
             assert side.tokens_path is not None
@@ -595,14 +879,52 @@ def summarise(name: str, runs: Sequence[E2ERun]) -> SideSummary:
     )
 
 
-def paired_ratios(runs: Sequence[E2ERun]) -> list[float]:
-    """current / baseline CPU per request within each run (the two measured back to back)."""
-    ratios: list[float] = []
-    for run_index in sorted({run.run for run in runs}):
-        pair = {run.server: run.cpu_ms_per_request for run in runs if run.run == run_index}
-        if BASELINE in pair and CURRENT in pair and pair[BASELINE] > 0:
-            ratios.append(pair[CURRENT] / pair[BASELINE])
-    return ratios
+@dataclass(frozen=True)
+class InProcessRound:
+    side: str
+    run: int  # the round
+    order: int  # 0: this side went first in the round
+    cpu_ms: float  # process CPU per timed request
+    wall_ms: float
+    requests: int
+    failed: int
+    warmup_failed: int
+    edges: int  # of the last page
+
+
+def measure_inprocess(sides: dict[str, Side], options: Options) -> list[InProcessRound]:
+    rounds: list[InProcessRound] = []
+    for index in range(options.runs):
+        for position, name in enumerate(side_order(index)):
+            side = sides[name]
+            assert side.inprocess is not None
+            stdin = side.inprocess.process.stdin
+            assert stdin is not None
+            stdin.write(b"round\n")
+            stdin.flush()
+            what = f"in-process round {index + 1}"
+            reply = read_reply(side, side.inprocess, what, INPROCESS_ROUND_TIMEOUT_S)
+            result = InProcessRound(side=name, run=index, order=position, **reply)
+            rounds.append(result)
+            log(
+                f"round {index + 1}/{options.runs} {name}: CPU {result.cpu_ms:.3f} ms/request, "
+                f"wall {result.wall_ms:.3f} ms, {result.failed}/{result.requests} failed, "
+                f"{result.edges} edges"
+            )
+    return rounds
+
+
+def paired_ratios(values: Iterable[tuple[int, str, float]]) -> list[float]:
+    """current / baseline within each run or round, from (run, side, value): the two
+    measured back to back."""
+    by_run: dict[int, dict[str, float]] = {}
+    for run_index, side, value in values:
+        by_run.setdefault(run_index, {})[side] = value
+    return [
+        pair[CURRENT] / pair[BASELINE]
+        for _, pair in sorted(by_run.items())
+        if BASELINE in pair and CURRENT in pair and pair[BASELINE] > 0
+    ]
 
 
 # --- report ---------------------------------------------------------------------------------
@@ -618,6 +940,7 @@ class Report:
     options: Options
     sides: dict[str, Side]
     runs: list[E2ERun]
+    rounds: list[InProcessRound] = field(default_factory=list)
     # when -> the current tree's application files (path -> content hash)
     checkpoints: dict[str, dict[str, str]] = field(default_factory=dict)
     load_before: float = 0.0
@@ -637,25 +960,44 @@ def same_page_sizes(sides: dict[str, Side]) -> str:
     return f"{same} of {len(compared)}"
 
 
-def render(report: Report) -> str:
-    options = report.options
-    sides = report.sides
-    base, cur = (summarise(name, report.runs) for name in SIDES)
-    ratio = cur.median_cpu_ms / base.median_cpu_ms if base.median_cpu_ms else float("nan")
-    paired = paired_ratios(report.runs)
+def ratio_line(what: str, base: float, current: float, paired: Sequence[float], unit: str) -> str:
+    """The headline: current / baseline of the medians, and the paired ratios' summary."""
+    ratio = current / base if base else float("nan")
     higher = sum(1 for value in paired if value > 1)
-    limits = SERVER_SETTINGS[RATE_LIMIT_MODES[options.rate_limits]]
-    edited = edited_between(report.checkpoints)
-    baseline_side = sides[BASELINE]
+    return (
+        f"**Current / baseline, {what}: {ratio:.3f}** ({(ratio - 1) * 100:+.1f}%). "
+        f"Paired by {unit} (the two sides back to back): median {fmt(median(paired), 3)}, "
+        f"range {_spread(paired, 3)}; current higher in {higher} of {len(paired)} {unit}s."
+    )
+
+
+def render_header(report: Report) -> list[str]:
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    lines = [
+    return [
         "# Layering benchmark (issue 8): server CPU per warm home-feed page, "
         "before and after the refactor",
         "",
         f"- Command: `{report.command}`; finished {when}, wall time {report.seconds:.0f} s",
-        *(f"- {side.name.capitalize()}: {side.revision.description}" for side in sides.values()),
+        *(
+            f"- {side.name.capitalize()}: {side.revision.description}"
+            for side in report.sides.values()
+        ),
         *describe_machine(),
         f"- Load average (1 min): {report.load_before:.2f} before, {report.load_after:.2f} after",
+    ]
+
+
+def render_e2e(report: Report) -> list[str]:
+    options = report.options
+    sides = report.sides
+    base, cur = (summarise(name, report.runs) for name in SIDES)
+    paired = paired_ratios((run.run, run.server, run.cpu_ms_per_request) for run in report.runs)
+    limits = SERVER_SETTINGS[RATE_LIMIT_MODES[options.rate_limits]]
+    baseline_side = sides[BASELINE]
+    lines = [
+        "",
+        "## End to end: k6 against one `aperture serve` per side",
+        "",
         f"- Data (each side its own embedded PostgreSQL and Valkey, seeded by its own code): "
         f"`{options.edges.name}`, {baseline_side.users:,} users, {baseline_side.follows:,} "
         f"follows (both directions), 2 posts per user, every user active, "
@@ -684,10 +1026,7 @@ def render(report: Report) -> str:
         )
     lines += [
         "",
-        f"**Current / baseline, median CPU per request: {ratio:.3f}** "
-        f"({(ratio - 1) * 100:+.1f}%). Paired by run (the two sides back to back): "
-        f"median {fmt(median(paired), 3)}, range {_spread(paired, 3)}; current higher in "
-        f"{higher} of {len(paired)} runs.",
+        ratio_line("median CPU per request", base.median_cpu_ms, cur.median_cpu_ms, paired, "run"),
         "",
         "| Run | Side | Order | CPU ms/request | p50 ms | p99 ms | Requests | Failed "
         "| Dropped | Server CPU |",
@@ -718,18 +1057,139 @@ def render(report: Report) -> str:
         f"- First pages of the same size on both sides (viewer by viewer): "
         f"{same_page_sizes(sides)} viewers"
     )
-    if edited or sides[CURRENT].revision.app_changed:
+    return lines
+
+
+def page_check(report: Report) -> str:
+    """Whether both sides' pages (the last of each round) held PAGE_SIZE edges."""
+    sizes = {name: sorted({r.edges for r in report.rounds if r.side == name}) for name in SIDES}
+    if all(size == [PAGE_SIZE] for size in sizes.values()):
+        return f"{PAGE_SIZE} edges on both sides, every round"
+    shown = "; ".join(
+        f"{name} {', '.join(map(str, size)) or '-'} edges" for name, size in sizes.items()
+    )
+    return f"**not {PAGE_SIZE} edges on both sides**: {shown}"
+
+
+def same_graph(sides: dict[str, Side]) -> str:
+    """Whether both sides generated the same graph and picked the same viewer."""
+    shapes = {
+        name: (setup.users, setup.follows, setup.viewer, setup.following)
+        for name, side in sides.items()
+        if (setup := side.inprocess_setup) is not None
+    }
+    if len(set(shapes.values())) == 1:
+        return "the same graph and viewer on both sides"
+    shown = "; ".join(
+        f"{name}: {users} users, {follows} follows, viewer {viewer} following {following}"
+        for name, (users, follows, viewer, following) in shapes.items()
+    )
+    return f"**the sides' graphs differ**: {shown}"
+
+
+def render_inprocess(report: Report) -> list[str]:
+    options = report.options
+    sides = report.sides
+    rounds = report.rounds
+    cpu = {name: [r.cpu_ms for r in rounds if r.side == name] for name in SIDES}
+    wall = {name: [r.wall_ms for r in rounds if r.side == name] for name in SIDES}
+    paired = paired_ratios((r.run, r.side, r.cpu_ms) for r in rounds)
+    limits = SERVER_SETTINGS[RATE_LIMIT_MODES[options.rate_limits]]
+    setup = sides[BASELINE].inprocess_setup
+    lines = [
+        "",
+        "## In process: CPU per request through the ASGI app",
+        "",
+        "- Each side: one process run from its checkout, its own embedded PostgreSQL and "
+        "Valkey, the app of `graphql_api.app.create_app` driven by `httpx.ASGITransport` "
+        "(no HTTP server); the same settings on both sides (this checkout's defaults, "
+        + ", ".join(f"`{key}={value}`" for key, value in limits.items())
+        + ")",
+    ]
+    if setup is not None:
         lines.append(
+            f"- Data (seeded by each side's own code): `generate_graph({INPROCESS_USERS}, "
+            f"seed={INPROCESS_GRAPH_SEED}, mean_following={INPROCESS_MEAN_FOLLOWING})`, "
+            f"{setup.follows:,} follows, {INPROCESS_POSTS_PER_USER} posts per user; the viewer "
+            f"is `{setup.viewer}`, who follows {setup.following} accounts; "
+            + same_graph(sides)
+            + "; seeded in "
+            + " / ".join(
+                f"{side.inprocess_setup.seed_seconds:.1f} s ({side.name})"
+                for side in sides.values()
+                if side.inprocess_setup is not None
+            )
+        )
+    lines += [
+        f"- Per round and side: {options.warmup_requests:,} warm-up requests, then "
+        f"{options.requests:,} timed `homeFeed(first: 20)` requests one after the other; "
+        f"{options.runs} rounds per side, interleaved (which side goes first alternates)",
+        "",
+        "| Side | Revision | CPU ms/request, median (min-max of rounds) | Wall ms/request, "
+        "median | Failed / requests |",
+        "|---|---|--:|--:|--:|",
+    ]
+    for name in SIDES:
+        mine = [r for r in rounds if r.side == name]
+        lines.append(
+            f"| {name} | {sides[name].revision.label} | {fmt(median(cpu[name]), 3)} "
+            f"({_spread(cpu[name], 3)}) | {fmt(median(wall[name]), 3)} "
+            f"| {sum(r.failed for r in mine):,} / {sum(r.requests for r in mine):,} |"
+        )
+    lines += [
+        "",
+        ratio_line(
+            "median in-process CPU per request",
+            median(cpu[BASELINE]),
+            median(cpu[CURRENT]),
+            paired,
+            "round",
+        )
+        + " Per round: "
+        + ", ".join(f"{value:.3f}" for value in paired)
+        + ".",
+        "",
+        "| Round | Side | Order | CPU ms/request | Wall ms/request | Requests | Failed | Edges |",
+        "|--:|---|--:|--:|--:|--:|--:|--:|",
+    ]
+    for r in rounds:
+        lines.append(
+            f"| {r.run + 1} | {r.side} | {r.order + 1} | {r.cpu_ms:.3f} | {r.wall_ms:.3f} "
+            f"| {r.requests:,} | {r.failed:,} | {r.edges} |"
+        )
+    lines += [
+        "",
+        "- CPU/request: `time.process_time()` of the side's process over the timed requests "
+        "(the app and the httpx client: the client's share is the same on both sides; "
+        "PostgreSQL and Valkey are other processes, not counted) divided by the requests; "
+        "wall: `time.perf_counter()`. A `gc.collect()` before each round's timed requests.",
+        f"- Page size (the last page of each round): {page_check(report)}",
+    ]
+    return lines
+
+
+def render(report: Report) -> str:
+    parts = report.options.parts
+    lines = render_header(report)
+    if E2E in parts:
+        lines += render_e2e(report)
+    if INPROCESS in parts:
+        lines += render_inprocess(report)
+    edited = edited_between(report.checkpoints)
+    if edited or report.sides[CURRENT].revision.app_changed:
+        lines += [
+            "",
             "- The current tree's application files were "
             + (
                 "unchanged during the run"
                 if not edited
-                else "**edited during the run** (between the start, the servers' start-up and "
-                "the end; the code the servers run may differ from what the revision line "
+                else "**edited during the run** (between the checkpoints: "
+                + ", ".join(report.checkpoints)
+                + "; the code the sides ran may differ from what the revision line "
                 f"describes): {', '.join(f'`{path}`' for path in edited[:10])}"
                 + (f" and {len(edited) - 10} more" if len(edited) > 10 else "")
-            )
-        )
+            ),
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -758,6 +1218,14 @@ def raw_figures(report: Report) -> dict[str, Any]:
         },
         "idle_cpu_ms_per_s": {name: side.idle_cpu_ms_per_s for name, side in report.sides.items()},
         "current_tree_checkpoints": report.checkpoints,
+        "inprocess": {
+            "setup": {
+                name: asdict(side.inprocess_setup)
+                for name, side in report.sides.items()
+                if side.inprocess_setup is not None
+            },
+            "rounds": [asdict(round_) for round_ in report.rounds],
+        },
         "runs": [
             {
                 "side": run.server,
@@ -770,6 +1238,57 @@ def raw_figures(report: Report) -> dict[str, Any]:
         ],
         "seconds": report.seconds,
     }
+
+
+def stop_sides(sides: dict[str, Side]) -> None:
+    for side in sides.values():
+        try:
+            side.stop()
+        except Exception as error:  # the other side's processes must still stop
+            log(f"{side.name}: stopping failed: {error!r}")
+
+
+def run_e2e(
+    sides: dict[str, Side],
+    options: Options,
+    work_dir: Path,
+    checkpoints: dict[str, dict[str, str]],
+) -> list[E2ERun]:
+    """The e2e part: holders, servers, warm-up, idle CPU, k6 runs; stops them after."""
+    for side in sides.values():
+        log(f"{side.name}: starting servers, migrating and seeding")
+        start_holder(side, options, work_dir)
+        log(f"{side.name}: {side.users} users, {side.viewers} viewer tokens")
+    for side in sides.values():
+        start_server(side, options, work_dir)
+    checkpoints["servers started"] = app_files(options.current_tree)
+    for side in sides.values():
+        warm_up(side, options, work_dir)
+    measure_idle(list(sides.values()), options.idle_s)
+    for side in sides.values():
+        log(f"{side.name}: idle CPU {side.idle_cpu_ms_per_s:.1f} ms/s")
+    runs = measure(sides, options, work_dir)
+    stop_sides(sides)  # the in-process part runs alone
+    return runs
+
+
+def run_inprocess(
+    sides: dict[str, Side],
+    options: Options,
+    work_dir: Path,
+    checkpoints: dict[str, dict[str, str]],
+) -> list[InProcessRound]:
+    """The in-process part: a subprocess per side (both prepared at once), then the
+    rounds; stops them after."""
+    for side in sides.values():
+        log(f"{side.name}: in process: starting servers, migrating, seeding")
+        start_inprocess(side, options, work_dir)
+    for side in sides.values():
+        wait_inprocess(side)
+    checkpoints["in-process ready"] = app_files(options.current_tree)
+    rounds = measure_inprocess(sides, options)
+    stop_sides(sides)
+    return rounds
 
 
 def run(options: Options, command: str) -> Report:
@@ -791,26 +1310,13 @@ def run(options: Options, command: str) -> Report:
             log(f"{name}: {revision.description}")
         report.sides = sides
         report.checkpoints["start"] = app_files(options.current_tree)
-        for side in sides.values():
-            log(f"{side.name}: starting servers, migrating and seeding")
-            start_holder(side, options, work_dir)
-            log(f"{side.name}: {side.users} users, {side.viewers} viewer tokens")
-        for side in sides.values():
-            start_server(side, options, work_dir)
-        report.checkpoints["servers started"] = app_files(options.current_tree)
-        for side in sides.values():
-            warm_up(side, options, work_dir)
-        measure_idle(list(sides.values()), options.idle_s)
-        for side in sides.values():
-            log(f"{side.name}: idle CPU {side.idle_cpu_ms_per_s:.1f} ms/s")
-        report.runs = measure(sides, options, work_dir)
+        if E2E in options.parts:
+            report.runs = run_e2e(sides, options, work_dir, report.checkpoints)
+        if INPROCESS in options.parts:
+            report.rounds = run_inprocess(sides, options, work_dir, report.checkpoints)
         report.checkpoints["end"] = app_files(options.current_tree)
     finally:
-        for side in sides.values():
-            try:
-                side.stop()
-            except Exception as error:  # the other side's servers must still stop
-                log(f"{side.name}: stopping failed: {error!r}")
+        stop_sides(sides)
         keep_logs(work_dir)
         remove_worktree(baseline_tree)
         shutil.rmtree(temp, ignore_errors=True)
@@ -833,6 +1339,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments[:1] == [HOLD_COMMAND]:
         hold_side(arguments[1:])
+        return
+    if arguments[:1] == [INPROCESS_COMMAND]:
+        inprocess_side(arguments[1:])
         return
     options = parse_options(arguments)
     command = display_command(arguments)
