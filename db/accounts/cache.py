@@ -7,7 +7,8 @@ session, a newly claimed username) is replayed before cached reads resume.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Generic, TypeVar
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -21,6 +22,7 @@ from db.redis import (
 )
 
 _NOTHING = "-"
+K = TypeVar("K")
 # An unknown username is remembered only briefly: someone may claim it soon.
 USERNAME_MISS_TTL_SECONDS = 60
 
@@ -33,28 +35,46 @@ def username_key(username_lower: str) -> str:
     return f"username:{username_lower}"
 
 
-class SessionCache:
-    """token hash → the user id it signs in, or "revoked"."""
+class _IdCache(Generic[K]):
+    """key → a user id, or "none": a miss reads PostgreSQL, a fill never overwrites."""
 
-    def __init__(self, redis: Redis, *, ttl_seconds: int) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        ttl_seconds: int,
+        key: Callable[[K], str],
+        none_ttl_seconds: int | None = None,
+    ) -> None:
         self._redis = redis
         self._ttl = ttl_seconds
+        self._none_ttl = ttl_seconds if none_ttl_seconds is None else none_ttl_seconds
+        self._key = key
 
     def epoch(self) -> int:
         return read_epoch(self._redis)
 
-    async def get(self, token_hash: bytes) -> int | bool | None:
-        """The user id, ``None`` for a revoked or unknown token, ``False`` for a miss."""
-        cached = await cached_get(self._redis, session_key(token_hash))
+    async def get(self, subject: K) -> int | bool | None:
+        """The user id, ``None`` for "none", ``False`` for a miss."""
+        cached = await cached_get(self._redis, self._key(subject))
         if cached is None:
             return False
         return None if cached == _NOTHING.encode() else int(cached)
 
-    async def fill(self, token_hash: bytes, user_id: int | None, *, epoch: int) -> None:
-        # NX: a log-out that committed after our read has already stored "revoked" and
-        # must win (during an outage its SET is replayed before cached reads resume).
-        value = str(user_id) if user_id is not None else _NOTHING
-        await fill_if_absent(self._redis, session_key(token_hash), value, ex=self._ttl, epoch=epoch)
+    async def fill(self, subject: K, user_id: int | None, *, epoch: int) -> None:
+        value, ttl = (
+            (str(user_id), self._ttl) if user_id is not None else (_NOTHING, self._none_ttl)
+        )
+        await fill_if_absent(self._redis, self._key(subject), value, ex=ttl, epoch=epoch)
+
+
+class SessionCache(_IdCache[bytes]):
+    """token hash → the user id it signs in, or "revoked". Fills are NX: a log-out that
+    committed after a reader's read has already stored "revoked" and must win (during an
+    outage its SET is replayed before cached reads resume)."""
+
+    def __init__(self, redis: Redis, *, ttl_seconds: int) -> None:
+        super().__init__(redis, ttl_seconds=ttl_seconds, key=session_key)
 
     async def revoke(self, token_hashes: Sequence[bytes]) -> None:
         """Overwrite (not delete): a request racing the log-out may have cached the old
@@ -72,30 +92,16 @@ class SessionCache:
                 invalidate_later(self._redis, error, key, ("SET", key, _NOTHING, "EX", self._ttl))
 
 
-class UsernameCache:
-    """lower-cased username → user id. Usernames never change owner, so it caches safely."""
+class UsernameCache(_IdCache[str]):
+    """lower-cased username → user id, or "free" for a short while (someone may claim it
+    soon). Usernames never change owner, so it caches safely."""
 
     def __init__(self, redis: Redis, *, ttl_seconds: int) -> None:
-        self._redis = redis
-        self._ttl = ttl_seconds
-
-    def epoch(self) -> int:
-        return read_epoch(self._redis)
-
-    async def get(self, username_lower: str) -> int | bool | None:
-        """The user id, ``None`` for a name known to be free, ``False`` for a miss."""
-        cached = await cached_get(self._redis, username_key(username_lower))
-        if cached is None:
-            return False
-        return None if cached == _NOTHING.encode() else int(cached)
-
-    async def fill(self, username_lower: str, user_id: int | None, *, epoch: int) -> None:
-        await fill_if_absent(
-            self._redis,
-            username_key(username_lower),
-            str(user_id) if user_id is not None else _NOTHING,
-            ex=self._ttl if user_id is not None else USERNAME_MISS_TTL_SECONDS,
-            epoch=epoch,
+        super().__init__(
+            redis,
+            ttl_seconds=ttl_seconds,
+            key=username_key,
+            none_ttl_seconds=USERNAME_MISS_TTL_SECONDS,
         )
 
     async def claim(self, username_lower: str, user_id: int) -> None:
