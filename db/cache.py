@@ -22,7 +22,7 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.base import Base
-from db.redis import can_fill, invalidate_later, note_failure, read_epoch
+from db.redis import PlannedRead, can_fill, invalidate_later, note_failure, read_epoch
 from db.session import ShardSessions
 
 ModelT = TypeVar("ModelT", bound=Base)
@@ -101,6 +101,11 @@ class RowCache(Generic[ModelT]):
         except RedisError as error:
             note_failure(self.redis, error)
             return None
+        return self._found(ids, raws)
+
+    def _found(
+        self, ids: Sequence[int], raws: Sequence[bytes | str | None]
+    ) -> dict[int, ModelT | None]:
         found: dict[int, ModelT | None] = {}
         for object_id, raw in zip(ids, raws, strict=True):
             if raw == _MISSING:
@@ -108,6 +113,18 @@ class RowCache(Generic[ModelT]):
             elif raw is not None:
                 found[object_id] = self.decode(raw)
         return found
+
+    def plan_get(self, ids: Sequence[int]) -> PlannedRead[dict[int, ModelT | None]]:
+        """``get_many`` as one part of a round trip shared with other reads
+        (``db.redis.read_together``)."""
+        keys = [self.key(object_id) for object_id in ids]
+        if not keys:
+            return PlannedRead(queue=lambda pipe: None, replies=0, parse=lambda replies: {})
+        return PlannedRead(
+            queue=lambda pipe: pipe.mget(keys),
+            replies=1,
+            parse=lambda replies: self._found(ids, replies[0]),
+        )
 
     async def fill(self, rows: dict[int, ModelT | None], *, epoch: int | None = None) -> None:
         """Cache what a reader loaded, without overwriting a concurrent writer's value.

@@ -13,12 +13,13 @@ Redis answers again (before any cached read), so it is recounted rather than lef
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.redis import can_fill, invalidate_later, note_failure, read_epoch
+from db.redis import PlannedRead, can_fill, invalidate_later, note_failure, read_epoch
 from db.session import ShardSessions
 
 _INCR_IF_PRESENT = """
@@ -75,6 +76,22 @@ class HotCounters:
                     note_failure(self.redis, error)
             values.update(recounted)
         return [max(values.get(object_id, 0), 0) for object_id in ids]
+
+    def plan_get(self, ids: Sequence[int]) -> PlannedRead[dict[int, int]]:
+        """The cached counters among ``ids`` (misses left out), as one part of a shared
+        round trip (``db.redis.read_together``); ``get_many`` recounts the rest."""
+        keys = [self.key(object_id) for object_id in ids]
+        if not keys:
+            return PlannedRead(queue=lambda pipe: None, replies=0, parse=lambda replies: {})
+
+        def parse(replies: list[Any]) -> dict[int, int]:
+            return {
+                object_id: max(int(raw), 0)
+                for object_id, raw in zip(ids, replies[0], strict=True)
+                if raw is not None
+            }
+
+        return PlannedRead(queue=lambda pipe: pipe.mget(keys), replies=1, parse=parse)
 
     async def adjust(self, object_id: int, delta: int) -> None:
         """Call after the row change committed."""

@@ -15,7 +15,13 @@ from collections.abc import Sequence
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from db.redis import can_fill, invalidate_later, note_failure
+from db.redis import PlannedRead, can_fill, invalidate_later, note_failure
+
+
+def _known(ids: Sequence[int], raws: Sequence[bytes | str | None]) -> dict[int, bool]:
+    return {
+        object_id: raw == b"1" for object_id, raw in zip(ids, raws, strict=True) if raw is not None
+    }
 
 
 class ViewerFlags:
@@ -35,11 +41,18 @@ class ViewerFlags:
         except RedisError as error:
             note_failure(self.redis, error)
             return {}
-        return {
-            object_id: raw == b"1"
-            for object_id, raw in zip(ids, raws, strict=True)
-            if raw is not None
-        }
+        return _known(ids, raws)
+
+    def plan_get(self, viewer_id: int, ids: Sequence[int]) -> PlannedRead[dict[int, bool]]:
+        """``get_many`` as one part of a shared round trip (``db.redis.read_together``)."""
+        if not ids:
+            return PlannedRead(queue=lambda pipe: None, replies=0, parse=lambda replies: {})
+        key, fields = self.key(viewer_id), [str(i) for i in ids]
+        return PlannedRead(
+            queue=lambda pipe: pipe.hmget(key, fields),
+            replies=1,
+            parse=lambda replies: _known(ids, replies[0]),
+        )
 
     async def fill(
         self, viewer_id: int, flags: dict[int, bool], *, epoch: int | None = None

@@ -58,11 +58,13 @@ import contextvars
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 from redis.asyncio import Connection, Redis
+from redis.asyncio.client import Pipeline
 from redis.asyncio.connection import (
     AbstractConnection,
     BlockingConnectionPool,
@@ -94,6 +96,7 @@ MAX_RECOVERY_HOOKS = 10_000
 ERROR_LOG_INTERVAL_SECONDS = 60.0
 
 Command = tuple[str | bytes | int | float, ...]
+T = TypeVar("T")
 _HEALTH_ATTRIBUTE = "_aperture_redis_health"
 _UNREACHABLE = (RedisConnectionError, RedisTimeoutError)
 
@@ -482,3 +485,48 @@ async def overwrite(redis: Redis, key: str, value: str | bytes, *, ex: int) -> N
         await redis.set(key, value, ex=ex)
     except RedisError as error:
         invalidate_later(redis, error, key, ("SET", key, value, "EX", ex))
+
+
+# Reads planned together -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedRead(Generic[T]):
+    """One cache's read, to be sent with others in a single round trip: the commands it
+    queues on a pipeline, how many replies they give, and how those replies read."""
+
+    queue: Callable[[Pipeline], object]
+    replies: int
+    parse: Callable[[list[Any]], T]
+
+
+async def read_together(redis: Redis, reads: Sequence[PlannedRead[Any]]) -> list[Any] | None:
+    """Every read's answer, in order, from one non-transactional pipeline: a page's ids,
+    rows, counters, flags and relation sets cost one round trip instead of one each.
+    None when Redis cannot answer (noted for the breaker): each caller then reads its
+    own way, which goes to PostgreSQL."""
+    if not reads:
+        return []
+    try:
+        async with redis.pipeline(transaction=False) as pipe:
+            for read in reads:
+                read.queue(pipe)
+            replies = await pipe.execute()
+    except RedisError as error:
+        note_failure(redis, error)
+        return None
+    answers: list[Any] = []
+    start = 0
+    for read in reads:
+        answers.append(read.parse(replies[start : start + read.replies]))
+        start += read.replies
+    return answers
+
+
+async def read_together_or_raise(redis: Redis, reads: Sequence[PlannedRead[Any]]) -> list[Any]:
+    """``read_together`` for a caller with no PostgreSQL answer of its own (a feed): a
+    Redis that cannot answer raises ``RedisError``, after the breaker has noted it."""
+    answers = await read_together(redis, reads)
+    if answers is None:
+        raise RedisUnavailable("Redis could not answer a planned read")
+    return answers

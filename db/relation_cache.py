@@ -15,11 +15,12 @@ back from before the outage).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from db.redis import can_fill, invalidate_later, note_failure, read_epoch
+from db.redis import PlannedRead, can_fill, invalidate_later, note_failure, read_epoch
 
 # The set always holds this member once filled, so "cached and empty" differs from "absent".
 _SENTINEL = b"-"
@@ -33,6 +34,10 @@ redis.call('SADD', KEYS[1], unpack(ARGV, 3))
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 return 1
 """
+
+
+def _cached(raw: set[bytes] | set[bytes | str]) -> set[int] | None:
+    return {int(member) for member in raw if member != _SENTINEL} if _SENTINEL in raw else None
 
 
 def _text(value: bytes | str) -> str:
@@ -81,9 +86,9 @@ class RelationSetCache:
         epoch = read_epoch(self.redis)
         try:
             if cached:
-                raw = await self.redis.smembers(self._key(user_id))
-                if _SENTINEL in raw:
-                    return {int(member) for member in raw if member != _SENTINEL}
+                found = _cached(await self.redis.smembers(self._key(user_id)))
+                if found is not None:
+                    return found
             version = await self.redis.get(self._version_key(user_id))
         except RedisError as error:
             note_failure(self.redis, error)
@@ -104,6 +109,29 @@ class RelationSetCache:
         except RedisError as error:
             note_failure(self.redis, error)
         return loaded
+
+    def plan_members(self, user_id: int) -> PlannedRead[set[int] | None]:
+        """The cached set, or None when it is not cached (``members`` then loads it), as
+        one part of a shared round trip (``db.redis.read_together``)."""
+        key = self._key(user_id)
+        return PlannedRead(
+            queue=lambda pipe: pipe.smembers(key),
+            replies=1,
+            parse=lambda replies: _cached(replies[0]),
+        )
+
+    def plan_contains(self, user_id: int, members: Sequence[int]) -> PlannedRead[list[bool] | None]:
+        """``contains`` for a cached set, None when it is not cached, as one part of a
+        shared round trip."""
+        key = self._key(user_id)
+
+        def parse(replies: list[Any]) -> list[bool] | None:
+            flags = replies[0]
+            return [bool(flag) for flag in flags[1:]] if flags[0] else None
+
+        return PlannedRead(
+            queue=lambda pipe: pipe.smismember(key, [_SENTINEL, *members]), replies=1, parse=parse
+        )
 
     async def changed(self, *user_ids: int) -> None:
         """Call after committing a change to these users' sets."""

@@ -23,8 +23,9 @@ the caches directly anywhere else (``DirectFacts``).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
 
 from db.accounts.models import User
 from db.posts import repository as posts_repo
@@ -34,12 +35,48 @@ from domain.accounts.relations import block_set, following_flags, load_users
 from domain.errors import Forbidden, NotFound
 from domain.state import AppState
 
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class KnownFacts:
+    """Facts already read for one viewer, by a page's planned read
+    (``domain/posts/pages.py``): asked again, they answer from memory, with no I/O and no
+    per-item futures. Only hits are kept; anything else is read the usual way."""
+
+    posts: dict[int, Post | None] = field(default_factory=dict)
+    users: dict[int, User | None] = field(default_factory=dict)
+    follows: dict[int, bool] = field(default_factory=dict)
+    blocked: set[int] | None = None
+
+    def add(self, other: KnownFacts) -> None:
+        self.posts.update(other.posts)
+        self.users.update(other.users)
+        self.follows.update(other.follows)
+        if other.blocked is not None:
+            self.blocked = other.blocked
+
+
+async def known_or_loaded(
+    known: Mapping[int, T], ids: Sequence[int], load: Callable[[list[int]], Awaitable[list[T]]]
+) -> list[T]:
+    """``ids`` answered from ``known`` where it can, the rest by one ``load``."""
+    misses = [object_id for object_id in ids if object_id not in known]
+    if not misses:
+        return [known[object_id] for object_id in ids]
+    loaded = dict(zip(misses, await load(misses), strict=True))
+    return [known[i] if i in known else loaded[i] for i in ids]
+
 
 class Facts(Protocol):
     """Rows and relations, fetched in batches; ``None`` for a row that does not exist."""
 
     @property
     def viewer_id(self) -> int | None: ...
+
+    def remember(self, known: KnownFacts) -> None:
+        """Keep facts read ahead, for the life of this object (one operation)."""
+        ...
 
     async def users(self, ids: Sequence[int]) -> list[User | None]: ...
 
@@ -168,6 +205,7 @@ class DirectFacts:
         self._state = state
         self._sessions = sessions
         self._viewer_id = viewer_id
+        self._known = KnownFacts()
         # A future, not a value: concurrent questions share the one read.
         self._blocked: asyncio.Future[set[int]] | None = None
 
@@ -175,12 +213,24 @@ class DirectFacts:
     def viewer_id(self) -> int | None:
         return self._viewer_id
 
+    def remember(self, known: KnownFacts) -> None:
+        self._known.add(known)
+        if known.blocked is not None and self._blocked is None:
+            self._blocked = asyncio.get_running_loop().create_future()
+            self._blocked.set_result(known.blocked)
+
     async def users(self, ids: Sequence[int]) -> list[User | None]:
-        return await load_users(self._state, self._sessions, ids)
+        return await known_or_loaded(
+            self._known.users, ids, lambda misses: load_users(self._state, self._sessions, misses)
+        )
 
     async def posts(self, ids: Sequence[int]) -> list[Post | None]:
-        return await self._state.post_cache.load(
-            ids, sessions=self._sessions, fetch=posts_repo.get_posts
+        return await known_or_loaded(
+            self._known.posts,
+            ids,
+            lambda misses: self._state.post_cache.load(
+                misses, sessions=self._sessions, fetch=posts_repo.get_posts
+            ),
         )
 
     async def comments(self, ids: Sequence[int]) -> list[Comment | None]:
@@ -189,9 +239,14 @@ class DirectFacts:
         )
 
     async def follows(self, ids: Sequence[int]) -> list[bool]:
-        if self._viewer_id is None or not ids:
+        viewer_id = self._viewer_id
+        if viewer_id is None or not ids:
             return [False] * len(ids)
-        return await following_flags(self._state, self._sessions, self._viewer_id, list(ids))
+        return await known_or_loaded(
+            self._known.follows,
+            ids,
+            lambda misses: following_flags(self._state, self._sessions, viewer_id, misses),
+        )
 
     async def blocked(self) -> set[int]:
         if self._viewer_id is None:

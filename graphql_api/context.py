@@ -20,7 +20,7 @@ from db.posts.models import Comment, Post
 from db.session import ShardSessions
 from domain.errors import Unauthenticated
 from domain.state import AppState
-from domain.visibility import Visibility
+from domain.visibility import KnownFacts, Visibility, known_or_loaded
 from graphql_api.accounts.loaders import AccountLoaders
 from graphql_api.auth import Authentication
 from graphql_api.posts.loaders import PostLoaders
@@ -37,26 +37,39 @@ class Loaders:
 
 
 class _LoaderFacts:
+    """Facts through the operation's loaders, after what a page's planned read found
+    (``remember``): those answer from memory, without a future per id."""
+
     def __init__(self, accounts: AccountLoaders, posts: PostLoaders, viewer_id: int | None):
         self._accounts = accounts
         self._posts = posts
         self._viewer_id = viewer_id
+        self._known = KnownFacts()
 
     @property
     def viewer_id(self) -> int | None:
         return self._viewer_id
 
+    def remember(self, known: KnownFacts) -> None:
+        self._known.add(known)
+        if known.blocked is not None:
+            self._accounts.know_block_set(known.blocked)
+
     async def users(self, ids: Sequence[int]) -> list[User | None]:
-        return await self._accounts.user.load_many(ids)
+        return await known_or_loaded(self._known.users, ids, self._accounts.user.load_many)
 
     async def posts(self, ids: Sequence[int]) -> list[Post | None]:
-        return await self._posts.post.load_many(ids)
+        return await known_or_loaded(self._known.posts, ids, self._posts.post.load_many)
 
     async def comments(self, ids: Sequence[int]) -> list[Comment | None]:
         return await self._posts.comment.load_many(ids)
 
     async def follows(self, ids: Sequence[int]) -> list[bool]:
-        return await self._accounts.viewer_follows.load_many(ids) if ids else []
+        if not ids:
+            return []
+        return await known_or_loaded(
+            self._known.follows, ids, self._accounts.viewer_follows.load_many
+        )
 
     async def blocked(self) -> set[int]:
         return await self._accounts.viewer_block_set()

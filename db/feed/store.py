@@ -22,11 +22,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
-from db.redis import invalidate_later, note_failure
+from db.redis import PlannedRead, invalidate_later, note_failure
 
 ID_WIDTH = 19
 
@@ -70,12 +72,26 @@ class FeedStore:
         self._push = redis.register_script(_PUSH)
 
     async def page(self, user_id: int, *, before_id: int | None, count: int) -> FeedPage:
-        upper = f"({encode_member(before_id)}" if before_id is not None else "+"
+        planned = self.plan_page(user_id, before_id=before_id, count=count)
         async with self.redis.pipeline(transaction=False) as pipe:
+            planned.queue(pipe)
+            return planned.parse(await pipe.execute())
+
+    def plan_page(
+        self, user_id: int, *, before_id: int | None, count: int
+    ) -> PlannedRead[FeedPage]:
+        """``page`` as one part of a shared round trip (``db.redis.read_together``)."""
+        upper = f"({encode_member(before_id)}" if before_id is not None else "+"
+
+        def queue(pipe: Pipeline) -> None:
             pipe.exists(ready_key(user_id))
             pipe.zrange(feed_key(user_id), upper, "-", desc=True, bylex=True, offset=0, num=count)
-            ready, members = await pipe.execute()
-        return FeedPage(ready=bool(ready), post_ids=[int(member) for member in members])
+
+        def parse(replies: list[Any]) -> FeedPage:
+            ready, members = replies
+            return FeedPage(ready=bool(ready), post_ids=[int(member) for member in members])
+
+        return PlannedRead(queue=queue, replies=2, parse=parse)
 
     async def push(self, user_ids: Iterable[int], post_ids: Sequence[int]) -> int:
         """Add posts to many feeds in one round trip; returns the entries written.

@@ -4,6 +4,7 @@ at read time instead of being written to every follower's feed."""
 from __future__ import annotations
 
 from db.feed import repository as feed_repo
+from db.redis import PlannedRead
 from db.session import ShardSessions
 from domain.state import AppState
 
@@ -21,6 +22,11 @@ async def large_account_ids(state: AppState, sessions: ShardSessions) -> set[int
         return [user_id for ids in per_shard.values() for user_id in ids]
 
     return await state.large_accounts.members(_ALL, load=load)
+
+
+def plan_large_account_ids(state: AppState) -> PlannedRead[set[int] | None]:
+    """The cached set, as one part of a shared round trip; None when not cached."""
+    return state.large_accounts.plan_members(_ALL)
 
 
 async def note_follower_count(

@@ -19,11 +19,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.accounts import repository as accounts_repo
 from db.feed import repository as feed_repo
+from db.feed.store import FeedPage
 from db.posts.models import Post
-from db.redis import read_epoch, redis_available
+from db.redis import read_epoch, read_together_or_raise, redis_available
 from db.session import ShardSessions
 from domain.accounts.relations import followee_ids
-from domain.feed.large_accounts import large_account_ids
+from domain.feed.large_accounts import large_account_ids, plan_large_account_ids
+from domain.posts.pages import PostFields, PostPageAhead, read_ahead
 from domain.state import CACHED_LIST_LENGTH, AppState
 from domain.visibility import Visibility
 
@@ -42,6 +44,8 @@ class FeedSlice:
     # Where the next page starts: the last post returned, or, when every entry read was
     # filtered out, the last entry read, so that a client can always move on.
     resume_after: int | None = None
+    # What the page's planned reads found of the fields asked for (counters, flags).
+    ahead: PostPageAhead | None = None
 
 
 async def recent_posts_by_author(
@@ -87,9 +91,9 @@ async def rebuild(state: AppState, sessions: ShardSessions, user_id: int) -> int
 
 
 async def _large_followees(
-    state: AppState, sessions: ShardSessions, visibility: Visibility
+    state: AppState, sessions: ShardSessions, visibility: Visibility, cached: set[int] | None
 ) -> list[int]:
-    large = sorted(await large_account_ids(state, sessions))
+    large = sorted(cached if cached is not None else await large_account_ids(state, sessions))
     if not large:
         return []
     follows = await visibility.facts.follows(large)
@@ -108,6 +112,7 @@ class FeedRead(Protocol):
         viewer_id: int,
         before_id: int | None,
         limit: int,
+        fields: PostFields,
     ) -> FeedSlice: ...
 
 
@@ -119,8 +124,10 @@ async def home_feed(
     viewer_id: int,
     before_id: int | None,
     limit: int,
+    fields: PostFields | None = None,
 ) -> FeedSlice:
-    """The newest ``limit`` visible posts of the viewer's feed below ``before_id``."""
+    """The newest ``limit`` visible posts of the viewer's feed below ``before_id``;
+    ``fields``: what the reader will ask of them, read ahead with the page."""
 
     async def read(strategy: FeedRead) -> FeedSlice:
         return await strategy(
@@ -130,6 +137,7 @@ async def home_feed(
             viewer_id=viewer_id,
             before_id=before_id,
             limit=limit,
+            fields=fields or PostFields(),
         )
 
     fan_out_on_read = state.runtime.settings.feed_read_strategy == "fanout_on_read"
@@ -150,23 +158,37 @@ async def _precomputed_home_feed(
     viewer_id: int,
     before_id: int | None,
     limit: int,
+    fields: PostFields,
 ) -> FeedSlice:
-    large = await _large_followees(state, sessions, visibility)
+    chunk = limit + 1 + limit // 2
+    # One round trip: the first chunk, the large-account set and the viewer's blocks.
+    first_page, large_set, blocked = await read_together_or_raise(
+        state.runtime.redis,
+        [
+            state.feeds.plan_page(viewer_id, before_id=before_id, count=chunk),
+            plan_large_account_ids(state),
+            state.block_sets.plan_members(viewer_id),
+        ],
+    )
+    large = await _large_followees(state, sessions, visibility, large_set)
     merged_large: list[int] = []
     if large:
         lists = await recent_posts_by_author(state, sessions, large)
         merged_large = [post_id for author in large for post_id in lists.get(author, [])]
 
-    chunk = limit + 1 + limit // 2
     collected: list[Post] = []
     cursor = before_id
     exhausted = False
+    ahead: PostPageAhead | None = None
+    page: FeedPage | None = first_page
     for _ in range(1 + MAX_EXTRA_READS):
-        page = await state.feeds.page(viewer_id, before_id=cursor, count=chunk)
+        if page is None:
+            page = await state.feeds.page(viewer_id, before_id=cursor, count=chunk)
         if not page.ready:
             await rebuild(state, sessions, viewer_id)
             page = await state.feeds.page(viewer_id, before_id=cursor, count=chunk)
         stored = page.post_ids
+        page = None
         full = len(stored) == chunk
         floor = stored[-1] if full else 0
         extra = [
@@ -175,6 +197,10 @@ async def _precomputed_home_feed(
             if (cursor is None or post_id < cursor) and post_id >= floor
         ]
         candidates = sorted(set(stored) | set(extra), reverse=True)
+        ahead = await _read_ahead(
+            state, visibility, candidates, fields=fields, blocked=blocked, into=ahead
+        )
+        blocked = None  # known to the visibility's facts from here on
         collected += await visibility.feed_posts(candidates)
         if len(collected) > limit or not full:
             exhausted = not full
@@ -183,7 +209,32 @@ async def _precomputed_home_feed(
     has_next = len(collected) > limit or not exhausted
     page_posts = collected[:limit]
     resume_after = page_posts[-1].id if page_posts else cursor
-    return FeedSlice(posts=page_posts, has_next=has_next, resume_after=resume_after)
+    return FeedSlice(posts=page_posts, has_next=has_next, resume_after=resume_after, ahead=ahead)
+
+
+async def _read_ahead(
+    state: AppState,
+    visibility: Visibility,
+    post_ids: Sequence[int],
+    *,
+    fields: PostFields,
+    blocked: set[int] | None,
+    into: PostPageAhead | None,
+) -> PostPageAhead | None:
+    """Read ahead what the page needs and tell the visibility's facts; merged with what
+    earlier chunks of the same page found."""
+    ahead = await read_ahead(
+        state, viewer_id=visibility.viewer_id, post_ids=post_ids, fields=fields, blocked=blocked
+    )
+    if ahead is None:
+        return into
+    visibility.facts.remember(ahead.facts)
+    if into is None:
+        return ahead
+    into.like_counts.update(ahead.like_counts)
+    into.comment_counts.update(ahead.comment_counts)
+    into.viewer_liked.update(ahead.viewer_liked)
+    return into
 
 
 async def home_feed_from_sql(
@@ -194,6 +245,7 @@ async def home_feed_from_sql(
     viewer_id: int,
     before_id: int | None,
     limit: int,
+    fields: PostFields,
 ) -> FeedSlice:
     """Fan-out on read, the classic alternative: read whom the viewer follows, then the
     newest posts of those accounts from every shard, and merge. The benchmark baseline."""
@@ -211,10 +263,12 @@ async def home_feed_from_sql(
 
     per_shard = await asyncio.gather(*(newest(shard) for shard in by_shard))
     candidates = heapq.nlargest(fetch, (post_id for ids in per_shard for post_id in ids))
+    ahead = await _read_ahead(state, visibility, candidates, fields=fields, blocked=None, into=None)
     visible = await visibility.feed_posts(candidates)
     page_posts = visible[:limit]
     return FeedSlice(
         posts=page_posts,
         has_next=len(visible) > limit,
         resume_after=page_posts[-1].id if page_posts else None,
+        ahead=ahead,
     )

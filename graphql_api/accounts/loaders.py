@@ -41,6 +41,12 @@ class AccountLoaders:
         requested = await relations.requested_targets(self._sessions, self._viewer_id, target_ids)
         return [target in requested for target in target_ids]
 
+    def know_block_set(self, blocked: set[int]) -> None:
+        """The viewer's block set, read ahead with a page: no second read."""
+        if self._block_set is None:
+            self._block_set = asyncio.get_running_loop().create_future()
+            self._block_set.set_result(blocked)
+
     async def viewer_block_set(self) -> set[int]:
         """Everyone the viewer blocked or was blocked by; loaded once per operation."""
         if self._viewer_id is None:

@@ -6,7 +6,7 @@ import strawberry
 
 from domain.feed import reads
 from graphql_api.context import Info, SignedIn
-from graphql_api.posts.types import Post, posts_for_page
+from graphql_api.posts.types import Post, page_fields, posts_for_page
 from graphql_api.relay import Connection, build_connection, decode_cursor, page_size
 
 
@@ -29,8 +29,9 @@ class FeedQueries:
             viewer_id=ctx.signed_in_id,
             before_id=decode_cursor(after),
             limit=limit,
+            fields=page_fields(info),
         )
-        posts = await posts_for_page(info, feed.posts)
+        posts = await posts_for_page(info, feed.posts, feed.ahead)
         ids = [row.id for row in feed.posts]
         if feed.has_next and not ids and feed.resume_after is not None:
             # A page whose entries were all filtered out still hands out a cursor.

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import strawberry
 from strawberry.types.nodes import SelectedField, Selection
@@ -15,8 +15,10 @@ from db.accounts.models import User as UserRow
 from db.posts.models import Comment as CommentRow
 from db.posts.models import Post as PostRow
 from domain.posts import comments, posts
+from domain.posts.pages import PostFields, PostPageAhead, read_ahead
 from domain.posts.text import parse_hashtags
 from domain.state import CACHED_LIST_LENGTH
+from domain.visibility import KnownFacts
 from graphql_api.context import Info
 from graphql_api.node import Node
 from graphql_api.relay import Connection, build_connection, decode_cursor, page_size, to_global_id
@@ -24,6 +26,7 @@ from graphql_api.relay import Connection, build_connection, decode_cursor, page_
 if TYPE_CHECKING:
     from graphql_api.accounts.types import User
 
+T = TypeVar("T")
 UserType = Annotated["User", strawberry.lazy("graphql_api.accounts.types")]
 
 
@@ -210,35 +213,82 @@ def _node_field_names(info: Info) -> set[str]:
     return names
 
 
-async def posts_for_page(info: Info, rows: Sequence[PostRow]) -> dict[int, Post]:
-    """Post objects for a page, with the relations the query selected loaded in batches."""
+def page_fields(info: Info) -> PostFields:
+    """What the query asks of each post of the connection being resolved."""
+    return _post_fields(_node_field_names(info))
+
+
+def _post_fields(wanted: set[str]) -> PostFields:
+    return PostFields(
+        like_count="likeCount" in wanted,
+        comment_count="commentCount" in wanted,
+        viewer_has_liked="viewerHasLiked" in wanted,
+    )
+
+
+async def read_ahead_posts(
+    info: Info, post_ids: Sequence[int], fields: PostFields
+) -> PostPageAhead | None:
+    """Read ahead what a page of posts needs, in two round trips, and tell the
+    visibility's facts (``domain/posts/pages.py``)."""
+    visibility = info.context.loaders.visibility
+    ahead = await read_ahead(
+        info.context.state, viewer_id=visibility.viewer_id, post_ids=post_ids, fields=fields
+    )
+    if ahead is not None:
+        visibility.facts.remember(ahead.facts)
+    return ahead
+
+
+async def _loaded(
+    ids: Sequence[int], known: dict[int, T], load: Callable[[list[int]], Awaitable[list[T]]]
+) -> dict[int, T]:
+    misses = [object_id for object_id in ids if object_id not in known]
+    if not misses:
+        return known
+    return {**known, **dict(zip(misses, await load(misses), strict=True))}
+
+
+async def posts_for_page(
+    info: Info, rows: Sequence[PostRow], ahead: PostPageAhead | None = None
+) -> dict[int, Post]:
+    """Post objects for a page, with the relations the query selected: what the page's
+    planned read found (``ahead``), the rest loaded in batches."""
     wanted = _node_field_names(info)
     loaders = info.context.loaders
+    ahead = ahead or PostPageAhead(facts=KnownFacts())
     ids = [row.id for row in rows]
     author_ids = list(dict.fromkeys(row.author_id for row in rows))
 
-    async def nothing() -> list[Any]:
-        return []
+    async def nothing() -> dict[int, Any]:
+        return {}
 
-    likes, comments, liked, authors = await asyncio.gather(
-        loaders.posts.like_count.load_many(ids) if "likeCount" in wanted else nothing(),
-        loaders.posts.comment_count.load_many(ids) if "commentCount" in wanted else nothing(),
-        loaders.posts.viewer_liked.load_many(ids) if "viewerHasLiked" in wanted else nothing(),
-        loaders.visibility.users(author_ids) if "author" in wanted else nothing(),
+    async def authors() -> dict[int, UserRow | None]:
+        return dict(zip(author_ids, await loaders.visibility.users(author_ids), strict=True))
+
+    likes, comments, liked, authors_by_id = await asyncio.gather(
+        _loaded(ids, ahead.like_counts, loaders.posts.like_count.load_many)
+        if "likeCount" in wanted
+        else nothing(),
+        _loaded(ids, ahead.comment_counts, loaders.posts.comment_count.load_many)
+        if "commentCount" in wanted
+        else nothing(),
+        _loaded(ids, ahead.viewer_liked, loaders.posts.viewer_liked.load_many)
+        if "viewerHasLiked" in wanted
+        else nothing(),
+        authors() if "author" in wanted else nothing(),
     )
     page = PostPage(
-        like_counts=dict(zip(ids, likes, strict=False)),
-        comment_counts=dict(zip(ids, comments, strict=False)),
-        viewer_liked=dict(zip(ids, liked, strict=False)),
-        authors=dict(zip(author_ids, authors, strict=False)),
+        like_counts=likes, comment_counts=comments, viewer_liked=liked, authors=authors_by_id
     )
     return {row.id: Post(row=row, page=page) for row in rows}
 
 
 async def post_connection(info: Info, ids: list[int], *, limit: int) -> Connection[Post]:
     """A page of post ids (``limit + 1`` of them at most) as a connection of visible posts."""
+    ahead = await read_ahead_posts(info, ids[:limit], page_fields(info))
     rows = await info.context.loaders.visibility.posts(ids[:limit])
-    page = await posts_for_page(info, [row for row in rows if row is not None])
+    page = await posts_for_page(info, [row for row in rows if row is not None], ahead)
     return build_connection(
         ids,
         limit=limit,

@@ -1,0 +1,99 @@
+"""A page of posts read ahead in two planned round trips.
+
+Field by field, a page of 20 posts costs a Redis round trip per relation (rows, like
+counts, comment counts, the viewer's likes, authors, follows, blocks), each behind its
+own batch of futures; on a warm page that bookkeeping costs more CPU than the I/O. Here
+the reads a page will make are planned together (``db.redis.read_together``):
+
+1. the posts' rows, and what the reader asked for by post id (counters, the viewer's
+   flags), plus the viewer's block set if it is not known yet;
+2. the authors' rows and whether the viewer follows each, which the visibility rules
+   need.
+
+Only hits come back: a miss (evicted, never cached) or a Redis that cannot answer is
+left to the usual batch reads, which go to PostgreSQL and fill the cache. Who may see
+what is still decided by ``Visibility``; this only tells it facts early.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from db.redis import PlannedRead, read_together, redis_available
+from domain.state import AppState
+from domain.visibility import KnownFacts
+
+
+@dataclass(frozen=True, slots=True)
+class PostFields:
+    """What a page's reader will ask of each post, beyond the row and its author."""
+
+    like_count: bool = False
+    comment_count: bool = False
+    viewer_has_liked: bool = False
+
+
+@dataclass(slots=True)
+class PostPageAhead:
+    """What the planned read found: facts for ``Visibility`` and the counters asked for."""
+
+    facts: KnownFacts
+    like_counts: dict[int, int] = field(default_factory=dict)
+    comment_counts: dict[int, int] = field(default_factory=dict)
+    viewer_liked: dict[int, bool] = field(default_factory=dict)
+
+
+async def read_ahead(
+    state: AppState,
+    *,
+    viewer_id: int | None,
+    post_ids: Sequence[int],
+    fields: PostFields,
+    blocked: set[int] | None = None,
+) -> PostPageAhead | None:
+    """Everything a page of ``post_ids`` will need that Redis has, in two round trips;
+    None when Redis cannot answer. ``blocked``: the viewer's block set, if already read."""
+    redis = state.runtime.redis
+    ids = list(dict.fromkeys(post_ids))
+    if not ids or not redis_available(redis):
+        return None
+    reads: list[PlannedRead[Any]] = [state.post_cache.plan_get(ids)]
+    if fields.like_count:
+        reads.append(state.post_likes.plan_get(ids))
+    if fields.comment_count:
+        reads.append(state.post_comments.plan_get(ids))
+    if fields.viewer_has_liked and viewer_id is not None:
+        reads.append(state.liked_posts.plan_get(viewer_id, ids))
+    read_blocks = viewer_id is not None and blocked is None
+    if read_blocks and viewer_id is not None:
+        reads.append(state.block_sets.plan_members(viewer_id))
+    answers = await read_together(redis, reads)
+    if answers is None:
+        return None
+    answer = iter(answers)
+    posts = next(answer)
+    ahead = PostPageAhead(facts=KnownFacts(posts=posts))
+    if fields.like_count:
+        ahead.like_counts = next(answer)
+    if fields.comment_count:
+        ahead.comment_counts = next(answer)
+    if fields.viewer_has_liked and viewer_id is not None:
+        ahead.viewer_liked = next(answer)
+    ahead.facts.blocked = next(answer) if read_blocks else blocked
+
+    authors = list(dict.fromkeys(row.author_id for row in posts.values() if row is not None))
+    others = [author for author in authors if author != viewer_id]
+    second: list[PlannedRead[Any]] = [state.user_cache.plan_get(authors)]
+    if viewer_id is not None and others:
+        second.append(state.following_sets.plan_contains(viewer_id, others))
+    answers = await read_together(redis, second)
+    if answers is None:
+        return ahead
+    ahead.facts.users = answers[0]
+    if len(answers) > 1 and answers[1] is not None:
+        ahead.facts.follows = dict(zip(others, answers[1], strict=True))
+    elif viewer_id is None:
+        ahead.facts.follows = dict.fromkeys(others, False)
+    return ahead
