@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from db.session import ShardSessions
-from domain.accounts.sessions import authenticate
+from domain.accounts.sessions import authenticate, authenticate_marking_active
 from domain.feed.activity import record_activity
 from domain.state import AppState
 
@@ -62,9 +62,19 @@ async def authenticate_caller(
     if token is None:
         return ANONYMOUS
     sessions = ShardSessions(state.runtime.databases)
-    viewer_id = await authenticate(state, sessions, token) if token else None
+    if not token:
+        return Authentication(token=token, error=INVALID_TOKEN)
+    if not record:
+        viewer_id = await authenticate(state, sessions, token)
+        return _signed_in(viewer_id, token)
+    # A cached session and the hourly activity mark cost one round trip together.
+    viewer_id, marked = await authenticate_marking_active(state, sessions, token)
+    if viewer_id is not None and marked is not False:
+        await record_activity(state, sessions, viewer_id, marked=bool(marked))
+    return _signed_in(viewer_id, token)
+
+
+def _signed_in(viewer_id: int | None, token: str) -> Authentication:
     if viewer_id is None:
         return Authentication(token=token, error=INVALID_TOKEN)
-    if record:
-        await record_activity(state, sessions, viewer_id)
     return Authentication(viewer_id=viewer_id, token=token)

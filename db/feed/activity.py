@@ -39,6 +39,13 @@ class ActivityMarks:
             return False
         if not marked:
             return False
+        return await self.note_marked(user_id, now)
+
+    async def note_marked(self, user_id: int, now: float) -> float | bool | None:
+        """After this request set the user's hourly mark (``record``, or the session check
+        of ``db/accounts/cache.py``): move them to ``now`` in ``active_users``; as
+        ``record``."""
+        mark = activity_mark_key(user_id)
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
                 pipe.zscore(ACTIVE_USERS_KEY, str(user_id))

@@ -10,10 +10,16 @@ from db.session import ShardSessions
 from domain.state import AppState
 
 
-async def record_activity(state: AppState, sessions: ShardSessions, user_id: int) -> None:
-    """Mark the user active; at most once an hour, so it costs one SET NX per request."""
+async def record_activity(
+    state: AppState, sessions: ShardSessions, user_id: int, *, marked: bool = False
+) -> None:
+    """Mark the user active; at most once an hour, so it costs one SET NX per request.
+    ``marked``: this request already set the hourly mark (with its session check)."""
     now = datetime.now(UTC)
-    previous = await state.activity.record(user_id, now.timestamp())
+    if marked:
+        previous = await state.activity.note_marked(user_id, now.timestamp())
+    else:
+        previous = await state.activity.record(user_id, now.timestamp())
     if previous is False:
         return  # recorded within the hour, or Redis is down
     away_since = now.timestamp() - state.runtime.settings.feed_active_days * 86400
