@@ -103,6 +103,13 @@ class Settings(BaseSettings):
         description="fanout_on_read answers homeFeed with SQL over follows and posts; it "
         "exists as the benchmarks' baseline, not for production.",
     )
+    compiled_execution: Literal["on", "off", "verify"] = Field(
+        default="on",
+        description="on answers the feed, profile-grid and post-detail read shapes with "
+        "compiled plans (graphql_api/compiled.py), falling back to the stock executor for "
+        "anything else; off always uses the stock executor; verify (the tests') answers "
+        "with the stock executor, then runs the plan too and logs any difference at ERROR.",
+    )
     serve_runs_workers: bool | None = Field(
         default=None,
         description="Run fan-out workers inside serve. Default: yes when serve started "

@@ -45,6 +45,16 @@ def count_work() -> Iterator[WorkCounter]:
         _current.reset(token)
 
 
+@contextmanager
+def uncounted() -> Iterator[None]:
+    """Work here counts toward no counter (a check that is not part of the request)."""
+    token = _current.set(None)
+    try:
+        yield
+    finally:
+        _current.reset(token)
+
+
 def record_redis_round_trip() -> None:
     counter = _current.get()
     if counter is not None:

@@ -99,6 +99,12 @@ class Context(BaseContext):
             self.loaders = Loaders(self.state, self.sessions, self.viewer_id)
         self._operations += 1
 
+    def fresh_copy(self) -> Context:
+        """The same caller with new sessions and loaders: nothing read so far is shared."""
+        copy = Context(state=self.state, caller=self.caller, client_ip=self.client_ip)
+        copy.operation_name_given = self.operation_name_given
+        return copy
+
     @property
     def signed_in_id(self) -> int:
         """The viewer's id, in a field guarded by ``SignedIn``."""

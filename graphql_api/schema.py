@@ -13,6 +13,7 @@ from strawberry.types.execution import ExecutionContext
 from domain.errors import BadUserInput, NotFound
 from graphql_api.accounts.schema import AccountMutations, AccountQueries
 from graphql_api.accounts.types import User
+from graphql_api.compiled import CompiledExecution
 from graphql_api.context import Info, OperationScope
 from graphql_api.error_handling import TypedErrors, log_errors
 from graphql_api.feed.schema import FeedQueries
@@ -73,6 +74,7 @@ def build_schema() -> strawberry.Schema:
         TokenLimit,
         lambda: ParserCache(maxsize=DOCUMENT_CACHE_SIZE),
         OperationGuard,
+        CompiledExecution,
         TypedErrors,
     ]
     return ApertureSchema(

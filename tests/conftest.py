@@ -30,6 +30,7 @@ from db.shards import ShardMap, shard_schema, to_sqlalchemy_url
 from domain.accounts.passwords import configure_password_hashing
 from domain.state import AppState
 from graphql_api.app import create_app
+from graphql_api.compiled import runs as compiled_runs
 from migrations.runner import migrate
 from tests.helpers import GraphQLClient
 
@@ -87,7 +88,18 @@ def settings(test_data_dir: Path) -> Settings:
         rate_limit_viewer_capacity=10**9,
         login_ip_capacity=10**6,
         signup_ip_capacity=10**6,
+        # Every document a plan covers is answered by the stock executor and by its plan,
+        # which must agree byte for byte (checked after each test, below).
+        compiled_execution="verify",
     )
+
+
+@pytest.fixture(autouse=True)
+def compiled_plans_agree() -> Iterator[None]:
+    """No compiled plan disagreed with the stock executor during the test."""
+    before = len(compiled_runs.mismatches)
+    yield
+    assert compiled_runs.mismatches[before:] == []
 
 
 @pytest.fixture(scope="session")

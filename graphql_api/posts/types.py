@@ -189,27 +189,32 @@ async def _comment_page(
     )
 
 
+def _flatten(selections: Sequence[Selection]) -> list[SelectedField]:
+    fields: list[SelectedField] = []
+    for selection in selections:
+        if isinstance(selection, SelectedField):
+            fields.append(selection)
+        else:  # fragments: their fields count as if written inline
+            fields += _flatten(selection.selections)
+    return fields
+
+
+def _field_names(selected: Sequence[Selection]) -> set[str]:
+    """Names of the fields selected on the object a field returns."""
+    return {part.name for field in _flatten(selected) for part in _flatten(field.selections)}
+
+
 def _node_field_names(info: Info) -> set[str]:
     """Names of the fields selected on the posts of a connection (edges.node or nodes)."""
-
-    def flatten(selections: Sequence[Selection]) -> list[SelectedField]:
-        fields: list[SelectedField] = []
-        for selection in selections:
-            if isinstance(selection, SelectedField):
-                fields.append(selection)
-            else:  # fragments: their fields count as if written inline
-                fields += flatten(selection.selections)
-        return fields
-
     names: set[str] = set()
     for connection in info.selected_fields:
-        for part in flatten(connection.selections):
+        for part in _flatten(connection.selections):
             if part.name == "nodes":
-                names.update(f.name for f in flatten(part.selections))
+                names.update(f.name for f in _flatten(part.selections))
             elif part.name == "edges":
-                for edge_field in flatten(part.selections):
+                for edge_field in _flatten(part.selections):
                     if edge_field.name == "node":
-                        names.update(f.name for f in flatten(edge_field.selections))
+                        names.update(f.name for f in _flatten(edge_field.selections))
     return names
 
 
@@ -250,11 +255,16 @@ async def _loaded(
 
 
 async def posts_for_page(
-    info: Info, rows: Sequence[PostRow], ahead: PostPageAhead | None = None
+    info: Info,
+    rows: Sequence[PostRow],
+    ahead: PostPageAhead | None = None,
+    *,
+    wanted: set[str] | None = None,
 ) -> dict[int, Post]:
-    """Post objects for a page, with the relations the query selected: what the page's
-    planned read found (``ahead``), the rest loaded in batches."""
-    wanted = _node_field_names(info)
+    """Post objects for a page, with the relations the query selected (``wanted``, by
+    default those of a connection's posts): what the page's planned read found
+    (``ahead``), the rest loaded in batches."""
+    wanted = _node_field_names(info) if wanted is None else wanted
     loaders = info.context.loaders
     ahead = ahead or PostPageAhead(facts=KnownFacts())
     ids = [row.id for row in rows]
@@ -313,8 +323,20 @@ async def profile_posts(
 
 
 async def resolve_post_node(info: Info, post_id: int) -> Post | None:
+    if not any(
+        isinstance(selected, SelectedField) and selected.name == "node"
+        for selected in info.selected_fields
+    ):
+        # ``nodes(ids)``: the ids batch through the loaders instead.
+        row = await info.context.loaders.visibility.post(post_id)
+        return Post(row=row) if row is not None else None
+    # A post's page (``node(id)``): what it shows is read ahead with the row.
+    wanted = _field_names(info.selected_fields)
+    ahead = await read_ahead_posts(info, [post_id], _post_fields(wanted))
     row = await info.context.loaders.visibility.post(post_id)
-    return Post(row=row) if row is not None else None
+    if row is None:
+        return None
+    return (await posts_for_page(info, [row], ahead, wanted=wanted))[row.id]
 
 
 async def resolve_comment_node(info: Info, comment_id: int) -> Comment | None:

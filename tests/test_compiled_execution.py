@@ -1,0 +1,198 @@
+"""Compiled plans against the stock executor (graphql_api/compiled.py): the same documents,
+viewers and data through an app with plans and one without, byte for byte, covered shapes
+answered by a plan, and everything else (errors included) left to the stock executor."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from domain.state import AppState
+from graphql_api.compiled import runs
+from tests.helpers import Account, GraphQLClient, create_post, follow, sign_up
+
+FEED = "query { homeFeed(first: 20) { edges { node { id caption author { username } likeCount commentCount viewerHasLiked } } } }"
+FEED_FULL = """
+query Feed($first: Int, $after: String) {
+  homeFeed(first: $first, after: $after) {
+    __typename
+    pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
+    edges { cursor node { __typename id caption createdAt updatedAt hashtags likeCount
+      commentCount viewerHasLiked author { id username fullName bio website isPrivate
+      createdAt followerCount followingCount postCount } } }
+  }
+}
+"""
+FEED_FRAGMENTS = """
+query { homeFeed(first: 3) { ...Page  nodes { ...PostBits id } } }
+fragment Page on PostConnection { edges { cursor node { ...PostBits likes: likeCount } } }
+fragment PostBits on Post { id caption author { ...Who } }
+fragment Who on User { username postCount }
+"""
+GRID = """
+query($u: String!, $first: Int) {
+  user(username: $u) { username posts(first: $first) {
+    pageInfo { hasNextPage endCursor }
+    edges { node { id caption likeCount commentCount viewerHasLiked } } } }
+}
+"""
+DETAIL = """
+query($id: ID!) { node(id: $id) { __typename id ... on Post { caption createdAt likeCount
+  commentCount viewerHasLiked author { username } } ... on User { username } } }
+"""
+VIEWER = "query { viewer { id username posts(first: 2) { edges { node { id } } } } }"
+COVERED = [FEED, FEED_FULL, FEED_FRAGMENTS, GRID, DETAIL, VIEWER]
+# Not covered, or covered until they meet an error: the stock executor answers.
+OTHERS = [
+    "query { homeFeed(first: 2) { edges { node { id comments(first: 1) { edges { node { body } } } } } } }",
+    "query($on: Boolean!) { homeFeed(first: 2) { edges { node { id caption @include(if: $on) } } } }",
+    "query { homeFeed(first: 2) { edges { node { id author { viewerFollows } } } } }",
+    'query { searchUsers(prefix: "cx", first: 5) { edges { node { username } } } }',
+]
+
+
+@pytest.fixture
+async def network(gql: GraphQLClient) -> dict[str, Any]:
+    ana = await sign_up(gql, "cx.ana")
+    ben = await sign_up(gql, "cx.ben")
+    hidden = await sign_up(gql, "cx.hidden", private=True)
+    blocker = await sign_up(gql, "cx.blocker")
+    posts: dict[str, list[str]] = {}
+    for account in (ana, ben, hidden, blocker):
+        posts[account.username] = [
+            await create_post(gql, account, f"{account.username} post {n} #cx #n{n}")
+            for n in range(4)
+        ]
+    await follow(gql, ana, ben)
+    await follow(gql, ana, blocker)
+    await follow(gql, ben, ana)
+    await follow(gql, ben, hidden)  # a request: hidden is private
+    for post_id in posts["cx.ben"][:2]:
+        await gql(
+            "mutation($p: ID!) { likePost(postId: $p) { post { id } } }",
+            {"p": post_id},
+            token=ana.token,
+        )
+    await gql(
+        'mutation($p: ID!) { addComment(postId: $p, body: "nice") { comment { id } } }',
+        {"p": posts["cx.ben"][0]},
+        token=ana.token,
+    )
+    await gql(
+        "mutation($u: ID!) { block(userId: $u) { blockedUserId } }",
+        {"u": ana.id},
+        token=blocker.token,
+    )
+    return {"accounts": [ana, ben, hidden, blocker], "posts": posts}
+
+
+def _cases(network: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    posts: dict[str, list[str]] = network["posts"]
+    accounts: list[Account] = network["accounts"]
+    cases: list[tuple[str, dict[str, Any]]] = [(FEED, {}), (VIEWER, {})]
+    cases += [(FEED_FULL, {"first": n}) for n in (1, 2, 20)]
+    cases += [(FEED_FRAGMENTS, {})]
+    for account in accounts:
+        cases.append((GRID, {"u": account.username, "first": 2}))
+        cases.append((DETAIL, {"id": posts[account.username][0]}))
+        cases.append((DETAIL, {"id": account.id}))
+    cases += [
+        (GRID, {"u": "nobody-here", "first": 2}),
+        (GRID, {"u": "cx.ben", "first": 500}),  # BAD_USER_INPUT from the resolver
+        (DETAIL, {"id": "not-an-id"}),
+        (FEED_FULL, {"first": 2, "after": "forged-cursor"}),
+        (FEED_FULL, {"first": "two"}),  # a variable that does not coerce
+    ]
+    cases += [(document, {"on": True}) for document in OTHERS]
+    return cases
+
+
+async def _post(client: httpx.AsyncClient, body: bytes, token: str | None) -> tuple[int, bytes]:
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    response = await client.post("/graphql", content=body, headers=headers)
+    return response.status_code, response.content
+
+
+async def test_plans_answer_byte_for_byte_as_the_stock_executor(
+    gql: GraphQLClient,
+    network: dict[str, Any],
+    tuned_gql: Callable[..., Awaitable[tuple[GraphQLClient, AppState]]],
+) -> None:
+    compiled, _ = await tuned_gql(rate_limits=False, compiled_execution="on")
+    stock, _ = await tuned_gql(rate_limits=False, compiled_execution="off")
+    viewers: list[str | None] = [None, *(account.token for account in network["accounts"])]
+    answered = 0
+    checked = 0
+    for document, variables in _cases(network):
+        body = orjson.dumps({"query": document, "variables": variables})
+        for token in viewers:
+            for first, second in ((compiled, stock), (stock, compiled)):  # cold, then warm
+                before = runs.answered
+                one = await _post(first.http, body, token)
+                two = await _post(second.http, body, token)
+                assert one == two, (document, variables, token)
+                answered += runs.answered - before
+                checked += 1
+                if document in OTHERS:
+                    assert runs.answered == before, document
+    # The covered shapes really ran as plans, for every viewer who may see them.
+    assert answered >= 100, (answered, checked)
+
+
+async def test_plans_keep_visibility_and_errors(
+    gql: GraphQLClient, network: dict[str, Any]
+) -> None:
+    ana, ben, hidden, _ = network["accounts"]
+    feed = (await gql(FEED, token=ana.token)).ok()["homeFeed"]["edges"]
+    authors = {edge["node"]["author"]["username"] for edge in feed}
+    # Ana follows ben and the blocker, who blocked her: the blocker's posts are gone.
+    assert authors == {"cx.ana", "cx.ben"}
+    assert sum(edge["node"]["viewerHasLiked"] for edge in feed) == 2
+    private = await gql(GRID, {"u": hidden.username, "first": 2}, token=ben.token)
+    assert private.codes == ["FORBIDDEN"]
+    assert private.data == {"user": None} or private.data["user"]["posts"] is None
+    anonymous = await gql(FEED)
+    assert anonymous.codes == ["UNAUTHENTICATED"]
+    blocked = await gql(DETAIL, {"id": network["posts"]["cx.blocker"][0]}, token=ana.token)
+    assert blocked.codes == ["NOT_FOUND"]
+
+
+async def test_the_suite_checks_plans_beside_the_stock_executor(
+    gql: GraphQLClient, network: dict[str, Any]
+) -> None:
+    """The suite runs in ``verify`` mode (tests/conftest.py): each covered document is
+    answered by the stock executor and run by its plan too, which must agree."""
+    ana = network["accounts"][0]
+    before = runs.answered
+    (await gql(FEED_FULL, {"first": 5}, token=ana.token)).ok()
+    assert runs.answered == before + 1
+    (await gql(OTHERS[0], token=ana.token)).ok()
+    assert runs.answered == before + 1
+
+
+async def test_warm_pages_cost_few_round_trips_and_no_sql(
+    gql: GraphQLClient, network: dict[str, Any]
+) -> None:
+    """A page's reads are planned together (domain/posts/pages.py): the session with the
+    activity mark, the rate limit, then the feed chunk with the large-account set and
+    the blocks, the rows with counters and flags, the authors with follows."""
+    ana, ben = network["accounts"][:2]
+    post_id = network["posts"]["cx.ben"][0]
+    pages = [
+        (FEED, {}, 5),
+        # + the username, the user row, the viewer's blocks and the author's post ids.
+        (GRID, {"u": ben.username, "first": 4}, 8),
+        (DETAIL, {"id": post_id}, 4),
+    ]
+    for document, variables, round_trips in pages:
+        (await gql(document, variables, token=ana.token)).ok()  # fills the caches
+        warm = await gql(document, variables, token=ana.token)
+        warm.ok()
+        assert warm.work.sql_statements == 0, (document, warm.work.statements)
+        assert warm.work.redis_round_trips <= round_trips, (document, warm.work)
