@@ -1,7 +1,9 @@
-"""Read-through Redis cache of ORM rows, invalidated on write.
+"""Read-through Redis cache of rows, invalidated on write.
 
 Rows are stored as JSON of their column values under ``{prefix}:{id}``. A page of
-objects costs one MGET; only the misses go to PostgreSQL, grouped by shard.
+objects costs one MGET; only the misses go to PostgreSQL, grouped by shard. Writers store
+ORM rows; readers get plain records (``db/<feature>/records.py``), decoded by msgspec in
+one call per row, and misses loaded from PostgreSQL are turned into records too.
 
 Redis down (``db/redis.py``): a failed MGET is a full miss, loaded from PostgreSQL and not
 filled back; a failed write-through or invalidation does not fail the request, the key is
@@ -12,12 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, Generic, TypeVar
 
+import msgspec
 import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
-from sqlalchemy import DateTime, LargeBinary
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -26,42 +28,43 @@ from db.redis import PlannedRead, can_fill, invalidate_later, note_failure, read
 from db.session import ShardSessions
 
 ModelT = TypeVar("ModelT", bound=Base)
+RecordT = TypeVar("RecordT", bound=msgspec.Struct)
 _MISSING = b"-"
 
 
 def _encode_value(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
-    if isinstance(value, bytes):
-        return value.hex()
     return value
 
 
-class RowCache(Generic[ModelT]):
+def to_record(record: type[RecordT], row: Base) -> RecordT:
+    """A row loaded from PostgreSQL or just written, as readers get it."""
+    return record(**{column: getattr(row, column) for column in record.__struct_fields__})
+
+
+class RowCache(Generic[ModelT, RecordT]):
     def __init__(
         self,
         redis: Redis,
         model: type[ModelT],
+        record: type[RecordT],
         *,
         prefix: str,
         ttl_seconds: int,
-        exclude: tuple[str, ...] = (),
     ) -> None:
         self.redis = redis
         self.model = model
+        self.record = record
         self.prefix = prefix
         self.ttl_seconds = ttl_seconds
-        mapper = sa_inspect(model)
-        self._new_instance = mapper.class_manager.new_instance
-        self._columns = [column.key for column in mapper.column_attrs if column.key not in exclude]
-        self._datetime_columns = {
-            attr.key for attr in mapper.column_attrs if isinstance(attr.columns[0].type, DateTime)
-        }
-        self._bytes_columns = {
-            attr.key
-            for attr in mapper.column_attrs
-            if isinstance(attr.columns[0].type, LargeBinary)
-        }
+        # The record's fields are the columns cached: anything else (credentials) never
+        # reaches Redis.
+        self._columns: tuple[str, ...] = record.__struct_fields__
+        columns = {attr.key for attr in sa_inspect(model).column_attrs}
+        if not set(self._columns) <= columns:
+            raise TypeError(f"{record.__name__} has fields {model.__name__} lacks")
+        self._decoder = msgspec.json.Decoder(record)
 
     def key(self, object_id: int) -> str:
         return f"{self.prefix}:{object_id}"
@@ -71,28 +74,20 @@ class RowCache(Generic[ModelT]):
             {column: _encode_value(getattr(row, column)) for column in self._columns}
         )
 
-    def decode(self, raw: bytes | str) -> ModelT:
-        data: dict[str, Any] = orjson.loads(raw)
-        for column in self._datetime_columns:
-            if data.get(column) is not None:
-                data[column] = datetime.fromisoformat(data[column])
-        for column in self._bytes_columns:
-            if data.get(column) is not None:
-                data[column] = bytes.fromhex(data[column])
-        # As the ORM loads a row, not as a constructor builds one: the values go straight
-        # into the instance's dict, with no attribute events. A cached row is read-only
-        # (never added to a session), and this was a seventh of a warm feed page's CPU.
-        row = cast(ModelT, self._new_instance())
-        row.__dict__.update(data)
-        return row
+    def decode(self, raw: bytes | str) -> RecordT:
+        return self._decoder.decode(raw)
 
-    async def get_many(self, ids: Sequence[int]) -> dict[int, ModelT | None]:
+    def record_of(self, row: ModelT) -> RecordT:
+        """A row loaded from PostgreSQL or just written, as readers get it."""
+        return to_record(self.record, row)
+
+    async def get_many(self, ids: Sequence[int]) -> dict[int, RecordT | None]:
         """Cached ids only: a row, or None where the cache knows the id is gone. Empty
         (all misses) when Redis cannot answer."""
         found = await self._cached(ids)
         return {} if found is None else found
 
-    async def _cached(self, ids: Sequence[int]) -> dict[int, ModelT | None] | None:
+    async def _cached(self, ids: Sequence[int]) -> dict[int, RecordT | None] | None:
         """Like ``get_many``, but None when Redis could not answer."""
         if not ids:
             return {}
@@ -105,8 +100,8 @@ class RowCache(Generic[ModelT]):
 
     def _found(
         self, ids: Sequence[int], raws: Sequence[bytes | str | None]
-    ) -> dict[int, ModelT | None]:
-        found: dict[int, ModelT | None] = {}
+    ) -> dict[int, RecordT | None]:
+        found: dict[int, RecordT | None] = {}
         for object_id, raw in zip(ids, raws, strict=True):
             if raw == _MISSING:
                 found[object_id] = None
@@ -114,7 +109,7 @@ class RowCache(Generic[ModelT]):
                 found[object_id] = self.decode(raw)
         return found
 
-    def plan_get(self, ids: Sequence[int]) -> PlannedRead[dict[int, ModelT | None]]:
+    def plan_get(self, ids: Sequence[int]) -> PlannedRead[dict[int, RecordT | None]]:
         """``get_many`` as one part of a round trip shared with other reads
         (``db.redis.read_together``)."""
         keys = [self.key(object_id) for object_id in ids]
@@ -126,7 +121,7 @@ class RowCache(Generic[ModelT]):
             parse=lambda replies: self._found(ids, replies[0]),
         )
 
-    async def fill(self, rows: dict[int, ModelT | None], *, epoch: int | None = None) -> None:
+    async def fill(self, rows: dict[int, RecordT | None], *, epoch: int | None = None) -> None:
         """Cache what a reader loaded, without overwriting a concurrent writer's value.
 
         SET NX: a reader that read PostgreSQL before a write committed must not replace
@@ -139,7 +134,7 @@ class RowCache(Generic[ModelT]):
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for object_id, row in rows.items():
-                    value = _MISSING if row is None else self.encode(row)
+                    value = _MISSING if row is None else msgspec.json.encode(row)
                     pipe.set(self.key(object_id), value, ex=self.ttl_seconds, nx=True)
                 await pipe.execute()
         except RedisError as error:
@@ -160,7 +155,7 @@ class RowCache(Generic[ModelT]):
         *,
         sessions: ShardSessions,
         fetch: Callable[[AsyncSession, list[int]], Awaitable[list[ModelT]]],
-    ) -> list[ModelT | None]:
+    ) -> list[RecordT | None]:
         """Rows for ``ids`` in order: one MGET, then one query per shard for the misses."""
         epoch = read_epoch(self.redis)
         cached = await self._cached(ids)
@@ -168,9 +163,9 @@ class RowCache(Generic[ModelT]):
         misses = [object_id for object_id in dict.fromkeys(ids) if object_id not in found]
         if misses:
             rows = await sessions.scatter_ids(misses, fetch)
-            loaded: dict[int, ModelT | None] = dict.fromkeys(misses)
+            loaded: dict[int, RecordT | None] = dict.fromkeys(misses)
             for row in rows:
-                loaded[self.identity(row)] = row
+                loaded[self.identity(row)] = self.record_of(row)
             if cached is not None:
                 await self.fill(loaded, epoch=epoch)
             found.update(loaded)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from aperture.runtime import Runtime
 from db.accounts.cache import SessionCache, UsernameCache
 from db.accounts.models import User
+from db.accounts.records import UserRecord
 from db.cache import RowCache
 from db.counters import HotCounters
 from db.feed.activity import ActivityMarks
@@ -14,6 +15,7 @@ from db.feed.store import FeedStore
 from db.flags import ViewerFlags
 from db.id_lists import IdListCache
 from db.posts.models import Comment, Post
+from db.posts.records import CommentRecord, PostRecord
 from db.rate_limits import FailureBackoff, RateLimiter
 from db.relation_cache import RelationSetCache
 from domain.accounts.passwords import PasswordHashPool
@@ -25,14 +27,14 @@ CACHED_LIST_LENGTH = 100
 @dataclass
 class AppState:
     runtime: Runtime
-    user_cache: RowCache[User] = field(init=False)
+    user_cache: RowCache[User, UserRecord] = field(init=False)
     session_cache: SessionCache = field(init=False)
     usernames: UsernameCache = field(init=False)
     activity: ActivityMarks = field(init=False)
     following_sets: RelationSetCache = field(init=False)
     block_sets: RelationSetCache = field(init=False)
-    post_cache: RowCache[Post] = field(init=False)
-    comment_cache: RowCache[Comment] = field(init=False)
+    post_cache: RowCache[Post, PostRecord] = field(init=False)
+    comment_cache: RowCache[Comment, CommentRecord] = field(init=False)
     post_likes: HotCounters = field(init=False)
     post_comments: HotCounters = field(init=False)
     comment_likes: HotCounters = field(init=False)
@@ -53,17 +55,17 @@ class AppState:
     def __post_init__(self) -> None:
         redis = self.runtime.redis
         ttl = self.runtime.settings.cache_ttl_seconds
-        # Credentials never leave PostgreSQL: log-in reads the row itself.
-        self.user_cache = RowCache(
-            redis, User, prefix="user", ttl_seconds=ttl, exclude=("password_hash", "email")
-        )
+        # Credentials never leave PostgreSQL (UserRecord has none): log-in reads the row.
+        self.user_cache = RowCache(redis, User, UserRecord, prefix="user", ttl_seconds=ttl)
         self.session_cache = SessionCache(redis, ttl_seconds=ttl)
         self.usernames = UsernameCache(redis, ttl_seconds=ttl)
         self.activity = ActivityMarks(redis)
         self.following_sets = RelationSetCache(redis, name="following", ttl_seconds=ttl)
         self.block_sets = RelationSetCache(redis, name="blockrel", ttl_seconds=ttl)
-        self.post_cache = RowCache(redis, Post, prefix="post", ttl_seconds=ttl)
-        self.comment_cache = RowCache(redis, Comment, prefix="comment", ttl_seconds=ttl)
+        self.post_cache = RowCache(redis, Post, PostRecord, prefix="post", ttl_seconds=ttl)
+        self.comment_cache = RowCache(
+            redis, Comment, CommentRecord, prefix="comment", ttl_seconds=ttl
+        )
         self.post_likes = HotCounters(redis, name="post-likes", ttl_seconds=ttl)
         self.post_comments = HotCounters(redis, name="post-comments", ttl_seconds=ttl)
         self.comment_likes = HotCounters(redis, name="comment-likes", ttl_seconds=ttl)

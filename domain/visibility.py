@@ -27,9 +27,9 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
-from db.accounts.models import User
+from db.accounts.records import UserRecord
 from db.posts import repository as posts_repo
-from db.posts.models import Comment, Post
+from db.posts.records import CommentRecord, PostRecord
 from db.session import ShardSessions
 from domain.accounts.relations import block_set, following_flags, load_users
 from domain.errors import Forbidden, NotFound
@@ -44,8 +44,8 @@ class KnownFacts:
     (``domain/posts/pages.py``): asked again, they answer from memory, with no I/O and no
     per-item futures. Only hits are kept; anything else is read the usual way."""
 
-    posts: dict[int, Post | None] = field(default_factory=dict)
-    users: dict[int, User | None] = field(default_factory=dict)
+    posts: dict[int, PostRecord | None] = field(default_factory=dict)
+    users: dict[int, UserRecord | None] = field(default_factory=dict)
     follows: dict[int, bool] = field(default_factory=dict)
     blocked: set[int] | None = None
 
@@ -78,11 +78,11 @@ class Facts(Protocol):
         """Keep facts read ahead, for the life of this object (one operation)."""
         ...
 
-    async def users(self, ids: Sequence[int]) -> list[User | None]: ...
+    async def users(self, ids: Sequence[int]) -> list[UserRecord | None]: ...
 
-    async def posts(self, ids: Sequence[int]) -> list[Post | None]: ...
+    async def posts(self, ids: Sequence[int]) -> list[PostRecord | None]: ...
 
-    async def comments(self, ids: Sequence[int]) -> list[Comment | None]: ...
+    async def comments(self, ids: Sequence[int]) -> list[CommentRecord | None]: ...
 
     async def follows(self, ids: Sequence[int]) -> list[bool]:
         """Whether the viewer follows each of ``ids`` (all False for no viewer)."""
@@ -104,39 +104,39 @@ class Visibility:
 
     # Users ------------------------------------------------------------------------------
 
-    async def users(self, ids: Sequence[int]) -> list[User | None]:
+    async def users(self, ids: Sequence[int]) -> list[UserRecord | None]:
         rows, blocked = await asyncio.gather(self.facts.users(ids), self.facts.blocked())
         return [row if row is not None and row.id not in blocked else None for row in rows]
 
-    async def user(self, user_id: int) -> User | None:
+    async def user(self, user_id: int) -> UserRecord | None:
         (row,) = await self.users([user_id])
         return row
 
-    async def require_user(self, user_id: int) -> User:
+    async def require_user(self, user_id: int) -> UserRecord:
         row = await self.user(user_id)
         if row is None:
             raise NotFound("No such user")
         return row
 
-    async def visible_rows(self, rows: Sequence[User]) -> list[User | None]:
+    async def visible_rows(self, rows: Sequence[UserRecord]) -> list[UserRecord | None]:
         """Users already read (a search's rows): the same rule, without reading them again."""
         blocked = await self.facts.blocked()
         return [row if row.deleted_at is None and row.id not in blocked else None for row in rows]
 
-    async def content_visible(self, owners: Sequence[User]) -> list[bool]:
+    async def content_visible(self, owners: Sequence[UserRecord]) -> list[bool]:
         """Whether the viewer may see each owner's posts and follower lists."""
         private = [owner.id for owner in owners if owner.is_private and owner.id != self.viewer_id]
         follows = dict(zip(private, await self.facts.follows(private), strict=True))
         return [follows.get(owner.id, True) for owner in owners]
 
-    async def require_content_access(self, owner: User) -> None:
+    async def require_content_access(self, owner: UserRecord) -> None:
         (allowed,) = await self.content_visible([owner])
         if not allowed:
             raise private_account()
 
     # Posts and comments -----------------------------------------------------------------
 
-    async def posts(self, ids: Sequence[int]) -> list[Post | None]:
+    async def posts(self, ids: Sequence[int]) -> list[PostRecord | None]:
         rows = await self.facts.posts(ids)
         author_ids = list(dict.fromkeys(row.author_id for row in rows if row is not None))
         authors = [author for author in await self.users(author_ids) if author is not None]
@@ -147,17 +147,17 @@ class Visibility:
         }
         return [row if row is not None and row.author_id in allowed else None for row in rows]
 
-    async def post(self, post_id: int) -> Post | None:
+    async def post(self, post_id: int) -> PostRecord | None:
         (row,) = await self.posts([post_id])
         return row
 
-    async def require_post(self, post_id: int) -> Post:
+    async def require_post(self, post_id: int) -> PostRecord:
         row = await self.post(post_id)
         if row is None:
             raise NotFound("No such post")
         return row
 
-    async def comments(self, ids: Sequence[int]) -> list[Comment | None]:
+    async def comments(self, ids: Sequence[int]) -> list[CommentRecord | None]:
         rows = await self.facts.comments(ids)
         live = [row for row in rows if row is not None]
         authors, posts = await asyncio.gather(
@@ -173,17 +173,17 @@ class Visibility:
             for row in rows
         ]
 
-    async def comment(self, comment_id: int) -> Comment | None:
+    async def comment(self, comment_id: int) -> CommentRecord | None:
         (row,) = await self.comments([comment_id])
         return row
 
-    async def require_comment(self, comment_id: int) -> Comment:
+    async def require_comment(self, comment_id: int) -> CommentRecord:
         row = await self.comment(comment_id)
         if row is None:
             raise NotFound("No such comment")
         return row
 
-    async def feed_posts(self, ids: Sequence[int]) -> list[Post]:
+    async def feed_posts(self, ids: Sequence[int]) -> list[PostRecord]:
         """The visible posts among feed entries, by the viewer or by accounts they follow."""
         rows = [row for row in await self.posts(ids) if row is not None]
         others = list(
@@ -219,12 +219,12 @@ class DirectFacts:
             self._blocked = asyncio.get_running_loop().create_future()
             self._blocked.set_result(known.blocked)
 
-    async def users(self, ids: Sequence[int]) -> list[User | None]:
+    async def users(self, ids: Sequence[int]) -> list[UserRecord | None]:
         return await known_or_loaded(
             self._known.users, ids, lambda misses: load_users(self._state, self._sessions, misses)
         )
 
-    async def posts(self, ids: Sequence[int]) -> list[Post | None]:
+    async def posts(self, ids: Sequence[int]) -> list[PostRecord | None]:
         return await known_or_loaded(
             self._known.posts,
             ids,
@@ -233,7 +233,7 @@ class DirectFacts:
             ),
         )
 
-    async def comments(self, ids: Sequence[int]) -> list[Comment | None]:
+    async def comments(self, ids: Sequence[int]) -> list[CommentRecord | None]:
         return await self._state.comment_cache.load(
             ids, sessions=self._sessions, fetch=posts_repo.get_comments
         )

@@ -15,8 +15,8 @@ import strawberry
 from strawberry.extensions import SchemaExtension
 from strawberry.fastapi import BaseContext
 
-from db.accounts.models import User
-from db.posts.models import Comment, Post
+from db.accounts.records import UserRecord
+from db.posts.records import CommentRecord, PostRecord
 from db.session import ShardSessions
 from domain.errors import Unauthenticated
 from domain.state import AppState
@@ -55,13 +55,13 @@ class _LoaderFacts:
         if known.blocked is not None:
             self._accounts.know_block_set(known.blocked)
 
-    async def users(self, ids: Sequence[int]) -> list[User | None]:
+    async def users(self, ids: Sequence[int]) -> list[UserRecord | None]:
         return await known_or_loaded(self._known.users, ids, self._accounts.user.load_many)
 
-    async def posts(self, ids: Sequence[int]) -> list[Post | None]:
+    async def posts(self, ids: Sequence[int]) -> list[PostRecord | None]:
         return await known_or_loaded(self._known.posts, ids, self._posts.post.load_many)
 
-    async def comments(self, ids: Sequence[int]) -> list[Comment | None]:
+    async def comments(self, ids: Sequence[int]) -> list[CommentRecord | None]:
         return await self._posts.comment.load_many(ids)
 
     async def follows(self, ids: Sequence[int]) -> list[bool]:

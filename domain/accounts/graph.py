@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 
 from db.accounts import repository as accounts_repo
-from db.accounts.models import User
+from db.accounts.records import UserRecord
 from db.session import ShardSessions
 from domain import events
 from domain.accounts.events import (
@@ -176,7 +176,7 @@ class Side(enum.Enum):
 async def connections_page(
     sessions: ShardSessions,
     visibility: Visibility,
-    owner: User,
+    owner: UserRecord,
     *,
     side: Side,
     before_edge_id: int | None,

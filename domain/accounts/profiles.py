@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from db.accounts import repository as accounts_repo
-from db.accounts.models import User
+from db.accounts.records import UserRecord
 from db.session import ShardSessions
+from domain.accounts.relations import user_record
 from domain.accounts.validation import profile_changes, validate_search_prefix
 from domain.errors import NotFound
 from domain.state import AppState
@@ -20,14 +21,14 @@ async def update_profile(
     bio: str | None,
     website: str | None,
     is_private: bool | None,
-) -> User:
+) -> UserRecord:
     values = profile_changes(full_name=full_name, bio=bio, website=website, is_private=is_private)
     async with sessions.for_id(viewer_id) as session:
         user = await accounts_repo.update_user(session, viewer_id, values)
     if user is None:
         raise NotFound("Your account no longer exists")
     await state.user_cache.store(user.id, user)
-    return user
+    return user_record(user)
 
 
 async def delete_account(state: AppState, sessions: ShardSessions, viewer_id: int) -> None:
@@ -45,7 +46,7 @@ async def search_users(
     prefix: str,
     after_username: str | None,
     limit: int,
-) -> list[tuple[str, User | None]]:
+) -> list[tuple[str, UserRecord | None]]:
     """Up to ``limit`` (username, user) pairs after ``after_username`` in username order;
     the user is None where the viewer may not see it (the position still counts)."""
     prefix_lower = validate_search_prefix(prefix)
@@ -59,5 +60,5 @@ async def search_users(
         (row for rows in per_shard.values() for row in rows),
         key=lambda row: row.username_lower,
     )[:limit]
-    visible = await visibility.visible_rows(rows)
+    visible = await visibility.visible_rows([user_record(row) for row in rows])
     return [(row.username_lower, user) for row, user in zip(rows, visible, strict=True)]

@@ -10,20 +10,27 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.accounts import repository as accounts_repo
 from db.accounts.models import User
+from db.accounts.records import UserRecord
+from db.cache import to_record
 from db.session import ShardSessions
 from domain.state import AppState
 
 
 async def load_users(
     state: AppState, sessions: ShardSessions, user_ids: Sequence[int]
-) -> list[User | None]:
+) -> list[UserRecord | None]:
     """Live users by id, from the cache, then one statement per shard for the misses."""
     return await state.user_cache.load(user_ids, sessions=sessions, fetch=accounts_repo.get_users)
 
 
-async def load_user(state: AppState, sessions: ShardSessions, user_id: int) -> User | None:
+async def load_user(state: AppState, sessions: ShardSessions, user_id: int) -> UserRecord | None:
     (row,) = await load_users(state, sessions, [user_id])
     return row
+
+
+def user_record(user: User) -> UserRecord:
+    """A user row just written or read from PostgreSQL, as readers get it."""
+    return to_record(UserRecord, user)
 
 
 async def refresh_users(state: AppState, sessions: ShardSessions, *user_ids: int) -> None:

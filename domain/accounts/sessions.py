@@ -18,10 +18,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.accounts import repository as accounts_repo
 from db.accounts.models import User
+from db.accounts.records import UserRecord
 from db.ids import is_valid_id, shard_of
 from db.session import ShardSessions
 from domain.accounts import throttle
 from domain.accounts.passwords import hash_password, verify_password
+from domain.accounts.relations import user_record
 from domain.accounts.validation import validate_email, validate_password, validate_username
 from domain.errors import Conflict, Unauthenticated
 from domain.state import AppState
@@ -32,7 +34,7 @@ ORPHAN_CLAIM_AGE = timedelta(minutes=1)
 
 @dataclass(frozen=True)
 class SignedIn:
-    user: User
+    user: UserRecord
     token: str
 
 
@@ -96,7 +98,7 @@ async def sign_up(
     await state.user_cache.store(user.id, user)
     await state.usernames.claim(user.username_lower, user.id)
     token = await start_session(sessions, user)
-    return SignedIn(user=user, token=token)
+    return SignedIn(user=user_record(user), token=token)
 
 
 async def _reclaim_orphan_email(
@@ -160,7 +162,7 @@ async def log_in(
         raise Unauthenticated("Wrong username, email or password")
     await throttle.login_succeeded(state, subject)
     token = await start_session(sessions, user)
-    return SignedIn(user=user, token=token)
+    return SignedIn(user=user_record(user), token=token)
 
 
 class Authenticated(NamedTuple):

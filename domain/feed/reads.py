@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from db.accounts import repository as accounts_repo
 from db.feed import repository as feed_repo
 from db.feed.store import FeedPage
-from db.posts.models import Post
+from db.posts.records import PostRecord
 from db.redis import read_epoch, read_together_or_raise, redis_available
 from db.session import ShardSessions
 from domain.accounts.relations import followee_ids
@@ -39,7 +39,7 @@ MAX_EXTRA_READS = 4
 
 @dataclass(frozen=True)
 class FeedSlice:
-    posts: list[Post]
+    posts: list[PostRecord]
     has_next: bool
     # Where the next page starts: the last post returned, or, when every entry read was
     # filtered out, the last entry read, so that a client can always move on.
@@ -176,7 +176,7 @@ async def _precomputed_home_feed(
         lists = await recent_posts_by_author(state, sessions, large)
         merged_large = [post_id for author in large for post_id in lists.get(author, [])]
 
-    collected: list[Post] = []
+    collected: list[PostRecord] = []
     cursor = before_id
     exhausted = False
     ahead: PostPageAhead | None = None

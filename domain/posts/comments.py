@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.id_lists import IdListCache
 from db.posts import repository as posts_repo
-from db.posts.models import Comment
+from db.posts.records import CommentRecord
 from db.redis import read_epoch
 from db.session import ShardSessions
 from domain import events
@@ -21,7 +21,7 @@ from domain.visibility import direct
 
 async def load_comments(
     state: AppState, sessions: ShardSessions, comment_ids: Sequence[int]
-) -> list[Comment | None]:
+) -> list[CommentRecord | None]:
     """Live comments by id, whoever may see them: callers pass them through Visibility."""
     return await state.comment_cache.load(
         comment_ids, sessions=sessions, fetch=posts_repo.get_comments
@@ -60,7 +60,7 @@ async def add_comment(
     *,
     body: str,
     reply_to: int | None,
-) -> Comment:
+) -> CommentRecord:
     body = validate_comment(body)
     visibility = direct(state, sessions, viewer_id)
     await visibility.require_post(post_id)
@@ -84,12 +84,12 @@ async def add_comment(
     await state.comment_cache.store(comment.id, comment)
     await state.post_comments.adjust(post_id, 1)
     await refresh_comment_lists(state, sessions, post_id=post_id, parent_id=parent_id)
-    return comment
+    return state.comment_cache.record_of(comment)
 
 
 async def delete_comment(
     state: AppState, sessions: ShardSessions, viewer_id: int, comment_id: int
-) -> Comment:
+) -> CommentRecord:
     visibility = direct(state, sessions, viewer_id)
     comment = await visibility.require_comment(comment_id)
     post = await visibility.require_post(comment.post_id)

@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.flags import ViewerFlags
 from db.posts import repository as posts_repo
-from db.posts.models import Comment
+from db.posts.records import CommentRecord
 from db.redis import read_epoch
 from db.session import ShardSessions
 from domain import events
@@ -101,7 +101,7 @@ async def set_post_like(
 
 async def set_comment_like(
     state: AppState, sessions: ShardSessions, viewer_id: int, comment_id: int, *, liked: bool
-) -> Comment:
+) -> CommentRecord:
     comment = await direct(state, sessions, viewer_id).require_comment(comment_id)
     async with sessions.for_id(comment_id) as session:
         if liked:

@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
-from db.accounts.models import User
+from db.accounts.records import UserRecord
 from db.posts import repository as posts_repo
-from db.posts.models import Post
+from db.posts.records import PostRecord
 from db.redis import read_epoch
 from db.session import ShardSessions
 from domain import events
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 async def load_posts(
     state: AppState, sessions: ShardSessions, post_ids: Sequence[int]
-) -> list[Post | None]:
+) -> list[PostRecord | None]:
     """Live posts by id, whoever may see them: callers pass them through Visibility."""
     return await state.post_cache.load(post_ids, sessions=sessions, fetch=posts_repo.get_posts)
 
@@ -61,7 +61,7 @@ async def refresh_author_posts(state: AppState, sessions: ShardSessions, author_
 
 async def create_post(
     state: AppState, sessions: ShardSessions, viewer_id: int, *, caption: str
-) -> Post:
+) -> PostRecord:
     caption = validate_caption(caption)
     hashtags = parse_hashtags(caption)
     mention_ids = await user_ids_for_usernames(state, sessions, parse_mentions(caption))
@@ -86,10 +86,10 @@ async def create_post(
         await refresh_users(state, sessions, viewer_id)
     except (RedisError, SQLAlchemyError, OSError):
         log.exception("post %s is saved, but refreshing its caches and indexes failed", post.id)
-    return post
+    return state.post_cache.record_of(post)
 
 
-async def _own_post(visibility: Visibility, post_id: int) -> Post:
+async def _own_post(visibility: Visibility, post_id: int) -> PostRecord:
     post = await visibility.require_post(post_id)
     if post.author_id != visibility.viewer_id:
         raise Forbidden("Only the author can change this post")
@@ -98,7 +98,7 @@ async def _own_post(visibility: Visibility, post_id: int) -> Post:
 
 async def edit_caption(
     state: AppState, sessions: ShardSessions, viewer_id: int, post_id: int, *, caption: str
-) -> Post:
+) -> PostRecord:
     caption = validate_caption(caption)
     old = await _own_post(direct(state, sessions, viewer_id), post_id)
     hashtags = parse_hashtags(caption)
@@ -117,12 +117,12 @@ async def edit_caption(
         add=[t for t in hashtags if t not in old_tags],
         remove=[t for t in old_tags if t not in hashtags],
     )
-    return post
+    return state.post_cache.record_of(post)
 
 
 async def delete_post(
     state: AppState, sessions: ShardSessions, viewer_id: int, post_id: int
-) -> Post:
+) -> PostRecord:
     await _own_post(direct(state, sessions, viewer_id), post_id)
     async with sessions.for_id(post_id) as session:
         post = await posts_repo.mark_post_deleted(session, post_id)
@@ -136,7 +136,7 @@ async def delete_post(
     await _index_tags(sessions, post_id, add=(), remove=parse_hashtags(post.caption))
     await refresh_author_posts(state, sessions, viewer_id)
     await refresh_users(state, sessions, viewer_id)
-    return post
+    return state.post_cache.record_of(post)
 
 
 # Lists of posts -----------------------------------------------------------------------
@@ -148,7 +148,7 @@ async def author_post_ids(
     state: AppState,
     sessions: ShardSessions,
     visibility: Visibility,
-    author: User,
+    author: UserRecord,
     *,
     before_id: int | None,
     limit: int,

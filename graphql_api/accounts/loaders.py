@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from strawberry.dataloader import DataLoader
 
-from db.accounts.models import User
+from db.accounts.records import UserRecord
 from db.session import ShardSessions
 from domain.accounts import relations
 from domain.state import AppState
@@ -19,13 +19,13 @@ class AccountLoaders:
         self._sessions = sessions
         self._viewer_id = viewer_id
         self._block_set: asyncio.Future[set[int]] | None = None
-        self.user: DataLoader[int, User | None] = DataLoader(load_fn=self._load_users)
+        self.user: DataLoader[int, UserRecord | None] = DataLoader(load_fn=self._load_users)
         self.viewer_follows: DataLoader[int, bool] = DataLoader(load_fn=self._load_viewer_follows)
         self.viewer_requested: DataLoader[int, bool] = DataLoader(
             load_fn=self._load_viewer_requested
         )
 
-    async def _load_users(self, ids: Sequence[int]) -> list[User | None]:
+    async def _load_users(self, ids: Sequence[int]) -> list[UserRecord | None]:
         return await relations.load_users(self._state, self._sessions, ids)
 
     async def _load_viewer_follows(self, target_ids: Sequence[int]) -> list[bool]:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 
-from db.accounts.models import User as UserRow
+from db.accounts.records import UserRecord as UserRow
 from domain.accounts import graph
 from graphql_api.context import Info
 from graphql_api.node import Node

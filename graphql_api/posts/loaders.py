@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from strawberry.dataloader import DataLoader
 
-from db.posts.models import Comment, Post
+from db.posts.records import CommentRecord, PostRecord
 from db.session import ShardSessions
 from domain.posts import comments, likes, posts
 from domain.posts.comments import ThreadKey
@@ -22,8 +22,10 @@ class PostLoaders:
         self._state = state
         self._sessions = sessions
         self._viewer_id = viewer_id
-        self.post: DataLoader[int, Post | None] = DataLoader(load_fn=self._load_posts)
-        self.comment: DataLoader[int, Comment | None] = DataLoader(load_fn=self._load_comments)
+        self.post: DataLoader[int, PostRecord | None] = DataLoader(load_fn=self._load_posts)
+        self.comment: DataLoader[int, CommentRecord | None] = DataLoader(
+            load_fn=self._load_comments
+        )
         self.like_count: DataLoader[int, int] = DataLoader(load_fn=self._load_like_counts)
         self.comment_count: DataLoader[int, int] = DataLoader(load_fn=self._load_comment_counts)
         self.comment_like_count: DataLoader[int, int] = DataLoader(
@@ -41,10 +43,10 @@ class PostLoaders:
         )
         self.mentions: DataLoader[int, list[int]] = DataLoader(load_fn=self._load_mentions)
 
-    async def _load_posts(self, ids: Sequence[int]) -> list[Post | None]:
+    async def _load_posts(self, ids: Sequence[int]) -> list[PostRecord | None]:
         return await posts.load_posts(self._state, self._sessions, ids)
 
-    async def _load_comments(self, ids: Sequence[int]) -> list[Comment | None]:
+    async def _load_comments(self, ids: Sequence[int]) -> list[CommentRecord | None]:
         return await comments.load_comments(self._state, self._sessions, ids)
 
     async def _load_like_counts(self, ids: Sequence[int]) -> list[int]:

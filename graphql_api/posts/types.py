@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import strawberry
 from strawberry.types.nodes import SelectedField, Selection
 
-from db.accounts.models import User as UserRow
-from db.posts.models import Comment as CommentRow
-from db.posts.models import Post as PostRow
+from db.accounts.records import UserRecord as UserRow
+from db.posts.records import CommentRecord as CommentRow
+from db.posts.records import PostRecord as PostRow
 from domain.posts import comments, posts
 from domain.posts.pages import PostFields, PostPageAhead, read_ahead
 from domain.posts.text import parse_hashtags

@@ -6,10 +6,9 @@ import itertools
 import secrets
 from collections.abc import Sequence
 
-from db.accounts.models import User
-from db.base import Base
+from db.accounts.records import UserRecord as User
 from db.ids import compose_id
-from db.posts.models import Post
+from db.posts.records import PostRecord as Post
 from db.session import ShardSessions
 from domain.accounts import graph, profiles
 from domain.accounts import sessions as auth
@@ -85,6 +84,6 @@ async def reload(state: AppState, sessions: ShardSessions, user: User) -> User:
     return row
 
 
-def ids_of(rows: Sequence[Base | None]) -> list[int | None]:
+def ids_of(rows: Sequence[object | None]) -> list[int | None]:
     """Each row's id, None where there is no row."""
     return [None if row is None else getattr(row, "id") for row in rows]  # noqa: B009

@@ -8,7 +8,7 @@ import hashlib
 import pytest
 
 from db.accounts.cache import session_key
-from db.accounts.models import User
+from db.accounts.records import UserRecord as User
 from db.feed.activity import activity_mark_key
 from db.ids import shard_of
 from db.instrumentation import count_work

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from db.accounts.models import User
+from db.accounts.records import UserRecord as User
 from db.session import ShardSessions
 from domain.accounts import blocks, graph
 from domain.feed.reads import FeedRead, FeedSlice, home_feed, home_feed_from_sql

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from db.accounts.models import User
-from db.posts.models import Post
+from db.accounts.records import UserRecord as User
+from db.posts.records import PostRecord as Post
 from db.session import ShardSessions
 from domain.accounts import blocks, profiles
 from domain.errors import BadUserInput, Forbidden, NotFound

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from db.accounts.models import User
+from db.accounts.records import UserRecord as User
 from db.ids import shard_of
 from db.instrumentation import WorkCounter, count_work
 from db.session import ShardSessions
