@@ -256,9 +256,9 @@ class RateLimiter:
                 interval = _MICROS / quota.refill_per_second
                 args += [repr(interval), repr(interval * quota.capacity)]
             try:
-                allowed, wait_us, remaining = await asyncio.wait_for(
-                    self._script(keys=keys, args=args), self.redis_timeout
-                )
+                # asyncio.timeout, not wait_for: no task per call (Python 3.11).
+                async with asyncio.timeout(self.redis_timeout):
+                    allowed, wait_us, remaining = await self._script(keys=keys, args=args)
             except (RedisError, TimeoutError) as error:
                 self._outage.failed(error)
             else:

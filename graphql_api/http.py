@@ -301,7 +301,8 @@ class GraphQLEndpoint:
     @contextlib.asynccontextmanager
     async def _admission(self) -> AsyncIterator[None]:
         try:
-            await asyncio.wait_for(self.slots.acquire(), self.settings.queue_timeout_seconds)
+            async with asyncio.timeout(self.settings.queue_timeout_seconds):
+                await self.slots.acquire()
         except TimeoutError:
             quieted.warning(
                 "overloaded",
