@@ -82,44 +82,85 @@ def failures_key(name: str, subject: str) -> str:
     return f"failures:{name}:{subject}"
 
 
-# KEYS: one bucket per charge. ARGV: cost, then per key its emission interval (µs per
-# point) and burst tolerance (capacity * interval, µs). Returns {allowed, retry_after µs,
-# remaining points} (numbers as strings: Lua numbers would be truncated to integers).
-_GCRA = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local cost = tonumber(ARGV[1])
-local new_tats = {}
-local wait = 0
-local remaining = nil
-for i = 1, #KEYS do
-    local interval = tonumber(ARGV[2 * i])
-    local tolerance = tonumber(ARGV[2 * i + 1])
-    local tat = tonumber(redis.call('GET', KEYS[i]) or '0') or 0
-    if tat < now then tat = now end
-    local new_tat = tat + cost * interval
-    local allow_at = new_tat - tolerance
-    if allow_at > now then
-        if allow_at - now > wait then wait = allow_at - now end
-    else
-        new_tats[i] = new_tat
-        local left = (tolerance - (new_tat - now)) / interval
-        if remaining == nil or left < remaining then remaining = left end
-    end
-end
-if wait > 0 then
-    return {0, string.format('%.17g', wait), '0'}
-end
-if cost > 0 then
-    for i = 1, #KEYS do
-        local ttl = math.ceil((new_tats[i] - now) / 1000)
-        if ttl > 0 then
-            redis.call('SET', KEYS[i], string.format('%.17g', new_tats[i]), 'PX', ttl)
+# The GCRA over KEYS[first..last]; ARGV from ``at``: cost, then per key its emission
+# interval (µs per point) and burst tolerance (capacity * interval, µs). Returns {allowed,
+# retry_after µs, remaining points} (numbers as strings: Lua numbers would be truncated to
+# integers).
+_GCRA_FUNCTION = """
+local function gcra(first, last, at)
+    local t = redis.call('TIME')
+    local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+    local cost = tonumber(ARGV[at])
+    local new_tats = {}
+    local wait = 0
+    local remaining = nil
+    for i = first, last do
+        local interval = tonumber(ARGV[at + 2 * (i - first) + 1])
+        local tolerance = tonumber(ARGV[at + 2 * (i - first) + 2])
+        local tat = tonumber(redis.call('GET', KEYS[i]) or '0') or 0
+        if tat < now then tat = now end
+        local new_tat = tat + cost * interval
+        local allow_at = new_tat - tolerance
+        if allow_at > now then
+            if allow_at - now > wait then wait = allow_at - now end
+        else
+            new_tats[i] = new_tat
+            local left = (tolerance - (new_tat - now)) / interval
+            if remaining == nil or left < remaining then remaining = left end
         end
     end
+    if wait > 0 then
+        return {0, string.format('%.17g', wait), '0'}
+    end
+    if cost > 0 then
+        for i = first, last do
+            local ttl = math.ceil((new_tats[i] - now) / 1000)
+            if ttl > 0 then
+                redis.call('SET', KEYS[i], string.format('%.17g', new_tats[i]), 'PX', ttl)
+            end
+        end
+    end
+    return {1, '0', string.format('%.17g', remaining or 0)}
 end
-return {1, '0', string.format('%.17g', remaining or 0)}
 """
+
+# KEYS: one bucket per charge; ARGV as gcra's from 1.
+_GCRA = _GCRA_FUNCTION + "return gcra(1, #KEYS, 1)\n"
+
+# A request's whole envelope in one call. KEYS: the session's cache key, the user's hourly
+# activity mark, the address's bucket, the viewer's bucket. ARGV: the user id the token
+# names, the mark's lifetime (s), then gcra's. A cached session naming that user sets the
+# mark (NX) and charges both buckets; a revoked one charges the address only; a session
+# missing from the cache charges nothing (the caller reads PostgreSQL, then charges).
+# Returns {session or false, marked, allowed, retry_after, remaining}.
+_SESSION_AND_GCRA = (
+    _GCRA_FUNCTION
+    + """
+local session = redis.call('GET', KEYS[1])
+if not session then
+    return {false, 0, 0, '0', '0'}
+end
+local marked = 0
+local last = 3
+if session == ARGV[1] then
+    if redis.call('SET', KEYS[2], '1', 'EX', ARGV[2], 'NX') then marked = 1 end
+    last = 4
+end
+local decision = gcra(3, last, 3)
+return {session, marked, decision[1], decision[2], decision[3]}
+"""
+)
+
+
+@dataclass(frozen=True)
+class SessionCharge:
+    """What the envelope's one call found: the cached session (None: not cached), whether
+    it set the hourly activity mark, and the charge (None: nothing was charged)."""
+
+    session: bytes | None
+    marked: bool
+    decision: Decision | None
+
 
 # KEYS[1]: the subject's failure hash. ARGV: free failures, base delay µs, max delay µs,
 # memory µs. An attempt inside the delay is refused (returns the wait, µs) and counts
@@ -223,6 +264,7 @@ class RateLimiter:
         self.redis = redis
         self.redis_timeout = redis_timeout
         self._script = redis.register_script(_GCRA)
+        self._with_session = redis.register_script(_SESSION_AND_GCRA)
         self._outage = _Outage("rate limits", retry_interval)
         self._local: _BoundedStore[float] = _BoundedStore(local_max_entries)
 
@@ -269,6 +311,52 @@ class RateLimiter:
                     remaining=max(float(remaining), 0.0),
                 )
         return self._acquire_locally(charges, cost)
+
+    async def charge_with_session(
+        self,
+        *,
+        session_key: str,
+        session_value: str,
+        mark_key: str,
+        mark_seconds: int,
+        address: tuple[Quota, str],
+        viewer: tuple[Quota, str],
+        cost: float,
+    ) -> SessionCharge | None:
+        """The session check, the activity mark and the charge to the address and (for a
+        valid session) the viewer, in one round trip (``_SESSION_AND_GCRA``); None when
+        Redis cannot answer, or the cost could never pass: then the caller takes each
+        step on its own (and the limiter its in-process fallback)."""
+        quotas = (address[0], viewer[0])
+        if cost < 0 or math.isnan(cost) or any(cost > quota.capacity for quota in quotas):
+            return None
+        if not self._outage.try_redis():
+            return None
+        args: list[str | int] = [session_value, mark_seconds, repr(float(cost))]
+        for quota in quotas:
+            interval = _MICROS / quota.refill_per_second
+            args += [repr(interval), repr(interval * quota.capacity)]
+        keys = [session_key, mark_key, rate_key(*address), rate_key(*viewer)]
+        try:
+            async with asyncio.timeout(self.redis_timeout):
+                session, marked, allowed, wait_us, remaining = await self._with_session(
+                    keys=keys, args=args
+                )
+        except (RedisError, TimeoutError) as error:
+            self._outage.failed(error)
+            return None
+        self._outage.recovered()
+        if session is None:
+            return SessionCharge(session=None, marked=False, decision=None)
+        return SessionCharge(
+            session=session,
+            marked=bool(marked),
+            decision=Decision(
+                allowed=bool(allowed),
+                retry_after=float(wait_us) / _MICROS,
+                remaining=max(float(remaining), 0.0),
+            ),
+        )
 
     async def peek(self, charges: Sequence[tuple[Quota, str]]) -> Decision:
         """Points the tightest bucket holds now, taking nothing (one round trip)."""

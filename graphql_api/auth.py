@@ -6,7 +6,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from db.rate_limits import Decision, Quota
 from db.session import ShardSessions
+from domain.accounts import sessions as sessions_rules
 from domain.accounts.sessions import authenticate, authenticate_marking_active
 from domain.feed.activity import record_activity
 from domain.state import AppState
@@ -72,6 +74,30 @@ async def authenticate_caller(
     if viewer_id is not None and marked is not False:
         await record_activity(state, sessions, viewer_id, marked=bool(marked))
     return _signed_in(viewer_id, token)
+
+
+async def authenticate_and_charge(
+    state: AppState,
+    authorization: str | None,
+    *,
+    address: tuple[Quota, str],
+    viewer_quota: Quota,
+    cost: float,
+) -> tuple[Authentication, Decision]:
+    """``authenticate_caller`` (activity recorded) and the operation's rate-limit charge,
+    in one round trip on a cached session (``domain.accounts.sessions``): for the HTTP
+    endpoint, once the operation's cost is known (``graphql_api/guard.py``)."""
+    token = token_from_authorization(authorization)
+    if not token:
+        caller = ANONYMOUS if token is None else Authentication(token=token, error=INVALID_TOKEN)
+        return caller, await state.rate_limiter.acquire([address], cost)
+    sessions = ShardSessions(state.runtime.databases)
+    (viewer_id, marked), decision = await sessions_rules.authenticate_and_charge(
+        state, sessions, token, address=address, viewer_quota=viewer_quota, cost=cost
+    )
+    if viewer_id is not None and marked is not False:
+        await record_activity(state, sessions, viewer_id, marked=bool(marked))
+    return _signed_in(viewer_id, token), decision
 
 
 def _signed_in(viewer_id: int | None, token: str) -> Authentication:

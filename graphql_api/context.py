@@ -22,7 +22,7 @@ from domain.errors import Unauthenticated
 from domain.state import AppState
 from domain.visibility import KnownFacts, Visibility, known_or_loaded
 from graphql_api.accounts.loaders import AccountLoaders
-from graphql_api.auth import Authentication
+from graphql_api.auth import ANONYMOUS, Authentication
 from graphql_api.posts.loaders import PostLoaders
 
 
@@ -77,12 +77,23 @@ class _LoaderFacts:
 
 class Context(BaseContext):
     def __init__(
-        self, *, state: AppState, caller: Authentication, client_ip: str = "unknown"
+        self,
+        *,
+        state: AppState,
+        caller: Authentication | None = None,
+        authorization: str | None = None,
+        client_ip: str = "unknown",
     ) -> None:
         super().__init__()
         self.state = state
-        self.caller = caller
-        self.viewer_id = caller.viewer_id
+        # No caller yet: the guard checks ``authorization`` together with the operation's
+        # rate-limit charge, in one round trip, before anything runs (graphql_api/guard.py).
+        self.authorization = authorization
+        self.authenticated = caller is not None
+        self.caller = caller if caller is not None else ANONYMOUS
+        self.viewer_id = self.caller.viewer_id
+        # Set when the session's database could not be reached: the endpoint answers 503.
+        self.session_unavailable = False
         # The address rate limits key on (uvicorn has already applied trusted proxies).
         self.client_ip = client_ip
         # Strawberry quietly runs the first of several operations when none is named; the
@@ -91,6 +102,13 @@ class Context(BaseContext):
         self._operations = 0
         self.sessions = ShardSessions(state.runtime.databases)
         self.loaders = Loaders(state, self.sessions, self.viewer_id)
+
+    def sign_in(self, caller: Authentication) -> None:
+        """The caller, once checked: loaders for that viewer (none has read anything)."""
+        self.caller = caller
+        self.viewer_id = caller.viewer_id
+        self.authenticated = True
+        self.loaders = Loaders(self.state, self.sessions, self.viewer_id)
 
     def begin_operation(self) -> None:
         """Fresh sessions and loaders for every operation after the first."""
@@ -102,6 +120,7 @@ class Context(BaseContext):
     def fresh_copy(self) -> Context:
         """The same caller with new sessions and loaders: nothing read so far is shared."""
         copy = Context(state=self.state, caller=self.caller, client_ip=self.client_ip)
+        copy.authenticated = self.authenticated
         copy.operation_name_given = self.operation_name_given
         return copy
 

@@ -29,8 +29,11 @@ from graphql.validation.rules import overlapping_fields_can_be_merged as overlap
 from strawberry.extensions import SchemaExtension
 
 from aperture.settings import Settings
+from db.errors import is_unavailable
 from db.rate_limits import Decision, Quota
+from graphql_api.auth import authenticate_and_charge, authenticate_caller
 from graphql_api.cost import Limits, TooComplex, analyse
+from graphql_api.error_handling import quieted
 from graphql_api.text import invalid_text_reason
 
 if TYPE_CHECKING:
@@ -210,27 +213,65 @@ class OperationGuard(SchemaExtension):
 
     async def on_execute(self) -> AsyncIterator[None]:
         context = self._context
+        try:
+            await self._authenticate_and_charge(context)
+        except Exception as error:
+            if not is_unavailable(error):
+                raise
+            quieted.warning(
+                "authenticate", "cannot authenticate: %s unavailable", type(error).__name__
+            )
+            # The endpoint refuses the request whole (503), as for any unreachable session.
+            context.session_unavailable = True
+            self.execution_context.result = GraphQLExecutionResult(
+                data=None,
+                errors=[
+                    GraphQLError(
+                        "The database holding this session is unavailable: try again shortly",
+                        extensions={"code": "SERVICE_UNAVAILABLE"},
+                    )
+                ],
+            )
+            yield
+            return
+        if self.decision is not None and not self.decision.allowed:
+            retry_after = max(1, math.ceil(self.decision.retry_after))
+            self.execution_context.result = GraphQLExecutionResult(
+                data=None,
+                errors=[
+                    GraphQLError(
+                        f"Rate limit exceeded: this operation costs {self.cost} points; "
+                        f"retry in {retry_after} s",
+                        extensions={"code": "RATE_LIMITED", "retryAfter": retry_after},
+                    )
+                ],
+            )
+        yield
+
+    async def _authenticate_and_charge(self, context: Context) -> None:
+        """Who is calling, and the operation's charge to its address and viewer: one
+        round trip on a cached session (``graphql_api/auth.py``)."""
         state = context.state
         settings = state.runtime.settings
-        if settings.rate_limits and self.cost is not None:
-            ip_quota, viewer_quota = request_quotas(settings)
+        charge = settings.rate_limits and self.cost is not None
+        ip_quota, viewer_quota = request_quotas(settings)
+        if not context.authenticated:
+            if not charge:
+                context.sign_in(await authenticate_caller(state, context.authorization))
+                return
+            caller, self.decision = await authenticate_and_charge(
+                state,
+                context.authorization,
+                address=(ip_quota, context.client_ip),
+                viewer_quota=viewer_quota,
+                cost=float(self.cost or 0),
+            )
+            context.sign_in(caller)
+        elif charge:
             charges: list[tuple[Quota, str]] = [(ip_quota, context.client_ip)]
             if context.viewer_id is not None:
                 charges.append((viewer_quota, str(context.viewer_id)))
-            self.decision = await state.rate_limiter.acquire(charges, cost=self.cost)
-            if not self.decision.allowed:
-                retry_after = max(1, math.ceil(self.decision.retry_after))
-                self.execution_context.result = GraphQLExecutionResult(
-                    data=None,
-                    errors=[
-                        GraphQLError(
-                            f"Rate limit exceeded: this operation costs {self.cost} points; "
-                            f"retry in {retry_after} s",
-                            extensions={"code": "RATE_LIMITED", "retryAfter": retry_after},
-                        )
-                    ],
-                )
-        yield
+            self.decision = await state.rate_limiter.acquire(charges, cost=self.cost or 0)
 
     def get_results(self) -> dict[str, Any]:
         if self.cost is None:

@@ -39,9 +39,7 @@ from strawberry.types.graphql import OperationType
 
 from aperture.settings import Settings
 from db.documents import PersistedDocuments
-from db.errors import is_unavailable
 from domain.state import AppState
-from graphql_api.auth import authenticate_caller
 from graphql_api.context import Context
 from graphql_api.edge import error_document
 from graphql_api.error_handling import quieted, typed
@@ -323,23 +321,13 @@ class GraphQLEndpoint:
     async def _execute(
         self, scope: Scope, request: GraphQLRequest, *, method: str
     ) -> tuple[ExecutionResult, Context]:
-        try:
-            caller = await authenticate_caller(
-                self.state, Headers(scope=scope).get("authorization")
-            )
-        except Exception as error:
-            if not is_unavailable(error):
-                raise
-            quieted.warning(
-                "authenticate", "cannot authenticate: %s unavailable", type(error).__name__
-            )
-            raise RequestRefused(
-                503,
-                "SERVICE_UNAVAILABLE",
-                "The database holding this session is unavailable: try again shortly",
-                headers={"Retry-After": "1"},
-            ) from None
-        context = Context(state=self.state, caller=caller, client_ip=_client_ip(scope))
+        # Who is calling is checked with the operation's rate-limit charge, once its cost is
+        # known (graphql_api/guard.py): one round trip on a cached session.
+        context = Context(
+            state=self.state,
+            authorization=Headers(scope=scope).get("authorization"),
+            client_ip=_client_ip(scope),
+        )
         allowed = (
             (OperationType.QUERY,)
             if method == "GET"
@@ -391,6 +379,13 @@ class GraphQLEndpoint:
             ) from None
         except MissingQueryError:
             raise RequestRefused(400, "BAD_REQUEST", "No query was sent") from None
+        if context.session_unavailable:
+            raise RequestRefused(
+                503,
+                "SERVICE_UNAVAILABLE",
+                "The database holding this session is unavailable: try again shortly",
+                headers={"Retry-After": "1"},
+            )
         return result, context
 
 

@@ -180,15 +180,15 @@ async def test_warm_pages_cost_few_round_trips_and_no_sql(
     gql: GraphQLClient, network: dict[str, Any]
 ) -> None:
     """A page's reads are planned together (domain/posts/pages.py): the session with the
-    activity mark, the rate limit, then the feed chunk with the large-account set and
+    activity mark and the rate limit, then the feed chunk with the large-account set and
     the blocks, the rows with counters and flags, the authors with follows."""
     ana, ben = network["accounts"][:2]
     post_id = network["posts"]["cx.ben"][0]
     pages = [
-        (FEED, {}, 5),
+        (FEED, {}, 4),
         # + the username, the user row, the viewer's blocks and the author's post ids.
-        (GRID, {"u": ben.username, "first": 4}, 8),
-        (DETAIL, {"id": post_id}, 4),
+        (GRID, {"u": ben.username, "first": 4}, 7),
+        (DETAIL, {"id": post_id}, 3),
     ]
     for document, variables, round_trips in pages:
         (await gql(document, variables, token=ana.token)).ok()  # fills the caches

@@ -17,9 +17,12 @@ from typing import NamedTuple
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.accounts import repository as accounts_repo
+from db.accounts.cache import session_key
 from db.accounts.models import User
 from db.accounts.records import UserRecord
+from db.feed.activity import ACTIVITY_MARK_SECONDS, activity_mark_key
 from db.ids import is_valid_id, shard_of
+from db.rate_limits import Decision, Quota
 from db.session import ShardSessions
 from domain.accounts import throttle
 from domain.accounts.passwords import hash_password, verify_password
@@ -202,6 +205,50 @@ async def authenticate_marking_active(
         return Authenticated(user_id=user_id if valid else None, marked_active=marked)
     found = await _session_from_rows(state, sessions, token_hash, user_id, epoch=epoch)
     return Authenticated(user_id=found, marked_active=None)
+
+
+async def authenticate_and_charge(
+    state: AppState,
+    sessions: ShardSessions,
+    token: str,
+    *,
+    address: tuple[Quota, str],
+    viewer_quota: Quota,
+    cost: float,
+) -> tuple[Authenticated, Decision]:
+    """A request's envelope: the session, the hourly activity mark and the rate-limit
+    charge (the address's bucket, and the viewer's for a valid session), in one round trip
+    when the session is cached (``RateLimiter.charge_with_session``). Otherwise, or while
+    Redis cannot answer, each step on its own: the session from its shard, then the
+    charge (the caller records the activity: ``domain/feed/activity.py``)."""
+    user_id = _user_id_from_token(token)
+    if user_id is None or not sessions.shard_map.exists(shard_of(user_id)):
+        decision = await state.rate_limiter.acquire([address], cost)
+        return Authenticated(user_id=None, marked_active=None), decision
+    token_hash = _token_hash(token)
+    epoch = state.session_cache.epoch()
+    charged = await state.rate_limiter.charge_with_session(
+        session_key=session_key(token_hash),
+        session_value=str(user_id),
+        mark_key=activity_mark_key(user_id),
+        mark_seconds=ACTIVITY_MARK_SECONDS,
+        address=address,
+        viewer=(viewer_quota, str(user_id)),
+        cost=cost,
+    )
+    if charged is not None and charged.decision is not None:
+        valid = charged.session == str(user_id).encode()
+        authenticated = Authenticated(
+            user_id=user_id if valid else None, marked_active=charged.marked if valid else None
+        )
+        return authenticated, charged.decision
+    if charged is None:  # Redis did not answer (or the cost can never pass)
+        found = await authenticate(state, sessions, token)
+    else:  # not cached: nothing was charged
+        found = await _session_from_rows(state, sessions, token_hash, user_id, epoch=epoch)
+    charges = [address] if found is None else [address, (viewer_quota, str(found))]
+    decision = await state.rate_limiter.acquire(charges, cost)
+    return Authenticated(user_id=found, marked_active=None), decision
 
 
 async def _session_from_rows(

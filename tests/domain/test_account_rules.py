@@ -12,6 +12,7 @@ from db.accounts.records import UserRecord as User
 from db.feed.activity import activity_mark_key
 from db.ids import shard_of
 from db.instrumentation import count_work
+from db.rate_limits import Decision, Quota, rate_key
 from db.session import ShardSessions
 from domain.accounts import blocks, graph, profiles
 from domain.accounts import sessions as auth
@@ -228,6 +229,60 @@ async def test_session_check_sets_the_activity_mark_only_for_a_valid_session(
     revoked = await auth.authenticate_marking_active(state, sessions, signed_up.token)
     assert revoked.user_id is None
     assert await redis.exists(mark) == 0
+
+
+async def test_one_call_checks_the_session_marks_activity_and_charges(
+    state: AppState, sessions: ShardSessions
+) -> None:
+    """The request envelope (auth.authenticate_and_charge): a cached session, its
+    activity mark and the charge to the address and the viewer in one round trip; a
+    revoked or forged token charges the address alone and marks nobody."""
+    redis = state.runtime.redis
+    address_quota = Quota(name="ip", capacity=100, refill_per_second=1)
+    viewer_quota = Quota(name="viewer", capacity=100, refill_per_second=1)
+    address = (address_quota, unique_name("addr"))
+    name = unique_name("envelope")
+    signed_up = await sign_up(state, sessions, name, f"{name}@example.com")
+    user_id = signed_up.user.id
+    assert await auth.authenticate(state, sessions, signed_up.token) == user_id  # cached
+
+    async def charge(token: str, cost: float = 10) -> tuple[auth.Authenticated, Decision]:
+        return await auth.authenticate_and_charge(
+            state, sessions, token, address=address, viewer_quota=viewer_quota, cost=cost
+        )
+
+    await charge(signed_up.token, cost=0)  # loads the script
+    await redis.delete(activity_mark_key(user_id))
+    with count_work() as work:
+        (found, marked), decision = await charge(signed_up.token)
+    assert (found, marked) == (user_id, True)
+    assert work.redis_round_trips == 1
+    assert work.sql_statements == 0
+    assert decision.allowed
+    assert decision.remaining == pytest.approx(90, abs=0.1)
+    assert await redis.exists(rate_key(viewer_quota, str(user_id))) == 1
+    assert (await charge(signed_up.token))[0] == (user_id, False)
+
+    # Forged: the address pays, the user is neither charged nor marked.
+    await redis.delete(activity_mark_key(user_id), rate_key(viewer_quota, str(user_id)))
+    secret = signed_up.token.split("_", 2)[2]
+    (found, marked), decision = await charge(f"ap_{user_id}_{secret}x")
+    assert found is None
+    assert decision.allowed
+    assert await redis.exists(activity_mark_key(user_id)) == 0
+    assert await redis.exists(rate_key(viewer_quota, str(user_id))) == 0
+
+    # Not cached: read from its shard, then charged; the caller records the activity.
+    await redis.delete(session_key(hashlib.sha256(signed_up.token.encode()).digest()))
+    (found, marked), decision = await charge(signed_up.token)
+    assert (found, marked) == (user_id, None)
+    assert await redis.exists(rate_key(viewer_quota, str(user_id))) == 1
+
+    # Refused whole: a cost past what the address has left charges nothing.
+    (found, _), refused = await charge(signed_up.token, cost=95)
+    assert found == user_id
+    assert not refused.allowed
+    assert refused.retry_after > 0
 
 
 async def test_wrong_password_and_deleted_account_do_not_log_in(
