@@ -46,6 +46,7 @@ bench: install
 	$(VENV)/bin/python -m bench.feed
 	$(VENV)/bin/python -m bench.edge
 	$(VENV)/bin/python -m bench.layering
+	$(VENV)/bin/python -m bench.read_path
 
 clean:
 	rm -rf $(VENV) .uv .aperture-test
