@@ -384,6 +384,14 @@ def _metric(summary: dict[str, Any], name: str) -> dict[str, float]:
     return values
 
 
+def k6_command(script: str, **variables: object) -> list[str]:
+    """``k6 run`` of ``bench/k6/<script>.js``, quiet, with ``variables`` as its ``-e``s."""
+    command = [str(K6_BINARY), "run", "--quiet", "--no-usage-report", "--no-color"]
+    for name, value in variables.items():
+        command += ["-e", f"{name}={value}"]
+    return [*command, str(K6_SCRIPTS / f"{script}.js")]
+
+
 def run_k6(
     script: str,
     *,
@@ -400,22 +408,17 @@ def run_k6(
     stderr_path = summary_path.with_suffix(".log")
     pre_vus = max(20, rate // 4)
     max_vus = max(200, rate * 2)
-    command = [
-        str(K6_BINARY),
-        "run",
-        "--quiet",
-        "--no-usage-report",
-        "--no-color",
-        *("-e", f"TARGET={target.url}"),
-        *("-e", f"DATA={data}"),
-        *("-e", f"RATE={rate}"),
-        *("-e", f"DURATION={duration_s}"),
-        *("-e", f"PRE_VUS={pre_vus}"),
-        *("-e", f"MAX_VUS={max_vus}"),
-        *("-e", f"TIMEOUT={timeout}"),
-        *("-e", f"SUMMARY={summary_path}"),
-        str(K6_SCRIPTS / f"{script}.js"),
-    ]
+    command = k6_command(
+        script,
+        TARGET=target.url,
+        DATA=data,
+        RATE=rate,
+        DURATION=duration_s,
+        PRE_VUS=pre_vus,
+        MAX_VUS=max_vus,
+        TIMEOUT=timeout,
+        SUMMARY=summary_path,
+    )
     cpu_before = target.cpu_seconds()
     started = time.perf_counter()
     with stderr_path.open("wb") as errors:

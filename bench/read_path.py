@@ -80,13 +80,12 @@ from bench.edge import parse_options as edge_options
 from bench.edge import seed as edge_seed
 from bench.feed_common import (
     FEED_QUERY_20,
-    K6_BINARY,
-    K6_SCRIPTS,
     PROJECT_ROOT,
     Child,
     CodeSnapshot,
     describe_machine,
     fmt,
+    k6_command,
     median,
     snapshot_code,
     start_api_server,
@@ -656,23 +655,18 @@ def run_k6(
     stem = f"k6-{server.name.replace(' ', '-')}-{kind}-{rate}-{time.monotonic_ns()}"
     summary_path = work_dir / f"{stem}.json"
     log_path = work_dir / f"{stem}.log"
-    command = [
-        str(K6_BINARY),
-        "run",
-        "--quiet",
-        "--no-usage-report",
-        "--no-color",
-        *("-e", f"TARGET={server.child.url}"),
-        *("-e", f"KIND={kind}"),
-        *("-e", f"DATA={server.data}"),
-        *("-e", f"RATE={rate}"),
-        *("-e", f"DURATION={duration_s}"),
-        *("-e", f"PRE_VUS={options.pre_vus}"),
-        *("-e", f"MAX_VUS={options.pre_vus}"),
-        *("-e", f"TIMEOUT={options.timeout}"),
-        *("-e", f"SUMMARY={summary_path}"),
-        str(K6_SCRIPTS / f"{K6_SCRIPT}.js"),
-    ]
+    command = k6_command(
+        K6_SCRIPT,
+        TARGET=server.child.url,
+        KIND=kind,
+        DATA=server.data,
+        RATE=rate,
+        DURATION=duration_s,
+        PRE_VUS=options.pre_vus,
+        MAX_VUS=options.pre_vus,
+        TIMEOUT=options.timeout,
+        SUMMARY=summary_path,
+    )
     start_cpu = server.cpu()
     start_at = time.perf_counter()
     end_cpu: CpuSample | None = None
