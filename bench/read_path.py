@@ -35,9 +35,10 @@ process tree's user+system CPU (/proc, every uvicorn process of ``--processes 2`
 included) between k6's ``setup()`` and ``teardown()`` divided by the requests k6
 completed; PostgreSQL's and Valkey's the same way; k6's p50, p99, achieved rate and
 failures (not 200, GraphQL errors, a null user). The in-memory ceiling: a stock
-``strawberry.Schema`` (``ParserCache`` and ``ValidationCache``) with the feed's shape over 20 posts in
-memory, ``await schema.execute(query)`` ``--ceiling-requests`` times per round, CPU from
-``time.process_time()``, one round before the k6 runs and one after each rate's run.
+``strawberry.Schema`` (``ParserCache`` and ``ValidationCache``) with the feed's shape over
+20 posts in memory, ``await schema.execute(query)`` ``--ceiling-requests`` times per round,
+CPU from ``time.process_time()``, one round before the k6 runs and one after each rate's
+run.
 
 The report is printed and written to ``bench/results/read_path.md`` (raw figures in
 ``read_path.json``, server, holder and k6 logs in ``read_path-logs/``).
