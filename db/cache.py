@@ -13,29 +13,28 @@ deleted when Redis answers again (before any cached read is served from it).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 import msgspec
-import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.base import Base
-from db.redis import PlannedRead, can_fill, invalidate_later, note_failure, read_epoch
+from db.redis import (
+    PlannedRead,
+    can_fill,
+    invalidate_later,
+    note_failure,
+    nothing_to_read,
+    read_epoch,
+)
 from db.session import ShardSessions
 
 ModelT = TypeVar("ModelT", bound=Base)
 RecordT = TypeVar("RecordT", bound=msgspec.Struct)
 _MISSING = b"-"
-
-
-def _encode_value(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return value
 
 
 def to_record(record: type[RecordT], row: Base) -> RecordT:
@@ -60,9 +59,8 @@ class RowCache(Generic[ModelT, RecordT]):
         self.ttl_seconds = ttl_seconds
         # The record's fields are the columns cached: anything else (credentials) never
         # reaches Redis.
-        self._columns: tuple[str, ...] = record.__struct_fields__
         columns = {attr.key for attr in sa_inspect(model).column_attrs}
-        if not set(self._columns) <= columns:
+        if not set(record.__struct_fields__) <= columns:
             raise TypeError(f"{record.__name__} has fields {model.__name__} lacks")
         self._decoder = msgspec.json.Decoder(record)
 
@@ -70,9 +68,8 @@ class RowCache(Generic[ModelT, RecordT]):
         return f"{self.prefix}:{object_id}"
 
     def encode(self, row: ModelT) -> bytes:
-        return orjson.dumps(
-            {column: _encode_value(getattr(row, column)) for column in self._columns}
-        )
+        """What the cache holds for a written row: its record's JSON, as readers fill it."""
+        return msgspec.json.encode(self.record_of(row))
 
     def decode(self, raw: bytes | str) -> RecordT:
         return self._decoder.decode(raw)
@@ -114,7 +111,7 @@ class RowCache(Generic[ModelT, RecordT]):
         (``db.redis.read_together``)."""
         keys = [self.key(object_id) for object_id in ids]
         if not keys:
-            return PlannedRead(queue=lambda pipe: None, replies=0, parse=lambda replies: {})
+            return nothing_to_read({})
         return PlannedRead(
             queue=lambda pipe: pipe.mget(keys),
             replies=1,

@@ -19,7 +19,14 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.redis import PlannedRead, can_fill, invalidate_later, note_failure, read_epoch
+from db.redis import (
+    PlannedRead,
+    can_fill,
+    invalidate_later,
+    note_failure,
+    nothing_to_read,
+    read_epoch,
+)
 from db.session import ShardSessions
 
 _INCR_IF_PRESENT = """
@@ -82,7 +89,7 @@ class HotCounters:
         round trip (``db.redis.read_together``); ``get_many`` recounts the rest."""
         keys = [self.key(object_id) for object_id in ids]
         if not keys:
-            return PlannedRead(queue=lambda pipe: None, replies=0, parse=lambda replies: {})
+            return nothing_to_read({})
 
         def parse(replies: list[Any]) -> dict[int, int]:
             return {

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from db.redis import PlannedRead, can_fill, invalidate_later, note_failure
+from db.redis import PlannedRead, can_fill, invalidate_later, note_failure, nothing_to_read
 
 
 def _known(ids: Sequence[int], raws: Sequence[bytes | str | None]) -> dict[int, bool]:
@@ -46,7 +46,7 @@ class ViewerFlags:
     def plan_get(self, viewer_id: int, ids: Sequence[int]) -> PlannedRead[dict[int, bool]]:
         """``get_many`` as one part of a shared round trip (``db.redis.read_together``)."""
         if not ids:
-            return PlannedRead(queue=lambda pipe: None, replies=0, parse=lambda replies: {})
+            return nothing_to_read({})
         key, fields = self.key(viewer_id), [str(i) for i in ids]
         return PlannedRead(
             queue=lambda pipe: pipe.hmget(key, fields),

@@ -528,6 +528,11 @@ class PlannedRead(Generic[T]):
     parse: Callable[[list[Any]], T]
 
 
+def nothing_to_read(answer: T) -> PlannedRead[T]:
+    """A plan with no command (nothing asked for): it answers ``answer``."""
+    return PlannedRead(queue=lambda pipe: None, replies=0, parse=lambda replies: answer)
+
+
 async def read_together(redis: Redis, reads: Sequence[PlannedRead[Any]]) -> list[Any] | None:
     """Every read's answer, in order, from one non-transactional pipeline: a page's ids,
     rows, counters, flags and relation sets cost one round trip instead of one each.

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from db.rate_limits import Decision, Quota
 from db.session import ShardSessions
 from domain.accounts import sessions as sessions_rules
-from domain.accounts.sessions import authenticate, authenticate_marking_active
+from domain.accounts.sessions import authenticate
 from domain.feed.activity import record_activity
 from domain.state import AppState
 
@@ -64,15 +64,9 @@ async def authenticate_caller(
     if token is None:
         return ANONYMOUS
     sessions = ShardSessions(state.runtime.databases)
-    if not token:
-        return Authentication(token=token, error=INVALID_TOKEN)
-    if not record:
-        viewer_id = await authenticate(state, sessions, token)
-        return _signed_in(viewer_id, token)
-    # A cached session and the hourly activity mark cost one round trip together.
-    viewer_id, marked = await authenticate_marking_active(state, sessions, token)
-    if viewer_id is not None and marked is not False:
-        await record_activity(state, sessions, viewer_id, marked=bool(marked))
+    viewer_id = await authenticate(state, sessions, token) if token else None
+    if viewer_id is not None and record:
+        await record_activity(state, sessions, viewer_id)
     return _signed_in(viewer_id, token)
 
 

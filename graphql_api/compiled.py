@@ -561,10 +561,3 @@ async def _verify(
             f"errors {stock_errors!r}"
         )
         log.error("a compiled plan disagreed with the stock executor: %s", runs.mismatches[-1])
-
-
-def compiled_plan_exists(
-    schema: GraphQLSchema, names: NameConverter, document: DocumentNode, operation_name: str | None
-) -> bool:
-    """Whether a document has a plan (for tests and benchmarks)."""
-    return _plans.plan(schema, names, document, operation_name) is not None

@@ -8,17 +8,15 @@ session, a newly claimed username) is replayed before cached reads resume.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Generic, NamedTuple, TypeVar
+from typing import Generic, TypeVar
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from db.feed.activity import ACTIVITY_MARK_SECONDS, activity_mark_key
 from db.redis import (
     cached_get,
     fill_if_absent,
     invalidate_later,
-    note_failure,
     overwrite,
     read_epoch,
 )
@@ -77,23 +75,6 @@ class SessionCache(_IdCache[bytes]):
 
     def __init__(self, redis: Redis, *, ttl_seconds: int) -> None:
         super().__init__(redis, ttl_seconds=ttl_seconds, key=session_key)
-        self._get_and_mark = redis.register_script(_GET_AND_MARK)
-
-    async def get_and_mark_active(self, token_hash: bytes, user_id: int) -> SessionCheck:
-        """``get``, and if the cached session is ``user_id``'s, their hourly activity mark
-        (``db/feed/activity.py``), in one round trip. Redis down: a miss, nothing marked."""
-        try:
-            raw, marked = await self._get_and_mark(
-                keys=[session_key(token_hash), activity_mark_key(user_id)],
-                args=[str(user_id), ACTIVITY_MARK_SECONDS],
-            )
-        except RedisError as error:
-            note_failure(self._redis, error)
-            return SessionCheck(cached=False, marked=False)
-        if raw is None:
-            return SessionCheck(cached=False, marked=False)
-        cached = None if raw == _NOTHING.encode() else int(raw)
-        return SessionCheck(cached=cached, marked=bool(marked))
 
     async def revoke(self, token_hashes: Sequence[bytes]) -> None:
         """Overwrite (not delete): a request racing the log-out may have cached the old
@@ -109,28 +90,6 @@ class SessionCache(_IdCache[bytes]):
             for token_hash in token_hashes:
                 key = session_key(token_hash)
                 invalidate_later(self._redis, error, key, ("SET", key, _NOTHING, "EX", self._ttl))
-
-
-# A request's session check and its hourly activity mark in one round trip. The mark is
-# only set for a token whose cached session names the user the token claims: a forged
-# token must not use up a real user's mark (their activity would go unrecorded for an hour).
-_GET_AND_MARK = """
-local session = redis.call('GET', KEYS[1])
-if session == ARGV[1] then
-    if redis.call('SET', KEYS[2], '1', 'EX', ARGV[2], 'NX') then
-        return {session, 1}
-    end
-    return {session, 0}
-end
-return {session, 0}
-"""
-
-
-class SessionCheck(NamedTuple):
-    # As ``get``: the user id, None for "revoked", False for a miss.
-    cached: int | bool | None
-    # Whether this call set the user's hourly activity mark (the caller records the rest).
-    marked: bool
 
 
 class UsernameCache(_IdCache[str]):

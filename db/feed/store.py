@@ -28,7 +28,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
-from db.redis import PlannedRead, invalidate_later, note_failure
+from db.redis import PlannedRead, invalidate_later, note_failure, read_together_or_raise
 
 ID_WIDTH = 19
 
@@ -72,10 +72,11 @@ class FeedStore:
         self._push = redis.register_script(_PUSH)
 
     async def page(self, user_id: int, *, before_id: int | None, count: int) -> FeedPage:
-        planned = self.plan_page(user_id, before_id=before_id, count=count)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            planned.queue(pipe)
-            return planned.parse(await pipe.execute())
+        page: FeedPage
+        (page,) = await read_together_or_raise(
+            self.redis, [self.plan_page(user_id, before_id=before_id, count=count)]
+        )
+        return page
 
     def plan_page(
         self, user_id: int, *, before_id: int | None, count: int

@@ -170,7 +170,7 @@ async def log_in(
 
 class Authenticated(NamedTuple):
     user_id: int | None
-    # The session check also set the user's hourly activity mark: True if this request
+    # The envelope's call also set the user's hourly activity mark: True if this request
     # set it, False if it was already set, None if it was not tried (a cache miss).
     marked_active: bool | None
 
@@ -187,24 +187,6 @@ async def authenticate(state: AppState, sessions: ShardSessions, token: str) -> 
     if cached is not False:
         return cached if cached == user_id else None
     return await _session_from_rows(state, sessions, token_hash, user_id, epoch=epoch)
-
-
-async def authenticate_marking_active(
-    state: AppState, sessions: ShardSessions, token: str
-) -> Authenticated:
-    """``authenticate``, and on a cached session the hourly activity mark in the same
-    round trip (the caller records the activity: ``domain/feed/activity.py``)."""
-    user_id = _user_id_from_token(token)
-    if user_id is None or not sessions.shard_map.exists(shard_of(user_id)):
-        return Authenticated(user_id=None, marked_active=None)
-    token_hash = _token_hash(token)
-    epoch = state.session_cache.epoch()
-    cached, marked = await state.session_cache.get_and_mark_active(token_hash, user_id)
-    if cached is not False:
-        valid = cached == user_id
-        return Authenticated(user_id=user_id if valid else None, marked_active=marked)
-    found = await _session_from_rows(state, sessions, token_hash, user_id, epoch=epoch)
-    return Authenticated(user_id=found, marked_active=None)
 
 
 async def authenticate_and_charge(

@@ -221,14 +221,11 @@ async def _read_ahead(
     blocked: set[int] | None,
     into: PostPageAhead | None,
 ) -> PostPageAhead | None:
-    """Read ahead what the page needs and tell the visibility's facts; merged with what
-    earlier chunks of the same page found."""
-    ahead = await read_ahead(
-        state, viewer_id=visibility.viewer_id, post_ids=post_ids, fields=fields, blocked=blocked
-    )
+    """Read ahead what the page needs (``read_ahead`` tells the visibility's facts),
+    merged with what earlier chunks of the same page found."""
+    ahead = await read_ahead(state, visibility, post_ids=post_ids, fields=fields, blocked=blocked)
     if ahead is None:
         return into
-    visibility.facts.remember(ahead.facts)
     if into is None:
         return ahead
     into.like_counts.update(ahead.like_counts)

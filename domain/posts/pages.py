@@ -23,7 +23,7 @@ from typing import Any
 
 from db.redis import PlannedRead, read_together, redis_available
 from domain.state import AppState
-from domain.visibility import KnownFacts
+from domain.visibility import KnownFacts, Visibility
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,14 +47,31 @@ class PostPageAhead:
 
 async def read_ahead(
     state: AppState,
+    visibility: Visibility,
     *,
-    viewer_id: int | None,
     post_ids: Sequence[int],
     fields: PostFields,
     blocked: set[int] | None = None,
 ) -> PostPageAhead | None:
-    """Everything a page of ``post_ids`` will need that Redis has, in two round trips;
-    None when Redis cannot answer. ``blocked``: the viewer's block set, if already read."""
+    """Everything a page of ``post_ids`` will need that Redis has, in two round trips,
+    told to ``visibility``'s facts; None when Redis cannot answer. ``blocked``: the
+    viewer's block set, if already read."""
+    ahead = await _read(
+        state, viewer_id=visibility.viewer_id, post_ids=post_ids, fields=fields, blocked=blocked
+    )
+    if ahead is not None:
+        visibility.facts.remember(ahead.facts)
+    return ahead
+
+
+async def _read(
+    state: AppState,
+    *,
+    viewer_id: int | None,
+    post_ids: Sequence[int],
+    fields: PostFields,
+    blocked: set[int] | None,
+) -> PostPageAhead | None:
     redis = state.runtime.redis
     ids = list(dict.fromkeys(post_ids))
     if not ids or not redis_available(redis):

@@ -18,7 +18,7 @@ from domain.posts import comments, posts
 from domain.posts.pages import PostFields, PostPageAhead, read_ahead
 from domain.posts.text import parse_hashtags
 from domain.state import CACHED_LIST_LENGTH
-from domain.visibility import KnownFacts
+from domain.visibility import KnownFacts, known_or_loaded
 from graphql_api.context import Info
 from graphql_api.node import Node
 from graphql_api.relay import Connection, build_connection, decode_cursor, page_size, to_global_id
@@ -234,24 +234,17 @@ def _post_fields(wanted: set[str]) -> PostFields:
 async def read_ahead_posts(
     info: Info, post_ids: Sequence[int], fields: PostFields
 ) -> PostPageAhead | None:
-    """Read ahead what a page of posts needs, in two round trips, and tell the
-    visibility's facts (``domain/posts/pages.py``)."""
-    visibility = info.context.loaders.visibility
-    ahead = await read_ahead(
-        info.context.state, viewer_id=visibility.viewer_id, post_ids=post_ids, fields=fields
+    """Read ahead what a page of posts needs, in two round trips (``domain/posts/pages.py``)."""
+    context = info.context
+    return await read_ahead(
+        context.state, context.loaders.visibility, post_ids=post_ids, fields=fields
     )
-    if ahead is not None:
-        visibility.facts.remember(ahead.facts)
-    return ahead
 
 
 async def _loaded(
     ids: Sequence[int], known: dict[int, T], load: Callable[[list[int]], Awaitable[list[T]]]
 ) -> dict[int, T]:
-    misses = [object_id for object_id in ids if object_id not in known]
-    if not misses:
-        return known
-    return {**known, **dict(zip(misses, await load(misses), strict=True))}
+    return dict(zip(ids, await known_or_loaded(known, ids, load), strict=True))
 
 
 async def posts_for_page(

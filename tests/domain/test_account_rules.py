@@ -187,50 +187,6 @@ async def test_forged_and_malformed_tokens_authenticate_to_nobody(
     assert await auth.authenticate(state, sessions, signed_up.token) == user_id
 
 
-async def test_session_check_sets_the_activity_mark_only_for_a_valid_session(
-    state: AppState, sessions: ShardSessions
-) -> None:
-    """The session and the hourly activity mark are checked in one round trip; a forged
-    token naming a real user must not use up that user's mark."""
-    redis = state.runtime.redis
-    name = unique_name("marked")
-    signed_up = await sign_up(state, sessions, name, f"{name}@example.com")
-    user_id = signed_up.user.id
-    mark = activity_mark_key(user_id)
-    await redis.delete(mark)
-    # Cached session: the first check marks the user, the next finds the mark set.
-    assert await auth.authenticate(state, sessions, signed_up.token) == user_id
-    await auth.authenticate_marking_active(state, sessions, signed_up.token)  # loads the script
-    await redis.delete(mark)
-    with count_work() as work:
-        first = await auth.authenticate_marking_active(state, sessions, signed_up.token)
-    assert first == auth.Authenticated(user_id=user_id, marked_active=True)
-    assert work.redis_round_trips == 1
-    assert work.sql_statements == 0
-    assert await redis.exists(mark) == 1
-    again = await auth.authenticate_marking_active(state, sessions, signed_up.token)
-    assert again == auth.Authenticated(user_id=user_id, marked_active=False)
-
-    await redis.delete(mark)
-    secret = signed_up.token.split("_", 2)[2]
-    forged = await auth.authenticate_marking_active(state, sessions, f"ap_{user_id}_{secret}x")
-    assert forged.user_id is None
-    assert await redis.exists(mark) == 0, "a forged token set the user's activity mark"
-
-    # A session missing from the cache is read from its shard and not marked here: the
-    # caller records the activity the usual way.
-    token_hash = hashlib.sha256(signed_up.token.encode()).digest()
-    await redis.delete(session_key(token_hash))
-    cold = await auth.authenticate_marking_active(state, sessions, signed_up.token)
-    assert cold == auth.Authenticated(user_id=user_id, marked_active=None)
-    assert await redis.exists(mark) == 0
-
-    await auth.log_out(state, sessions, signed_up.token)
-    revoked = await auth.authenticate_marking_active(state, sessions, signed_up.token)
-    assert revoked.user_id is None
-    assert await redis.exists(mark) == 0
-
-
 async def test_one_call_checks_the_session_marks_activity_and_charges(
     state: AppState, sessions: ShardSessions
 ) -> None:
@@ -283,6 +239,13 @@ async def test_one_call_checks_the_session_marks_activity_and_charges(
     assert found == user_id
     assert not refused.allowed
     assert refused.retry_after > 0
+
+    # Revoked (the cache says so): nobody signed in, nobody marked.
+    await auth.log_out(state, sessions, signed_up.token)
+    await redis.delete(activity_mark_key(user_id))
+    (found, marked), _ = await charge(signed_up.token, cost=0)
+    assert (found, marked) == (None, None)
+    assert await redis.exists(activity_mark_key(user_id)) == 0
 
 
 async def test_wrong_password_and_deleted_account_do_not_log_in(
