@@ -75,7 +75,7 @@ def serve(
 
     import uvicorn
 
-    from aperture.runtime import Runtime, Servers
+    from aperture.runtime import Runtime, Servers, s3_environment
     from aperture.web import web_app
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -113,6 +113,7 @@ def serve(
         # servers this process started or was given.
         os.environ["APERTURE_DATABASE_URLS"] = ",".join(servers.database_urls)
         os.environ["APERTURE_REDIS_URL"] = servers.redis_url
+        os.environ.update(s3_environment(servers))
         os.environ["APERTURE_SERVE_RUNS_WORKERS"] = "true" if run_workers_here else "false"
         _announce_when_healthy(bind_host, bind_port, announce)
         try:
@@ -282,10 +283,12 @@ def seed(
     from aperture.runtime import Runtime, Servers
     from aperture.seed import (
         DEMO_PASSWORD,
+        MediaSeedReport,
         SeedReport,
         generate_graph,
         read_edge_list,
         seed_graph,
+        seed_media,
     )
     from db.session import ShardSessions
 
@@ -295,7 +298,7 @@ def seed(
     assert isinstance(servers, Servers)
     graph = read_edge_list(edges) if edges else generate_graph(users, seed=seed)
 
-    async def run() -> SeedReport:
+    async def run() -> tuple[SeedReport, MediaSeedReport]:
         runtime = Runtime.connect(settings, servers)
         try:
             with Progress(
@@ -308,26 +311,30 @@ def seed(
                         tasks[stage] = bar.add_task(stage, total=total)
                     bar.update(tasks[stage], completed=done)  # type: ignore[arg-type]
 
+                sessions = ShardSessions(runtime.databases)
                 seeded = await seed_graph(
-                    ShardSessions(runtime.databases),
+                    sessions,
                     graph,
                     prefix=prefix,
                     posts_per_user=posts_per_user,
                     progress=report,
                 )
-            if not seeded.added_nothing or seeded.recounted_users:
+                media = await seed_media(
+                    sessions, runtime.object_store, graph, seeded.user_ids, progress=report
+                )
+            if not seeded.added_nothing or seeded.recounted_users or not media.added_nothing:
                 # In the background: a large cache must not run past the client's timeout.
                 await runtime.redis.flushdb(asynchronous=True)
-            return seeded
+            return seeded, media
         finally:
             await runtime.close()
 
     try:
-        seeded = asyncio.run(run())
+        seeded, media = asyncio.run(run())
     finally:
         servers.stop()
     log_in = f"log in as {prefix}0 with password {DEMO_PASSWORD!r}"
-    if seeded.added_nothing:
+    if seeded.added_nothing and media.added_nothing:
         typer.echo(
             f"the demo network {prefix}0..{prefix}{graph.users - 1} is already loaded "
             f"({graph.users} users, {len(graph.edges)} follows, {posts_per_user} posts "
@@ -340,6 +347,10 @@ def seed(
             f" (new: {seeded.new_users} users, {seeded.new_follows} follows, "
             f"{seeded.new_posts} posts; the rest was already there)"
         )
+    summary += (
+        f", {media.new_media} photos and videos ({media.new_stories} stories), "
+        f"{media.new_likes} likes, {media.new_comments} comments"
+    )
     typer.echo(f"{summary}; {log_in}")
 
 

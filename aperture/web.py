@@ -6,6 +6,7 @@ import asyncio
 
 from fastapi import FastAPI
 
+from aperture.embedded import S3Endpoint
 from aperture.runtime import Runtime, Servers
 from aperture.settings import ConfigurationError, get_settings
 from domain.state import AppState
@@ -25,11 +26,19 @@ def web_app(runtime: Runtime, *, run_workers_here: bool) -> FastAPI:
 def app_from_environment() -> FastAPI:
     """Factory for multi-process ``serve``: servers and flags come from APERTURE_*."""
     settings = get_settings()
-    if settings.redis_url is None or not settings.database_urls:
+    if settings.redis_url is None or not settings.database_urls or not settings.s3_endpoint_url:
         raise ConfigurationError(
             "APERTURE_DATABASE_URLS", "a multi-process serve needs the servers in the environment"
         )
-    servers = Servers(database_urls=list(settings.database_urls), redis_url=settings.redis_url)
+    servers = Servers(
+        database_urls=list(settings.database_urls),
+        redis_url=settings.redis_url,
+        s3=S3Endpoint(
+            url=settings.s3_endpoint_url,
+            access_key_id=settings.s3_access_key_id or "",
+            secret_access_key=settings.s3_secret_access_key or "",
+        ),
+    )
     return web_app(
         Runtime.connect(settings, servers), run_workers_here=bool(settings.serve_runs_workers)
     )

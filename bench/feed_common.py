@@ -22,7 +22,7 @@ import httpx
 import psycopg
 from sqlalchemy import select
 
-from aperture.runtime import Runtime, Servers
+from aperture.runtime import Runtime, Servers, s3_environment
 from aperture.seed import Progress
 from aperture.settings import Settings
 from bench import machine
@@ -206,6 +206,7 @@ def server_env(
             "APERTURE_DATA_DIR": str(settings.data_dir),
             "APERTURE_LOGICAL_SHARDS": str(settings.logical_shards),
             "APERTURE_FANOUT_FOLLOWER_THRESHOLD": str(settings.fanout_follower_threshold),
+            **s3_environment(servers),
         }
     )
     env.update(overrides)

@@ -7,6 +7,7 @@ write is safe to repeat, so seeding the same network twice adds nothing the seco
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, tuple_, update
@@ -14,7 +15,10 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.accounts.models import Follower, Following, UniqueKey, User
-from db.posts.models import HashtagPost, Post, PostHashtag
+from db.media.models import Media
+from db.posts.models import Comment, HashtagPost, Post, PostHashtag, PostLike
+from db.reels.models import PostView
+from db.stories.models import Story
 
 Row = Mapping[str, object]
 
@@ -127,3 +131,98 @@ async def recount_users(session: AsyncSession) -> int:
         .returning(User.id)
     )
     return len(result.all())
+
+
+# Media, stories, likes, comments and views of the demo ----------------------------------
+
+
+async def posts_without_media(
+    session: AsyncSession, author_ids: Sequence[int]
+) -> list[tuple[int, int]]:
+    """(post id, author id) of the authors' live posts that carry no media yet."""
+    if not author_ids:
+        return []
+    result = await session.execute(
+        select(Post.id, Post.author_id)
+        .where(
+            Post.author_id.in_(author_ids),
+            Post.deleted_at.is_(None),
+            func.cardinality(Post.media_ids) == 0,
+        )
+        .order_by(Post.id)
+    )
+    return [(post_id, author_id) for post_id, author_id in result]
+
+
+async def insert_media(session: AsyncSession, rows: Sequence[Row]) -> list[int]:
+    """Ready media rows; returns their ids in order."""
+    if not rows:
+        return []
+    result = await session.execute(insert(Media).returning(Media.id), list(rows))
+    return [media_id for (media_id,) in result]
+
+
+async def set_post_media(session: AsyncSession, rows: Sequence[Row]) -> None:
+    """``{"post_id", "media_ids", "is_reel"}`` for each post."""
+    for row in rows:
+        await session.execute(
+            update(Post)
+            .where(Post.id == row["post_id"])
+            .values(media_ids=row["media_ids"], is_reel=row["is_reel"])
+        )
+
+
+async def authors_with_live_stories(
+    session: AsyncSession, author_ids: Sequence[int], *, now: datetime
+) -> set[int]:
+    if not author_ids:
+        return set()
+    result = await session.scalars(
+        select(Story.author_id).where(Story.author_id.in_(author_ids), Story.expires_at > now)
+    )
+    return set(result)
+
+
+async def insert_stories(session: AsyncSession, rows: Sequence[Row]) -> list[int]:
+    if not rows:
+        return []
+    result = await session.execute(insert(Story).returning(Story.id), list(rows))
+    return [story_id for (story_id,) in result]
+
+
+async def insert_post_likes(session: AsyncSession, rows: Sequence[Row]) -> int:
+    if not rows:
+        return 0
+    result = await session.execute(
+        insert(PostLike).on_conflict_do_nothing().returning(PostLike.post_id), list(rows)
+    )
+    return len(result.all())
+
+
+async def posts_with_comments(session: AsyncSession, post_ids: Sequence[int]) -> set[int]:
+    if not post_ids:
+        return set()
+    result = await session.scalars(
+        select(Comment.post_id).where(Comment.post_id.in_(post_ids)).distinct()
+    )
+    return set(result)
+
+
+async def insert_comments(session: AsyncSession, rows: Sequence[Row]) -> int:
+    if not rows:
+        return 0
+    await session.execute(insert(Comment), list(rows))
+    return len(rows)
+
+
+async def insert_post_views(session: AsyncSession, rows: Sequence[Row]) -> int:
+    if not rows:
+        return 0
+    result = await session.execute(
+        insert(PostView).on_conflict_do_nothing().returning(PostView.post_id), list(rows)
+    )
+    return len(result.all())
+
+
+async def attach_story_media(session: AsyncSession, *, story_id: int, media_id: int) -> None:
+    await session.execute(update(Story).where(Story.id == story_id).values(media_id=media_id))

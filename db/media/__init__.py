@@ -1,0 +1,1 @@
+"""Media: uploads, their processed variants, and the object store they live in."""

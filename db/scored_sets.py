@@ -1,0 +1,124 @@
+"""Per-owner sorted sets in Redis that stand for rows in PostgreSQL (an author's live
+stories, the stories a viewer has seen), rebuilt from the rows when missing.
+
+The same guard as ``db/relation_cache.py``: a writer bumps the owner's version and drops
+the set after committing, and a reader's fill lands only if the version it read before
+loading the rows is still current, so a fill never hides a write that raced it. A sentinel
+member tells "cached and empty" from "absent".
+
+Redis down: a read answers None (load from the rows), and a write's drop runs when Redis
+answers again, before any cached read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from db.redis import PlannedRead, can_fill, invalidate_later, note_failure
+
+_SENTINEL = "-"
+
+_FILL_IF_CURRENT = """
+local current = redis.call('GET', KEYS[2]) or '0'
+if current ~= ARGV[1] or redis.call('EXISTS', KEYS[1]) == 1 then
+    return 0
+end
+redis.call('ZADD', KEYS[1], unpack(ARGV, 3))
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
+
+_ADD_IF_CACHED = """
+redis.call('INCR', KEYS[2])
+if redis.call('EXISTS', KEYS[1]) == 1 then
+    redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+    redis.call('ZREMRANGEBYSCORE', KEYS[1], '(0', ARGV[3])
+end
+return 1
+"""
+
+
+class ScoredSet:
+    """``member → score`` per owner; what a member and its score mean is the caller's."""
+
+    def __init__(self, redis: Redis, *, name: str, ttl_seconds: int) -> None:
+        self.redis = redis
+        self.name = name
+        self.ttl_seconds = ttl_seconds
+        self._fill = redis.register_script(_FILL_IF_CURRENT)
+        self._add = redis.register_script(_ADD_IF_CACHED)
+
+    def key(self, owner_id: int) -> str:
+        return f"{self.name}:{owner_id}"
+
+    def _version_key(self, owner_id: int) -> str:
+        return f"{self.name}:{owner_id}:v"
+
+    def plan_read(
+        self, owner_ids: Sequence[int]
+    ) -> PlannedRead[dict[int, tuple[dict[str, float] | None, str]]]:
+        """Each owner's members with their scores (None when not cached) and the version
+        to fill with, in one part of a shared round trip (``db.redis.read_together``)."""
+        owners = list(owner_ids)
+
+        def queue(pipe: Any) -> None:
+            for owner in owners:
+                pipe.zrange(self.key(owner), 0, -1, withscores=True)
+                pipe.get(self._version_key(owner))
+
+        def parse(replies: list[Any]) -> dict[int, tuple[dict[str, float] | None, str]]:
+            found: dict[int, tuple[dict[str, float] | None, str]] = {}
+            for index, owner in enumerate(owners):
+                pairs, version = replies[2 * index], replies[2 * index + 1]
+                members = {_text(member): float(score) for member, score in pairs}
+                cached = members if members.pop(_SENTINEL, None) is not None else None
+                found[owner] = (cached, _text(version) if version is not None else "0")
+            return found
+
+        return PlannedRead(queue=queue, replies=2 * len(owners), parse=parse)
+
+    async def fill(
+        self, owner_id: int, members: dict[str, float], *, version: str, epoch: int
+    ) -> None:
+        if not can_fill(self.redis, epoch):
+            return
+        flat: list[str | float] = [0, _SENTINEL]
+        for member, score in members.items():
+            flat.extend((score, member))
+        try:
+            await self._fill(
+                keys=[self.key(owner_id), self._version_key(owner_id)],
+                args=[version, self.ttl_seconds, *flat],
+            )
+        except RedisError as error:
+            note_failure(self.redis, error)
+
+    async def add(self, owner_id: int, member: str, score: float, *, drop_below: float) -> None:
+        """After a committed write: add to a cached set (and drop members scored at or
+        below ``drop_below``), bump the version so no older fill lands."""
+        try:
+            await self._add(
+                keys=[self.key(owner_id), self._version_key(owner_id)],
+                args=[score, member, drop_below],
+            )
+        except RedisError as error:
+            invalidate_later(self.redis, error, self.key(owner_id))
+
+    async def changed(self, *owner_ids: int) -> None:
+        """After a committed write the set cannot follow cheaply: drop it."""
+        for owner_id in owner_ids:
+            try:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    pipe.incr(self._version_key(owner_id))
+                    pipe.delete(self.key(owner_id))
+                    await pipe.execute()
+            except RedisError as error:
+                invalidate_later(self.redis, error, self.key(owner_id))
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
