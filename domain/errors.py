@@ -64,3 +64,9 @@ class ServiceUnavailable(ApertureError):
     """The server is overloaded or a dependency is down; retrying later may work."""
 
     code = "SERVICE_UNAVAILABLE"
+
+
+class MediaNotReady(ApertureError):
+    """Media that is still processing, failed, or already published cannot be used."""
+
+    code = "MEDIA_NOT_READY"

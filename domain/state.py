@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from aperture.runtime import Runtime
 from db.accounts.cache import SessionCache, UsernameCache
@@ -14,14 +16,24 @@ from db.feed.activity import ActivityMarks
 from db.feed.store import FeedStore
 from db.flags import ViewerFlags
 from db.id_lists import IdListCache
+from db.media.models import Media
+from db.media.records import MediaRecord
 from db.posts.models import Comment, Post
 from db.posts.records import CommentRecord, PostRecord
 from db.rate_limits import FailureBackoff, RateLimiter
 from db.relation_cache import RelationSetCache
+from db.scored_sets import ScoredSet
+from db.stories.models import Story
+from db.stories.records import StoryRecord
 from domain.accounts.passwords import PasswordHashPool
+from domain.media.delivery import MediaUrls, UrlSigner
 
 # How many ids of a list are cached: enough for any first page a client asks for.
 CACHED_LIST_LENGTH = 100
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 @dataclass
@@ -51,6 +63,20 @@ class AppState:
     login_failures: FailureBackoff = field(init=False)
     # Argon2 runs here, never on the event loop (domain/accounts/passwords.py).
     password_hashing: PasswordHashPool = field(init=False)
+    media_cache: RowCache[Media, MediaRecord] = field(init=False)
+    saved_posts: ViewerFlags = field(init=False)
+    story_cache: RowCache[Story, StoryRecord] = field(init=False)
+    # An author's live stories ("<id>" or "<id>:c" for close friends, scored by expiry in
+    # ms) and a viewer's seen stories (scored likewise), rebuilt from rows when missing.
+    story_index: ScoredSet = field(init=False)
+    stories_seen: ScoredSet = field(init=False)
+    close_friends: RelationSetCache = field(init=False)
+    post_views: HotCounters = field(init=False)
+    # Every recent reel, scored by creation time in ms, as one global set ("reels:0").
+    reels_index: ScoredSet = field(init=False)
+    media_urls: MediaUrls = field(init=False)
+    # The time every rule reads (story expiry, signed URLs); tests replace it.
+    clock: Callable[[], datetime] = field(default=utc_now)
 
     def __post_init__(self) -> None:
         redis = self.runtime.redis
@@ -84,6 +110,19 @@ class AppState:
         self.large_accounts = RelationSetCache(redis, name="large-accounts", ttl_seconds=ttl)
         self.rate_limiter = RateLimiter(redis)
         self.login_failures = FailureBackoff(redis, name="login")
+        self.media_cache = RowCache(redis, Media, MediaRecord, prefix="media", ttl_seconds=ttl)
+        self.saved_posts = ViewerFlags(redis, name="saved-posts", ttl_seconds=ttl)
+        self.story_cache = RowCache(redis, Story, StoryRecord, prefix="story", ttl_seconds=ttl)
+        self.story_index = ScoredSet(redis, name="stories", ttl_seconds=ttl)
+        self.stories_seen = ScoredSet(redis, name="story-seen", ttl_seconds=ttl)
+        self.close_friends = RelationSetCache(redis, name="close-friends", ttl_seconds=ttl)
+        self.post_views = HotCounters(redis, name="post-views", ttl_seconds=ttl)
+        self.reels_index = ScoredSet(redis, name="reels", ttl_seconds=ttl)
+        settings = self.runtime.settings
+        self.media_urls = MediaUrls(
+            base_url=settings.cdn_base_url or f"http://{settings.host}:{settings.port}/media",
+            signer=UrlSigner(self.runtime.secret_key, settings.media_url_ttl_seconds),
+        )
         self.password_hashing = PasswordHashPool(
             threads=self.runtime.settings.password_hash_threads,
             queue=self.runtime.settings.password_hash_queue,

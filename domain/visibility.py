@@ -13,7 +13,13 @@ The rules:
 - a **post** is visible if it is live and its author's content is visible;
 - a **comment** is visible if it is live, its author is visible and its post is visible;
 - a **feed entry** is a visible post by the viewer or by someone the viewer follows
-  (a feed entry outlives an unfollow until fan-out removes it).
+  (a feed entry outlives an unfollow until fan-out removes it);
+- a **story** is visible until it expires (exactly 24 hours, by ``state.clock``) if its
+  author's content is visible and, for a close-friends story, the viewer is the author or
+  on the author's close-friends list;
+- **media** is visible through what publishes it (a visible post, story or avatar) or to
+  its owner; a private account's media URLs are signed and expire
+  (``domain/media/delivery.py``).
 
 The policy asks ``Facts`` for what it needs, in batches. How the facts are fetched is the
 caller's business: per-operation DataLoaders in the API (``graphql_api/loaders.py``),
@@ -25,15 +31,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol, TypeVar
 
 from db.accounts.records import UserRecord
 from db.posts import repository as posts_repo
 from db.posts.records import CommentRecord, PostRecord
 from db.session import ShardSessions
+from db.stories.records import StoryRecord
 from domain.accounts.relations import block_set, following_flags, load_users
 from domain.errors import Forbidden, NotFound
 from domain.state import AppState
+from domain.stories.reads import in_close_friends, load_stories
 
 T = TypeVar("T")
 
@@ -90,6 +99,16 @@ class Facts(Protocol):
 
     async def blocked(self) -> set[int]:
         """Everyone the viewer blocked or was blocked by (empty for no viewer)."""
+        ...
+
+    async def stories(self, ids: Sequence[int]) -> list[StoryRecord | None]: ...
+
+    async def in_close_friends(self, author_ids: Sequence[int]) -> list[bool]:
+        """Whether each author lists the viewer as a close friend (False for no viewer)."""
+        ...
+
+    def now(self) -> datetime:
+        """The time stories expire against."""
         ...
 
 
@@ -183,6 +202,56 @@ class Visibility:
             raise NotFound("No such comment")
         return row
 
+    # Stories ----------------------------------------------------------------------------
+
+    async def story_authors(self, author_ids: Sequence[int]) -> dict[int, UserRecord]:
+        """The authors whose stories the viewer may see (close-friends stories aside)."""
+        authors = [row for row in await self.users(author_ids) if row is not None]
+        allowed = await self.content_visible(authors)
+        return {author.id: author for author, ok in zip(authors, allowed, strict=True) if ok}
+
+    async def close_friend_audiences(self, author_ids: Sequence[int]) -> set[int]:
+        """The authors whose close-friends stories the viewer may see."""
+        others = [author_id for author_id in author_ids if author_id != self.viewer_id]
+        if self.viewer_id is None:
+            return set()
+        flags = await self.facts.in_close_friends(others)
+        return {self.viewer_id} | {
+            author_id for author_id, flag in zip(others, flags, strict=True) if flag
+        }
+
+    async def stories(self, ids: Sequence[int]) -> list[StoryRecord | None]:
+        now = self.facts.now()
+        rows = [
+            row if row is not None and row.expires_at > now else None
+            for row in await self.facts.stories(ids)
+        ]
+        live = [row for row in rows if row is not None]
+        authors = await self.story_authors(list(dict.fromkeys(row.author_id for row in live)))
+        inner_circles = await self.close_friend_audiences(
+            list(
+                dict.fromkeys(
+                    row.author_id
+                    for row in live
+                    if row.audience == "close_friends" and row.author_id in authors
+                )
+            )
+        )
+        return [
+            row
+            if row is not None
+            and row.author_id in authors
+            and (row.audience != "close_friends" or row.author_id in inner_circles)
+            else None
+            for row in rows
+        ]
+
+    async def require_story(self, story_id: int) -> StoryRecord:
+        (row,) = await self.stories([story_id])
+        if row is None:
+            raise NotFound("No such story (it may have expired)")
+        return row
+
     async def feed_posts(self, ids: Sequence[int]) -> list[PostRecord]:
         """The visible posts among feed entries, by the viewer or by accounts they follow."""
         rows = [row for row in await self.posts(ids) if row is not None]
@@ -256,6 +325,17 @@ class DirectFacts:
                 block_set(self._state, self._sessions, self._viewer_id)
             )
         return await self._blocked
+
+    async def stories(self, ids: Sequence[int]) -> list[StoryRecord | None]:
+        return await load_stories(self._state, self._sessions, ids)
+
+    async def in_close_friends(self, author_ids: Sequence[int]) -> list[bool]:
+        if self._viewer_id is None:
+            return [False] * len(author_ids)
+        return await in_close_friends(self._state, self._sessions, self._viewer_id, author_ids)
+
+    def now(self) -> datetime:
+        return self._state.clock()
 
 
 def direct(state: AppState, sessions: ShardSessions, viewer_id: int | None) -> Visibility:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Text, func
+from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Text, func
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column
 
 from db.base import Base, snowflake_pk
@@ -22,6 +23,10 @@ class Post(Base):
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     # Last follower id reached, so a fan-out resumed after a crash skips finished batches.
     fanout_cursor: Mapped[int] = mapped_column(BigInteger, default=0)
+    # A carousel, in order: media rows in the author's shard (db/media/models.py).
+    media_ids: Mapped[list[int]] = mapped_column(ARRAY(BigInteger), default=list)
+    # A post of one video: ranked in reelsFeed and counted in views.
+    is_reel: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class PostHashtag(Base):
@@ -75,3 +80,13 @@ class CommentLike(Base):
     comment_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class SavedPost(Base):
+    """A post in a user's private saved list; in the saver's shard."""
+
+    __tablename__ = "saved_posts"
+
+    user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    post_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    saved_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

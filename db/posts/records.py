@@ -20,6 +20,8 @@ class PostRecord(msgspec.Struct, frozen=True):
     updated_at: datetime
     deleted_at: datetime | None = None
     fanout_cursor: int = 0
+    media_ids: list[int] = msgspec.field(default_factory=list)
+    is_reel: bool = False
 
 
 class CommentRecord(msgspec.Struct, frozen=True):

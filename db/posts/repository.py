@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 from sqlalchemy import ColumnElement, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
@@ -17,6 +18,7 @@ from db.posts.models import (
     PostHashtag,
     PostLike,
     PostMention,
+    SavedPost,
 )
 
 
@@ -34,9 +36,13 @@ async def insert_post(
     caption: str,
     hashtags: Sequence[str],
     mention_ids: Sequence[int],
+    media_ids: Sequence[int] = (),
+    is_reel: bool = False,
 ) -> Post:
     post: Post | None = await session.scalar(
-        insert(Post).values(author_id=author_id, caption=caption).returning(Post)
+        insert(Post)
+        .values(author_id=author_id, caption=caption, media_ids=list(media_ids), is_reel=is_reel)
+        .returning(Post)
     )
     assert post is not None
     await _replace_tags(session, post.id, hashtags, mention_ids)
@@ -302,3 +308,61 @@ async def liked_comments(
         )
     )
     return set(result)
+
+
+# Saved posts (in the saver's shard) ----------------------------------------------------
+
+
+async def save_post(session: AsyncSession, *, user_id: int, post_id: int) -> bool:
+    result = await session.execute(
+        insert(SavedPost)
+        .values(user_id=user_id, post_id=post_id)
+        .on_conflict_do_nothing()
+        .returning(SavedPost.post_id)
+    )
+    return result.first() is not None
+
+
+async def unsave_post(session: AsyncSession, *, user_id: int, post_id: int) -> bool:
+    result = await session.execute(
+        delete(SavedPost)
+        .where(SavedPost.user_id == user_id, SavedPost.post_id == post_id)
+        .returning(SavedPost.post_id)
+    )
+    return result.first() is not None
+
+
+async def saved_post_ids(
+    session: AsyncSession, user_id: int, *, after: tuple[float, int] | None, limit: int
+) -> list[tuple[float, int]]:
+    """(saved_at as epoch seconds, post id), newest saved first, after a position."""
+    saved_at = func.extract("epoch", SavedPost.saved_at)
+    query = select(saved_at, SavedPost.post_id).where(SavedPost.user_id == user_id)
+    if after is not None:
+        query = query.where(func.row(saved_at, SavedPost.post_id) < func.row(after[0], after[1]))
+    query = query.order_by(SavedPost.saved_at.desc(), SavedPost.post_id.desc()).limit(limit)
+    return [(float(at), post_id) for at, post_id in (await session.execute(query)).all()]
+
+
+async def saved_posts(session: AsyncSession, user_id: int, post_ids: Sequence[int]) -> set[int]:
+    if not post_ids:
+        return set()
+    result = await session.scalars(
+        select(SavedPost.post_id).where(
+            SavedPost.user_id == user_id, SavedPost.post_id.in_(post_ids)
+        )
+    )
+    return set(result)
+
+
+async def recent_reels(
+    session: AsyncSession, *, since: datetime, limit: int
+) -> list[tuple[int, datetime]]:
+    """A shard's newest live reels: what the reels index is rebuilt from."""
+    result = await session.execute(
+        select(Post.id, Post.created_at)
+        .where(Post.is_reel, Post.deleted_at.is_(None), Post.created_at >= since)
+        .order_by(Post.created_at.desc())
+        .limit(limit)
+    )
+    return [(post_id, created_at) for post_id, created_at in result.all()]

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from db.accounts import repository as accounts_repo
 from db.accounts.records import UserRecord
+from db.media import repository as media_repo
 from db.session import ShardSessions
 from domain.accounts.relations import user_record
 from domain.accounts.validation import profile_changes, validate_search_prefix
-from domain.errors import NotFound
+from domain.errors import MediaNotReady, NotFound
 from domain.state import AppState
 from domain.visibility import Visibility
 
@@ -62,3 +63,22 @@ async def search_users(
     )[:limit]
     visible = await visibility.visible_rows([user_record(row) for row in rows])
     return [(row.username_lower, user) for row, user in zip(rows, visible, strict=True)]
+
+
+async def set_avatar(
+    state: AppState, sessions: ShardSessions, viewer_id: int, *, media_id: int | None
+) -> UserRecord:
+    """Make one of the viewer's processed images their avatar (None removes it)."""
+    async with sessions.for_id(viewer_id) as session:
+        if media_id is not None:
+            kinds = await media_repo.kinds_of_ready(session, [media_id], owner_id=viewer_id)
+            if kinds.get(media_id) != "image":
+                raise MediaNotReady(
+                    "An avatar must be one of your own processed images",
+                    mediaIds=[str(media_id)],
+                )
+        user = await accounts_repo.update_user(session, viewer_id, {"avatar_media_id": media_id})
+    if user is None:
+        raise NotFound("Your account no longer exists")
+    await state.user_cache.store(user.id, user)
+    return user_record(user)

@@ -8,7 +8,7 @@ the reads a page will make are planned together (``db.redis.read_together``):
 1. the posts' rows, and what the reader asked for by post id (counters, the viewer's
    flags), plus the viewer's block set if it is not known yet;
 2. the authors' rows and whether the viewer follows each, which the visibility rules
-   need.
+   need, and the posts' media rows (a carousel's photos) when asked for.
 
 Only hits come back: a miss (evicted, never cached) or a Redis that cannot answer is
 left to the usual batch reads, which go to PostgreSQL and fill the cache. Who may see
@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from db.media.records import MediaRecord
 from db.redis import PlannedRead, read_together, redis_available
 from domain.state import AppState
 from domain.visibility import KnownFacts, Visibility
@@ -33,6 +34,8 @@ class PostFields:
     like_count: bool = False
     comment_count: bool = False
     viewer_has_liked: bool = False
+    viewer_has_saved: bool = False
+    media: bool = False
 
 
 @dataclass(slots=True)
@@ -43,6 +46,8 @@ class PostPageAhead:
     like_counts: dict[int, int] = field(default_factory=dict)
     comment_counts: dict[int, int] = field(default_factory=dict)
     viewer_liked: dict[int, bool] = field(default_factory=dict)
+    viewer_saved: dict[int, bool] = field(default_factory=dict)
+    media: dict[int, MediaRecord | None] = field(default_factory=dict)
 
 
 async def read_ahead(
@@ -83,6 +88,8 @@ async def _read(
         reads.append(state.post_comments.plan_get(ids))
     if fields.viewer_has_liked and viewer_id is not None:
         reads.append(state.liked_posts.plan_get(viewer_id, ids))
+    if fields.viewer_has_saved and viewer_id is not None:
+        reads.append(state.saved_posts.plan_get(viewer_id, ids))
     read_blocks = viewer_id is not None and blocked is None
     if read_blocks and viewer_id is not None:
         reads.append(state.block_sets.plan_members(viewer_id))
@@ -98,19 +105,28 @@ async def _read(
         ahead.comment_counts = next(answer)
     if fields.viewer_has_liked and viewer_id is not None:
         ahead.viewer_liked = next(answer)
+    if fields.viewer_has_saved and viewer_id is not None:
+        ahead.viewer_saved = next(answer)
     ahead.facts.blocked = next(answer) if read_blocks else blocked
 
     authors = list(dict.fromkeys(row.author_id for row in posts.values() if row is not None))
     others = [author for author in authors if author != viewer_id]
     second: list[PlannedRead[Any]] = [state.user_cache.plan_get(authors)]
+    media_ids = (
+        list(dict.fromkeys(m for row in posts.values() if row is not None for m in row.media_ids))
+        if fields.media
+        else []
+    )
+    second.append(state.media_cache.plan_get(media_ids))
     if viewer_id is not None and others:
         second.append(state.following_sets.plan_contains(viewer_id, others))
     answers = await read_together(redis, second)
     if answers is None:
         return ahead
     ahead.facts.users = answers[0]
-    if len(answers) > 1 and answers[1] is not None:
-        ahead.facts.follows = dict(zip(others, answers[1], strict=True))
+    ahead.media = answers[1]
+    if len(answers) > 2 and answers[2] is not None:
+        ahead.facts.follows = dict(zip(others, answers[2], strict=True))
     elif viewer_id is None:
         ahead.facts.follows = dict.fromkeys(others, False)
     return ahead

@@ -15,13 +15,14 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
 from db.accounts.records import UserRecord
+from db.media import repository as media_repo
 from db.posts import repository as posts_repo
 from db.posts.records import PostRecord
 from db.redis import read_epoch
 from db.session import ShardSessions
 from domain import events
 from domain.accounts.relations import refresh_users, user_ids_for_usernames
-from domain.errors import BadUserInput, Forbidden, NotFound
+from domain.errors import BadUserInput, Forbidden, MediaNotReady, NotFound
 from domain.posts.events import POST_CREATED, POST_DELETED, PostCreated, PostDeleted
 from domain.posts.text import parse_hashtags, parse_mentions, validate_caption
 from domain.state import CACHED_LIST_LENGTH, AppState
@@ -59,20 +60,54 @@ async def refresh_author_posts(state: AppState, sessions: ShardSessions, author_
     await state.author_posts.store(author_id, ids)
 
 
+MAX_MEDIA_PER_POST = 10
+
+
+def _check_media_ids(media_ids: Sequence[int]) -> list[int]:
+    if len(media_ids) > MAX_MEDIA_PER_POST:
+        raise BadUserInput(
+            f"A post carries at most {MAX_MEDIA_PER_POST} photos or videos", field="mediaIds"
+        )
+    if len(set(media_ids)) != len(media_ids):
+        raise BadUserInput("The same media appears twice", field="mediaIds")
+    return list(media_ids)
+
+
 async def create_post(
-    state: AppState, sessions: ShardSessions, viewer_id: int, *, caption: str
+    state: AppState,
+    sessions: ShardSessions,
+    viewer_id: int,
+    *,
+    caption: str,
+    media_ids: Sequence[int] = (),
 ) -> PostRecord:
+    """A post of up to ten processed photos and videos (a carousel, in order), or of a
+    caption alone. A post of a single video is a reel."""
     caption = validate_caption(caption)
+    media_ids = _check_media_ids(media_ids)
     hashtags = parse_hashtags(caption)
     mention_ids = await user_ids_for_usernames(state, sessions, parse_mentions(caption))
     async with sessions.for_id(viewer_id) as session:
+        # Media lives in its owner's shard, which is the post's: both commit together.
+        kinds = await media_repo.kinds_of_ready(session, media_ids, owner_id=viewer_id)
         post = await posts_repo.insert_post(
             session,
             author_id=viewer_id,
             caption=caption,
             hashtags=hashtags,
             mention_ids=mention_ids,
+            media_ids=media_ids,
+            is_reel=len(media_ids) == 1 and kinds.get(media_ids[0]) == "video",
         )
+        attached = await media_repo.attach_media(
+            session, media_ids=media_ids, owner_id=viewer_id, attach_to=post.id
+        )
+        if len(attached) != len(media_ids):
+            missing = sorted(set(media_ids) - {media.id for media in attached})
+            raise MediaNotReady(
+                "Only your own processed media that is not published yet can be posted",
+                mediaIds=[str(media_id) for media_id in missing],
+            )
         owed = await events.emit(
             session, POST_CREATED, PostCreated(post_id=post.id, author_id=viewer_id)
         )
@@ -80,6 +115,7 @@ async def create_post(
     # (a retry would post twice). Its event goes first; the outbox row backs it up.
     await events.relay(state, sessions, owed)
     try:
+        await state.media_cache.invalidate(*media_ids)
         await state.post_cache.store(post.id, post)
         await _index_tags(sessions, post.id, add=hashtags, remove=())
         await refresh_author_posts(state, sessions, viewer_id)

@@ -1,0 +1,1 @@
+"""Reels: video posts, their views and the index they are ranked from."""

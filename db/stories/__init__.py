@@ -1,0 +1,1 @@
+"""Stories: 24-hour posts, who saw them, close friends."""

@@ -1,0 +1,1 @@
+"""Media: uploads, processing into variants, and delivery through CDN-style URLs."""

@@ -1,0 +1,198 @@
+"""Processing an upload in a worker: decode it for real, render its variants, store them
+under content-addressed keys, and mark the media ready, or failed with a typed code.
+
+Nothing of a rejected upload is kept: its raw object is deleted and no variant is
+written. The raw object of an accepted one is deleted too, once its variants are stored;
+a video keeps its original bytes (not transcoded) beside its poster frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable
+from datetime import timedelta
+from typing import TypeVar
+
+from db.media import repository as media_repo
+from db.media.models import Media
+from db.media.records import MediaVariant
+from db.session import ShardSessions
+from domain.media.delivery import variant_key
+from domain.media.processing import (
+    Limits,
+    MediaRejected,
+    ProcessedImage,
+    ProcessedVideo,
+    process_image,
+    process_video,
+)
+from domain.media.uploads import max_bytes_for
+from domain.state import AppState
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# A year: keys are content-addressed, so what is behind one never changes.
+IMMUTABLE = "public, max-age=31536000, immutable"
+VIDEO_EXTENSIONS = {"video/mp4": "mp4", "video/quicktime": "mov", "video/webm": "webm"}
+_cpu_slots: dict[int, asyncio.Semaphore] = {}
+
+
+def _cpu_slot() -> asyncio.Semaphore:
+    """Decoding is CPU-bound: at most one per core at a time in this process, however
+    many jobs the queue runs at once, so memory stays bounded too."""
+    loop_id = id(asyncio.get_running_loop())
+    if loop_id not in _cpu_slots:
+        _cpu_slots[loop_id] = asyncio.Semaphore(os.cpu_count() or 1)
+    return _cpu_slots[loop_id]
+
+
+async def _on_cpu(work: Callable[[], T]) -> T:
+    async with _cpu_slot():
+        return await asyncio.to_thread(work)
+
+
+def limits_for(state: AppState) -> Limits:
+    settings = state.runtime.settings
+    return Limits(
+        max_bytes_image=settings.max_image_bytes, max_bytes_video=settings.max_video_bytes
+    )
+
+
+async def process_upload(state: AppState, sessions: ShardSessions, media_id: int) -> None:
+    async with sessions.for_id(media_id) as session:
+        found = await media_repo.get_media(session, [media_id])
+    media = found[0] if found else None
+    if media is None or media.status != "processing":
+        return  # delivered twice, or swept: nothing left to do
+    store = state.runtime.object_store
+    head = await store.head(media.upload_key)
+    if head is None:
+        await _fail(state, sessions, media, "MEDIA_MISSING")
+        return
+    limit = max_bytes_for(state, "image" if media.kind == "image" else "video")
+    if head.size > min(limit, media.declared_bytes):
+        await _fail(state, sessions, media, "MEDIA_TOO_LARGE")
+        return
+    data = await store.get(media.upload_key)
+    limits = limits_for(state)
+    try:
+        video: ProcessedVideo | None = None
+        if media.kind == "image":
+            image = await _on_cpu(
+                lambda: process_image(data, declared_type=media.content_type, limits=limits)
+            )
+        else:
+            processed_video = await _on_cpu(
+                lambda: process_video(data, declared_type=media.content_type, limits=limits)
+            )
+            video, image = processed_video, processed_video.poster
+    except MediaRejected as rejected:
+        log.info("media %s rejected: %s (%s)", media_id, rejected.code, rejected)
+        await _fail(state, sessions, media, rejected.code)
+        return
+    variants = await _store_variants(state, media, image)
+    video_key = None
+    if video is not None:
+        video_key = variant_key(
+            owner_id=media.owner_id,
+            content_sha256=video.content_sha256,
+            name="video",
+            extension=VIDEO_EXTENSIONS.get(media.content_type, "mp4"),
+        )
+        await store.put(
+            key=video_key, body=data, content_type=media.content_type, cache_control=IMMUTABLE
+        )
+    async with sessions.for_id(media_id) as session:
+        ready = await media_repo.mark_ready(
+            session,
+            media_id,
+            content_sha256=video.content_sha256 if video is not None else image.content_sha256,
+            width=video.width if video is not None else image.width,
+            height=video.height if video is not None else image.height,
+            duration_ms=round(video.duration_seconds * 1000) if video is not None else None,
+            placeholder=image.placeholder,
+            variants=variants,
+            video_key=video_key,
+            now=state.clock(),
+        )
+    if ready is not None:
+        await state.media_cache.store(media_id, ready)
+    await store.delete([media.upload_key])
+
+
+async def _store_variants(
+    state: AppState, media: Media, image: ProcessedImage
+) -> list[MediaVariant]:
+    store = state.runtime.object_store
+    # A video's poster frames are named after the video's bytes: its hash is the media's.
+    variants = []
+    uploads = []
+    for variant in image.variants:
+        key = variant_key(
+            owner_id=media.owner_id,
+            content_sha256=image.content_sha256,
+            name=f"{variant.width}",
+            extension="jpg" if variant.format == "jpeg" else variant.format,
+        )
+        variants.append(
+            MediaVariant(
+                width=variant.width,
+                height=variant.height,
+                format=variant.format,
+                key=key,
+                bytes=len(variant.data),
+            )
+        )
+        uploads.append(
+            store.put(
+                key=key,
+                body=variant.data,
+                content_type=variant.content_type,
+                cache_control=IMMUTABLE,
+            )
+        )
+    await asyncio.gather(*uploads)
+    return variants
+
+
+async def _fail(state: AppState, sessions: ShardSessions, media: Media, code: str) -> None:
+    async with sessions.for_id(media.id) as session:
+        failed = await media_repo.mark_failed(session, media.id, error_code=code, now=state.clock())
+    if failed is not None:
+        await state.media_cache.store(media.id, failed)
+    await state.runtime.object_store.delete([media.upload_key])
+
+
+SWEEP_BATCH = 200
+
+
+async def sweep_abandoned(state: AppState) -> int:
+    """Delete uploads never finalized, and fail those never processed, after
+    ``upload_abandon_seconds``; their raw objects go with them. Returns how many."""
+    sessions = ShardSessions(state.runtime.databases)
+    cutoff = state.clock() - timedelta(seconds=state.runtime.settings.upload_abandon_seconds)
+
+    async def per_shard(session: object) -> list[Media]:
+        return await media_repo.unfinished_before(session, cutoff, limit=SWEEP_BATCH)  # type: ignore[arg-type]
+
+    found = await sessions.scatter_all(per_shard)
+    swept = 0
+    for shard, rows in found.items():
+        if not rows:
+            continue
+        await state.runtime.object_store.delete([row.upload_key for row in rows])
+        pending = [row.id for row in rows if row.status == "pending"]
+        async with sessions.shard(shard) as session:
+            await media_repo.delete_media(session, pending)
+            for row in rows:
+                if row.status == "processing":
+                    await media_repo.mark_failed(
+                        session, row.id, error_code="MEDIA_ABANDONED", now=state.clock()
+                    )
+        await state.media_cache.invalidate(*[row.id for row in rows])
+        swept += len(rows)
+    return swept

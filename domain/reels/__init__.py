@@ -1,0 +1,1 @@
+"""Reels: video posts, their view counts and the ranked reels feed."""

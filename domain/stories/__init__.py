@@ -1,0 +1,1 @@
+"""Stories: 24-hour photos and videos, the tray, seen marks and close friends."""
