@@ -1,4 +1,4 @@
-"""The FastAPI application: /graphql (with offline GraphiQL), /healthz and /readyz.
+"""The FastAPI application: /graphql (with offline GraphiQL), /media, /healthz and /readyz.
 
 FastAPI's own /docs, /redoc and /openapi.json are off: they describe nothing here (the
 API is GraphQL) and the docs pages load Swagger from a public CDN.
@@ -16,7 +16,10 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import Route
 
 from aperture.runtime import Runtime
@@ -26,6 +29,7 @@ from domain.state import AppState
 from graphql_api.edge import SecurityHeaders
 from graphql_api.graphiql import STATIC_DIR, STATIC_URL_PREFIX
 from graphql_api.http import GraphQLEndpoint
+from graphql_api.media.route import MediaEndpoint
 from graphql_api.relay import configure_cursors
 
 log = logging.getLogger(__name__)
@@ -36,6 +40,20 @@ READINESS_TIMEOUT_SECONDS = 2.0
 # Work the app runs beside the API for its lifetime until the event is set (the job
 # workers, in embedded mode: one command must give a working feed).
 Background = Callable[[AppState, asyncio.Event], Coroutine[Any, Any, None]]
+
+
+HTTP_ERROR_CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
+
+
+async def http_error(request: Request, error: Exception) -> Response:
+    """Unknown paths and methods answer in the same error shape as everything else."""
+    assert isinstance(error, StarletteHTTPException)
+    code = HTTP_ERROR_CODES.get(error.status_code, "BAD_REQUEST")
+    return JSONResponse(
+        {"errors": [{"message": str(error.detail), "extensions": {"code": code}}]},
+        status_code=error.status_code,
+        headers=error.headers,
+    )
 
 
 def create_app(
@@ -66,9 +84,13 @@ def create_app(
         title="Aperture", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
     )
     app.state.aperture = state
+    app.add_exception_handler(StarletteHTTPException, http_error)
     if runtime.settings.graphiql_enabled:
         app.mount(STATIC_URL_PREFIX, StaticFiles(directory=STATIC_DIR), name="graphiql-static")
     app.router.routes.append(Route("/graphql", GraphQLEndpoint(state)))
+    app.router.routes.append(
+        Route("/media/{key:path}", MediaEndpoint(state).serve, methods=["GET", "HEAD"])
+    )
     # Outermost last: security headers go on every answer, CORS preflights included.
     settings = runtime.settings
     if settings.cors_allowed_origins:

@@ -88,6 +88,22 @@ COMPILED_FIELDS: Mapping[str, frozenset[str]] = {
             "likeCount",
             "commentCount",
             "viewerHasLiked",
+            "viewerHasSaved",
+            "media",
+            "isReel",
+            "viewCount",
+        }
+    ),
+    "Media": frozenset(
+        {
+            "id",
+            "width",
+            "height",
+            "aspectRatio",
+            "placeholder",
+            "durationSeconds",
+            "url",
+            "videoUrl",
         }
     ),
     "User": frozenset(
@@ -103,6 +119,7 @@ COMPILED_FIELDS: Mapping[str, frozenset[str]] = {
             "followingCount",
             "postCount",
             "posts",
+            "avatar",
         }
     ),
 }

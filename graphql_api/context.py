@@ -9,6 +9,7 @@ authentication is checked once per request or connection (``graphql_api/auth.py`
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 from typing import TypeAlias
 
 import strawberry
@@ -18,12 +19,15 @@ from strawberry.fastapi import BaseContext
 from db.accounts.records import UserRecord
 from db.posts.records import CommentRecord, PostRecord
 from db.session import ShardSessions
+from db.stories.records import StoryRecord
 from domain.errors import Unauthenticated
 from domain.state import AppState
 from domain.visibility import KnownFacts, Visibility, known_or_loaded
 from graphql_api.accounts.loaders import AccountLoaders
 from graphql_api.auth import ANONYMOUS, Authentication
+from graphql_api.media.loaders import MediaLoaders
 from graphql_api.posts.loaders import PostLoaders
+from graphql_api.stories.loaders import StoryLoaders
 
 
 class Loaders:
@@ -32,17 +36,31 @@ class Loaders:
     def __init__(self, state: AppState, sessions: ShardSessions, viewer_id: int | None) -> None:
         self.accounts = AccountLoaders(state, sessions, viewer_id)
         self.posts = PostLoaders(state, sessions, viewer_id)
+        self.media = MediaLoaders(state, sessions)
+        self.stories = StoryLoaders(state, sessions, viewer_id)
         # The one policy, fed by these loaders so that its reads batch with the rest.
-        self.visibility = Visibility(_LoaderFacts(self.accounts, self.posts, viewer_id))
+        self.visibility = Visibility(
+            _LoaderFacts(state, self.accounts, self.posts, self.stories, viewer_id=viewer_id)
+        )
 
 
 class _LoaderFacts:
     """Facts through the operation's loaders, after what a page's planned read found
     (``remember``): those answer from memory, without a future per id."""
 
-    def __init__(self, accounts: AccountLoaders, posts: PostLoaders, viewer_id: int | None):
+    def __init__(
+        self,
+        state: AppState,
+        accounts: AccountLoaders,
+        posts: PostLoaders,
+        stories: StoryLoaders,
+        *,
+        viewer_id: int | None,
+    ):
+        self._state = state
         self._accounts = accounts
         self._posts = posts
+        self._stories = stories
         self._viewer_id = viewer_id
         self._known = KnownFacts()
 
@@ -73,6 +91,15 @@ class _LoaderFacts:
 
     async def blocked(self) -> set[int]:
         return await self._accounts.viewer_block_set()
+
+    async def stories(self, ids: Sequence[int]) -> list[StoryRecord | None]:
+        return await self._stories.story.load_many(ids)
+
+    async def in_close_friends(self, author_ids: Sequence[int]) -> list[bool]:
+        return await self._stories.viewer_in_close_friends.load_many(author_ids)
+
+    def now(self) -> datetime:
+        return self._state.clock()
 
 
 class Context(BaseContext):

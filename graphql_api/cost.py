@@ -56,6 +56,8 @@ from graphql_api.relay import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 # full page, the most any list in this API returns.
 LIST_BOUNDS: Mapping[tuple[str, str], int] = {
     ("Post", "mentions"): 20,
+    ("Post", "media"): 10,  # domain.posts.posts.MAX_MEDIA_PER_POST
+    ("Media", "variants"): 6,  # three widths in two formats
 }
 MUTATION_COST = 10
 INTROSPECTION_COST = 50
@@ -272,7 +274,13 @@ class _Analysis:
                 aliases=child.aliases + aliases,
                 introspection_lists=nesting,
             )
-        times = self.list_length(parent, node, page_size) if is_list else 1
+        if not is_list:
+            times = 1
+        elif "first" in definition.args:
+            # A plain list that takes ``first`` (a story tray item's stories) is that long.
+            times = self.page_size(node, definition)
+        else:
+            times = self.list_length(parent, node, page_size)
         return Summary(
             cost=min(times * (1 + child.cost), _CAP),
             depth=child.depth + 1,

@@ -18,9 +18,14 @@ from graphql_api.context import Info, OperationScope
 from graphql_api.error_handling import TypedErrors, log_errors
 from graphql_api.feed.schema import FeedQueries
 from graphql_api.guard import DOCUMENT_CACHE_SIZE, OperationGuard, TokenLimit
+from graphql_api.media.schema import MediaMutations, MediaQueries
+from graphql_api.media.types import Media
 from graphql_api.node import Node, resolve_node
 from graphql_api.posts.schema import PostMutations, PostQueries
 from graphql_api.posts.types import Comment, Post
+from graphql_api.reels.schema import ReelMutations, ReelQueries
+from graphql_api.stories.schema import StoryMutations, StoryQueries
+from graphql_api.stories.types import Story
 
 MAX_NODES_PER_QUERY = 100
 
@@ -49,12 +54,14 @@ class NodeQueries:
 
 
 @strawberry.type
-class Query(NodeQueries, AccountQueries, PostQueries, FeedQueries):
+class Query(
+    NodeQueries, AccountQueries, PostQueries, FeedQueries, MediaQueries, StoryQueries, ReelQueries
+):
     pass
 
 
 @strawberry.type
-class Mutation(AccountMutations, PostMutations):
+class Mutation(AccountMutations, PostMutations, MediaMutations, StoryMutations, ReelMutations):
     pass
 
 
@@ -80,7 +87,7 @@ def build_schema() -> strawberry.Schema:
     return ApertureSchema(
         query=Query,
         mutation=Mutation,
-        types=[User, Post, Comment],
+        types=[User, Post, Comment, Media, Story],
         extensions=extensions,
     )
 

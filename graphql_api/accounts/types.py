@@ -12,10 +12,19 @@ from db.accounts.records import UserRecord as UserRow
 from domain.accounts import graph
 from graphql_api.context import Info
 from graphql_api.node import Node
-from graphql_api.relay import Connection, build_connection, decode_cursor, page_size, to_global_id
+from graphql_api.relay import (
+    MAX_PAGE_SIZE,
+    Connection,
+    build_connection,
+    decode_cursor,
+    page_size,
+    to_global_id,
+)
 
 if TYPE_CHECKING:
+    from graphql_api.media.types import Media
     from graphql_api.posts.types import Post
+    from graphql_api.stories.types import Story
 
 
 @strawberry.enum(description="How the viewer relates to a user.")
@@ -117,6 +126,31 @@ class User(Node):
             limit=limit + 1,
         )
         return await user_connection(info, rows, limit)
+
+    @strawberry.field(description="The profile picture.")
+    async def avatar(
+        self, info: Info
+    ) -> Annotated[Media, strawberry.lazy("graphql_api.media.types")] | None:
+        from graphql_api.media.types import media_of
+
+        if self.row.avatar_media_id is None:
+            return None
+        found = await media_of(info, [self.row.avatar_media_id], owner_private=self.row.is_private)
+        return found[0] if found else None
+
+    @strawberry.field(
+        description="This user's live stories, oldest first, as far as the viewer may see."
+    )
+    async def stories(
+        self, info: Info, first: int = MAX_PAGE_SIZE
+    ) -> list[Annotated[Story, strawberry.lazy("graphql_api.stories.types")]]:
+        from domain.stories.stories import live_entries
+        from graphql_api.stories.types import visible_stories
+
+        ctx = info.context
+        entries = await live_entries(ctx.state, ctx.sessions, [self.row.id])
+        story_ids = [entry.story_id for entry in entries.get(self.row.id, [])]
+        return await visible_stories(info, story_ids, first=first)
 
     @strawberry.field(description="This user's posts, newest first (the profile grid).")
     async def posts(

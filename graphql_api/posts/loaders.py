@@ -12,8 +12,9 @@ from strawberry.dataloader import DataLoader
 
 from db.posts.records import CommentRecord, PostRecord
 from db.session import ShardSessions
-from domain.posts import comments, likes, posts
+from domain.posts import comments, likes, posts, saved
 from domain.posts.comments import ThreadKey
+from domain.reels import reels
 from domain.state import AppState
 
 
@@ -42,6 +43,8 @@ class PostLoaders:
             load_fn=self._load_first_replies
         )
         self.mentions: DataLoader[int, list[int]] = DataLoader(load_fn=self._load_mentions)
+        self.view_count: DataLoader[int, int] = DataLoader(load_fn=self._load_view_counts)
+        self.viewer_saved: DataLoader[int, bool] = DataLoader(load_fn=self._load_viewer_saved)
 
     async def _load_posts(self, ids: Sequence[int]) -> list[PostRecord | None]:
         return await posts.load_posts(self._state, self._sessions, ids)
@@ -76,3 +79,11 @@ class PostLoaders:
 
     async def _load_mentions(self, post_ids: Sequence[int]) -> list[list[int]]:
         return await posts.mentioned_user_ids(self._sessions, post_ids)
+
+    async def _load_view_counts(self, post_ids: Sequence[int]) -> list[int]:
+        return await reels.view_counts(self._state, self._sessions, post_ids)
+
+    async def _load_viewer_saved(self, post_ids: Sequence[int]) -> list[bool]:
+        if self._viewer_id is None:
+            return [False] * len(post_ids)
+        return await saved.viewer_saved(self._state, self._sessions, self._viewer_id, post_ids)

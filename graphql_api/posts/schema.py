@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import strawberry
 
-from domain.errors import NotFound
-from domain.posts import comments, likes, posts
+from domain.errors import BadUserInput, NotFound
+from domain.posts import comments, likes, posts, saved
 from graphql_api.context import Info, SignedIn
 from graphql_api.node import register_node_type
 from graphql_api.posts.types import (
@@ -15,7 +15,15 @@ from graphql_api.posts.types import (
     resolve_comment_node,
     resolve_post_node,
 )
-from graphql_api.relay import Connection, decode_cursor, from_global_id, page_size, to_global_id
+from graphql_api.relay import (
+    Connection,
+    decode_cursor,
+    decode_text_cursor,
+    encode_text_cursor,
+    from_global_id,
+    page_size,
+    to_global_id,
+)
 
 register_node_type("Post", resolve_post_node)
 register_node_type("Comment", resolve_comment_node)
@@ -32,6 +40,11 @@ def comment_id_from(global_id: strawberry.ID) -> int:
 @strawberry.input
 class CreatePostInput:
     caption: str = ""
+    media_ids: list[strawberry.ID] = strawberry.field(
+        default_factory=list,
+        description="Up to 10 processed uploads (createUpload, finalizeUpload), in order. "
+        "One video makes the post a reel.",
+    )
 
 
 @strawberry.type
@@ -66,8 +79,26 @@ class PostQueries:
         )
         return await post_connection(info, ids, limit=limit)
 
+    @strawberry.field(
+        description="The viewer's saved posts, most recently saved first. Only the viewer "
+        "sees this list.",
+        permission_classes=[SignedIn],
+    )
+    async def saved_posts(
+        self, info: Info, first: int | None = None, after: str | None = None
+    ) -> Connection[Post]:
+        ctx = info.context
+        limit = page_size(first)
+        entries = await saved.saved_post_ids(
+            ctx.sessions, ctx.signed_in_id, after=decode_text_cursor(after), limit=limit + 1
+        )
+        cursor_of = {post_id: encode_text_cursor(cursor) for cursor, post_id in entries}
+        return await post_connection(
+            info, [post_id for _, post_id in entries], limit=limit, cursors=cursor_of.__getitem__
+        )
 
-async def _post(info: Info, post_id: int) -> Post:
+
+async def post_or_not_found(info: Info, post_id: int) -> Post:
     row = await info.context.loaders.visibility.post(post_id)
     if row is None:
         raise NotFound("No such post")
@@ -79,8 +110,19 @@ class PostMutations:
     @strawberry.mutation(permission_classes=[SignedIn])
     async def create_post(self, info: Info, input: CreatePostInput) -> PostPayload:
         ctx = info.context
+        if len(input.media_ids) > posts.MAX_MEDIA_PER_POST:
+            raise BadUserInput(
+                f"A post carries at most {posts.MAX_MEDIA_PER_POST} photos or videos",
+                field="mediaIds",
+            )
         row = await posts.create_post(
-            ctx.state, ctx.sessions, ctx.signed_in_id, caption=input.caption
+            ctx.state,
+            ctx.sessions,
+            ctx.signed_in_id,
+            caption=input.caption,
+            media_ids=[
+                from_global_id(media_id, expected="Media")[1] for media_id in input.media_ids
+            ],
         )
         return PostPayload(post=Post(row=row))
 
@@ -134,14 +176,14 @@ class PostMutations:
         ctx = info.context
         target = post_id_from(post_id)
         await likes.set_post_like(ctx.state, ctx.sessions, ctx.signed_in_id, target, liked=True)
-        return PostPayload(post=await _post(info, target))
+        return PostPayload(post=await post_or_not_found(info, target))
 
     @strawberry.mutation(permission_classes=[SignedIn])
     async def unlike_post(self, info: Info, post_id: strawberry.ID) -> PostPayload:
         ctx = info.context
         target = post_id_from(post_id)
         await likes.set_post_like(ctx.state, ctx.sessions, ctx.signed_in_id, target, liked=False)
-        return PostPayload(post=await _post(info, target))
+        return PostPayload(post=await post_or_not_found(info, target))
 
     @strawberry.mutation(permission_classes=[SignedIn])
     async def like_comment(self, info: Info, comment_id: strawberry.ID) -> CommentPayload:
@@ -158,3 +200,21 @@ class PostMutations:
             ctx.state, ctx.sessions, ctx.signed_in_id, comment_id_from(comment_id), liked=False
         )
         return CommentPayload(comment=Comment(row=row))
+
+    @strawberry.mutation(
+        description="Add a post to your private saved list.", permission_classes=[SignedIn]
+    )
+    async def save_post(self, info: Info, post_id: strawberry.ID) -> PostPayload:
+        ctx = info.context
+        target = post_id_from(post_id)
+        await saved.set_saved(ctx.state, ctx.sessions, ctx.signed_in_id, target, saved=True)
+        return PostPayload(post=await post_or_not_found(info, target))
+
+    @strawberry.mutation(
+        description="Remove a post from your saved list.", permission_classes=[SignedIn]
+    )
+    async def unsave_post(self, info: Info, post_id: strawberry.ID) -> PostPayload:
+        ctx = info.context
+        target = post_id_from(post_id)
+        await saved.set_saved(ctx.state, ctx.sessions, ctx.signed_in_id, target, saved=False)
+        return PostPayload(post=await post_or_not_found(info, target))

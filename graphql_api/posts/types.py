@@ -12,6 +12,7 @@ import strawberry
 from strawberry.types.nodes import SelectedField, Selection
 
 from db.accounts.records import UserRecord as UserRow
+from db.media.records import MediaRecord as MediaRow
 from db.posts.records import CommentRecord as CommentRow
 from db.posts.records import PostRecord as PostRow
 from domain.posts import comments, posts
@@ -25,9 +26,11 @@ from graphql_api.relay import Connection, build_connection, decode_cursor, page_
 
 if TYPE_CHECKING:
     from graphql_api.accounts.types import User
+    from graphql_api.media.types import Media
 
 T = TypeVar("T")
 UserType = Annotated["User", strawberry.lazy("graphql_api.accounts.types")]
+MediaType = Annotated["Media", strawberry.lazy("graphql_api.media.types")]
 
 
 async def _user(info: Info, user_id: int) -> UserType | None:
@@ -46,7 +49,9 @@ class PostPage:
     like_counts: dict[int, int] = field(default_factory=dict)
     comment_counts: dict[int, int] = field(default_factory=dict)
     viewer_liked: dict[int, bool] = field(default_factory=dict)
+    viewer_saved: dict[int, bool] = field(default_factory=dict)
     authors: dict[int, UserRow | None] = field(default_factory=dict)
+    media: dict[int, MediaRow | None] = field(default_factory=dict)
 
 
 @strawberry.type(description="A photo or video post.")
@@ -108,6 +113,48 @@ class Post(Node):
         if self.page is not None and self.row.id in self.page.viewer_liked:
             return self.page.viewer_liked[self.row.id]
         return info.context.loaders.posts.viewer_liked.load(self.row.id)
+
+    @strawberry.field(
+        graphql_type=list[MediaType],
+        description="The photos and videos, in order (a carousel when several); empty for "
+        "a caption-only post.",
+    )
+    async def media(self, info: Info) -> list[MediaType]:
+        from graphql_api.media.types import Media, media_of
+
+        if not self.row.media_ids:
+            return []
+        author = None
+        page = self.page
+        if page is not None:
+            author = page.authors.get(self.row.author_id)
+        if author is None:
+            author = await info.context.loaders.accounts.user.load(self.row.author_id)
+        private = author is not None and author.is_private
+        if page is not None and all(media_id in page.media for media_id in self.row.media_ids):
+            found = (page.media[media_id] for media_id in self.row.media_ids)
+            return [
+                Media(row=row, signed=private)
+                for row in found
+                if row is not None and row.status == "ready"
+            ]
+        return await media_of(info, list(self.row.media_ids), owner_private=private)
+
+    @strawberry.field(description="A post of one video: shown in reelsFeed, counts views.")
+    def is_reel(self) -> bool:
+        return self.row.is_reel
+
+    @strawberry.field(description="People who watched this reel (null for other posts).")
+    async def view_count(self, info: Info) -> int | None:
+        if not self.row.is_reel:
+            return None
+        return await info.context.loaders.posts.view_count.load(self.row.id)
+
+    @strawberry.field(graphql_type=bool, description="Whether the viewer saved the post.")
+    def viewer_has_saved(self, info: Info) -> bool | Awaitable[bool]:
+        if self.page is not None and self.row.id in self.page.viewer_saved:
+            return self.page.viewer_saved[self.row.id]
+        return info.context.loaders.posts.viewer_saved.load(self.row.id)
 
     @strawberry.field(description="Top-level comments, oldest first.")
     async def comments(
@@ -228,6 +275,8 @@ def _post_fields(wanted: set[str]) -> PostFields:
         like_count="likeCount" in wanted,
         comment_count="commentCount" in wanted,
         viewer_has_liked="viewerHasLiked" in wanted,
+        viewer_has_saved="viewerHasSaved" in wanted,
+        media="media" in wanted,
     )
 
 
@@ -269,7 +318,7 @@ async def posts_for_page(
     async def authors() -> dict[int, UserRow | None]:
         return dict(zip(author_ids, await loaders.visibility.users(author_ids), strict=True))
 
-    likes, comments, liked, authors_by_id = await asyncio.gather(
+    likes, comments, liked, saved, authors_by_id = await asyncio.gather(
         _loaded(ids, ahead.like_counts, loaders.posts.like_count.load_many)
         if "likeCount" in wanted
         else nothing(),
@@ -279,19 +328,38 @@ async def posts_for_page(
         _loaded(ids, ahead.viewer_liked, loaders.posts.viewer_liked.load_many)
         if "viewerHasLiked" in wanted
         else nothing(),
+        _loaded(ids, ahead.viewer_saved, loaders.posts.viewer_saved.load_many)
+        if "viewerHasSaved" in wanted
+        else nothing(),
         authors() if "author" in wanted else nothing(),
     )
     page = PostPage(
-        like_counts=likes, comment_counts=comments, viewer_liked=liked, authors=authors_by_id
+        like_counts=likes,
+        comment_counts=comments,
+        viewer_liked=liked,
+        viewer_saved=saved,
+        authors=authors_by_id,
+        media=ahead.media,
     )
     return {row.id: Post(row=row, page=page) for row in rows}
 
 
-async def post_connection(info: Info, ids: list[int], *, limit: int) -> Connection[Post]:
-    """A page of post ids (``limit + 1`` of them at most) as a connection of visible posts."""
+async def post_connection(
+    info: Info,
+    ids: list[int],
+    *,
+    limit: int,
+    cursors: Callable[[int], str] | None = None,
+) -> Connection[Post]:
+    """A page of post ids (``limit + 1`` of them at most) as a connection of visible posts.
+    Cursors are the post ids (keyset paging by id), unless ``cursors`` gives each one."""
     ahead = await read_ahead_posts(info, ids[:limit], page_fields(info))
     rows = await info.context.loaders.visibility.posts(ids[:limit])
     page = await posts_for_page(info, [row for row in rows if row is not None], ahead)
+    if cursors is not None:
+        return build_connection(
+            ids, limit=limit, cursor_of=cursors, node_of=page.get, encode=lambda cursor: cursor
+        )
     return build_connection(
         ids,
         limit=limit,

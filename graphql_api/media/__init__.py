@@ -1,0 +1,1 @@
+"""The GraphQL face of media: uploads and the Media type."""

@@ -1,0 +1,1 @@
+"""The GraphQL face of reels: reelsFeed and view counts."""

@@ -1,0 +1,1 @@
+"""The GraphQL face of stories: the tray, seen marks, close friends."""
