@@ -54,6 +54,12 @@ TABLES = [
     "post_likes",
     "comment_likes",
     "outbox",
+    "media",
+    "saved_posts",
+    "stories",
+    "story_views",
+    "close_friends",
+    "post_views",
 ]
 
 
@@ -199,6 +205,8 @@ def serve_in_thread(settings: Settings, servers: Servers, **options: Any) -> Ite
     """The real app over real HTTP, in a thread with its own event loop, with the same
     server options as `aperture serve` unless ``options`` replace some."""
     port = _free_port()
+    # Media URLs point at the app itself unless a CDN is configured: at this port.
+    settings = settings.model_copy(update={"port": port})
     holder: dict[str, uvicorn.Server] = {}
 
     def serve() -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from aperture.runtime import Servers
+from aperture.runtime import Servers, s3_environment
 from aperture.settings import Settings
 from db.shards import ShardMap
 from graphql_api.edge import BoundedHttpToolsProtocol
@@ -41,6 +41,7 @@ def two_servers(
         **project_env,
         "APERTURE_DATABASE_URLS": ",".join(servers.database_urls),
         "APERTURE_REDIS_URL": servers.redis_url,
+        **s3_environment(servers),
         "APERTURE_SERVE_RUNS_WORKERS": "false",
         "APERTURE_RATE_LIMIT_IP_CAPACITY": "10",
         "APERTURE_RATE_LIMIT_IP_PER_SECOND": "0.5",

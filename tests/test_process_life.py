@@ -160,7 +160,7 @@ def _assert_clean(stderr: str) -> None:
 def test_serve_stops_cleanly(how: str, serve: Callable[[], Serve], data_dir: Path) -> None:
     server = serve()
     embedded = processes_using(data_dir)
-    assert len(embedded) == 2, embedded  # the postmaster and Valkey
+    assert len(embedded) == 3, embedded  # the postmaster, Valkey and SeaweedFS
     # A session of their own: the terminal's Ctrl-C reaches only the app, which stops
     # them after its own shutdown (closing the job queue needs Valkey).
     for pid in embedded:
@@ -176,13 +176,13 @@ def test_serve_after_a_sigkill_stops_the_orphans(
     first = serve()
     first.kill()
     orphans = processes_using(data_dir)
-    assert len(orphans) == 2, orphans
+    assert len(orphans) == 3, orphans
     assert not any(_gone(pid) for pid in orphans)
 
     second = serve()
     assert second.readiness() == "ready"
     assert all(_gone(pid) for pid in orphans), processes_using(data_dir)
-    assert len(processes_using(data_dir)) == 2
+    assert len(processes_using(data_dir)) == 3
     _assert_clean(second.stop())
     assert _wait_until_none_use(data_dir) == {}
 

@@ -532,6 +532,7 @@ async def test_a_database_down_fails_only_the_fields_that_need_it(
     broken = Servers(
         database_urls=[servers.database_urls[0], f"postgresql://x@127.0.0.1:{closed_port}/x"],
         redis_url=servers.redis_url,
+        s3=servers.s3,
     )
     runtime = Runtime.connect(settings, broken)
     await runtime.redis.flushdb()  # rows must come from the databases

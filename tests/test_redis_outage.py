@@ -69,7 +69,7 @@ async def _app_on(
     settings: Settings, servers: Servers, redis_url: str
 ) -> AsyncIterator[tuple[GraphQLClient, AppState]]:
     runtime = Runtime.connect(
-        settings, Servers(database_urls=servers.database_urls, redis_url=redis_url)
+        settings, Servers(database_urls=servers.database_urls, redis_url=redis_url, s3=servers.s3)
     )
     app = create_app(runtime, close_runtime=False)
     try:
