@@ -4,9 +4,9 @@ newest story.
 
 Its cost does not grow with how many accounts the viewer follows in round trips, only in
 commands: one round trip reads whom the viewer follows and what they have seen, a second
-reads every followee's story index in one pipeline, and the page's authors come through
-the policy's loaders (a third). Close-friends lists are read only for authors who have a
-close-friends story live.
+reads every followee's story index in one pipeline, and the authors, stories and media
+come through the policy's loaders. Close-friends lists are read only for authors who have
+a close-friends story live.
 """
 
 from __future__ import annotations
