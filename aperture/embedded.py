@@ -651,15 +651,25 @@ class EmbeddedServers:
         self._stop_all(state, discard=False)
 
     def _stop_all(self, state: _State, *, discard: bool) -> None:
-        """All three at once: SeaweedFS alone takes about 2 s to flush and leave."""
-        with ThreadPoolExecutor(max_workers=2) as beside:
+        """All three at once: SeaweedFS alone takes about 2 s to flush and leave. At
+        interpreter exit (the atexit hook) no thread may start: one after the other."""
+        try:
+            beside = ThreadPoolExecutor(max_workers=2)
             stopping = [
                 beside.submit(self.valkey.stop, state),
                 beside.submit(self.seaweed.stop, state),
             ]
+        except RuntimeError:
+            self.valkey.stop(state)
+            self.seaweed.stop(state)
             self.postgres.stop(discard=discard)
+            return
+        try:
+            self.postgres.stop(discard=discard)
+        finally:
             for each in stopping:
                 each.result()
+            beside.shutdown()
 
     def stop(self) -> None:
         """Leave; the last holder to leave stops both servers."""
