@@ -3,6 +3,7 @@ object store, finalizeUpload, then the worker."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import httpx
@@ -74,9 +75,16 @@ async def upload_media(
     assert sent.status_code in (200, 201, 204), sent.text
     media_id = upload["media"]["id"]
     (await gql(FINALIZE, {"id": media_id}, token=owner.token)).ok()
-    await drain_jobs(state, ["media"])
-    media: dict[str, Any] = (await gql(MEDIA, {"id": media_id}, token=owner.token)).ok()["media"]
-    return media
+    # On a loaded machine a drain can end before the job does (saq cancels it at its
+    # grace period; the job is retried): drain again until the media is settled.
+    deadline = time.monotonic() + 60
+    while True:
+        await drain_jobs(state, ["media"])
+        media: dict[str, Any] = (await gql(MEDIA, {"id": media_id}, token=owner.token)).ok()[
+            "media"
+        ]
+        if media["status"] in ("READY", "FAILED") or time.monotonic() > deadline:
+            return media
 
 
 async def publish(
