@@ -13,11 +13,10 @@ from typing import TypeVar
 from argon2 import PasswordHasher
 
 from db import seed as seed_db
-from db.media.records import MediaVariant
 from db.media.storage import ObjectStore
 from db.session import ShardSessions
 from domain.media.delivery import variant_key
-from domain.media.pipeline import IMMUTABLE
+from domain.media.pipeline import IMMUTABLE, named_variants
 from domain.media.processing import (
     Limits,
     ProcessedImage,
@@ -388,24 +387,14 @@ class _MediaWriter:
         self.pending: list[Awaitable[object]] = []
 
     def row(self, owner_id: int, item: _PaletteItem, *, attached_to: int) -> dict[str, object]:
-        variants = []
-        for variant in item.processed.variants:
-            key = variant_key(
-                owner_id=owner_id,
-                content_sha256=item.content_sha256,
-                name=str(variant.width),
-                extension="jpg" if variant.format == "jpeg" else variant.format,
-            )
-            variants.append(
-                MediaVariant(
-                    width=variant.width,
-                    height=variant.height,
-                    format=variant.format,
-                    key=key,
-                    bytes=len(variant.data),
-                )
-            )
-            self._put(owner_id, key, variant.data, variant.content_type)
+        named = named_variants(
+            owner_id=owner_id,
+            content_sha256=item.content_sha256,
+            variants=item.processed.variants,
+        )
+        for record, variant in named:
+            self._put(owner_id, record.key, variant.data, variant.content_type)
+        variants = [record for record, _ in named]
         video_key = None
         if item.video is not None:
             video_key = variant_key(

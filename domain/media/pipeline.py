@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import TypeVar
 
@@ -25,6 +25,7 @@ from domain.media.processing import (
     MediaRejected,
     ProcessedImage,
     ProcessedVideo,
+    Variant,
     process_image,
     process_video,
 )
@@ -124,39 +125,49 @@ async def process_upload(state: AppState, sessions: ShardSessions, media_id: int
     await store.delete([media.upload_key])
 
 
+def named_variants(
+    *, owner_id: int, content_sha256: str, variants: Sequence[Variant]
+) -> list[tuple[MediaVariant, Variant]]:
+    """Each rendition beside the record that names its content-addressed key. A video's
+    poster frames are named after the video's bytes: its hash is the media's."""
+    named = []
+    for variant in variants:
+        key = variant_key(
+            owner_id=owner_id,
+            content_sha256=content_sha256,
+            name=f"{variant.width}",
+            extension="jpg" if variant.format == "jpeg" else variant.format,
+        )
+        record = MediaVariant(
+            width=variant.width,
+            height=variant.height,
+            format=variant.format,
+            key=key,
+            bytes=len(variant.data),
+        )
+        named.append((record, variant))
+    return named
+
+
 async def _store_variants(
     state: AppState, media: Media, image: ProcessedImage
 ) -> list[MediaVariant]:
     store = state.runtime.object_store
-    # A video's poster frames are named after the video's bytes: its hash is the media's.
-    variants = []
-    uploads = []
-    for variant in image.variants:
-        key = variant_key(
-            owner_id=media.owner_id,
-            content_sha256=image.content_sha256,
-            name=f"{variant.width}",
-            extension="jpg" if variant.format == "jpeg" else variant.format,
-        )
-        variants.append(
-            MediaVariant(
-                width=variant.width,
-                height=variant.height,
-                format=variant.format,
-                key=key,
-                bytes=len(variant.data),
-            )
-        )
-        uploads.append(
+    named = named_variants(
+        owner_id=media.owner_id, content_sha256=image.content_sha256, variants=image.variants
+    )
+    await asyncio.gather(
+        *(
             store.put(
-                key=key,
+                key=record.key,
                 body=variant.data,
                 content_type=variant.content_type,
                 cache_control=IMMUTABLE,
             )
+            for record, variant in named
         )
-    await asyncio.gather(*uploads)
-    return variants
+    )
+    return [record for record, _ in named]
 
 
 async def _fail(state: AppState, sessions: ShardSessions, media: Media, code: str) -> None:
