@@ -13,6 +13,7 @@ answers again, before any cached read.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from redis.asyncio import Redis
@@ -40,6 +41,11 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
 end
 return 1
 """
+
+
+def score_ms(moment: datetime) -> float:
+    """A moment as these sets score it: milliseconds since the Unix epoch."""
+    return moment.timestamp() * 1000
 
 
 class ScoredSet:

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from db.posts import repository as posts_repo
 from db.redis import read_epoch, read_together
 from db.reels import repository as reels_repo
+from db.scored_sets import score_ms
 from db.session import ShardSessions
 from domain.errors import BadUserInput
 from domain.posts.comments import comment_counts
@@ -31,10 +32,6 @@ REEL_WINDOW = timedelta(days=30)
 CANDIDATES = 500
 GLOBAL_INDEX = 0
 FOLLOWED_BOOST = 1.5
-
-
-def _ms(moment: datetime) -> float:
-    return moment.timestamp() * 1000
 
 
 async def view_counts(
@@ -69,8 +66,8 @@ async def index_reel(state: AppState, sessions: ShardSessions, post_id: int) -> 
     await state.reels_index.add(
         GLOBAL_INDEX,
         str(post.id),
-        _ms(post.created_at),
-        drop_below=_ms(state.clock() - REEL_WINDOW),
+        score_ms(post.created_at),
+        drop_below=score_ms(state.clock() - REEL_WINDOW),
     )
 
 
@@ -89,11 +86,13 @@ async def recent_reels(state: AppState, sessions: ShardSessions) -> list[tuple[i
 
         found = await sessions.scatter_all(per_shard)
         cached = {
-            str(post_id): _ms(created_at) for rows in found.values() for post_id, created_at in rows
+            str(post_id): score_ms(created_at)
+            for rows in found.values()
+            for post_id, created_at in rows
         }
         if replies is not None:
             await state.reels_index.fill(GLOBAL_INDEX, cached, version=version, epoch=epoch)
-    floor = _ms(since)
+    floor = score_ms(since)
     newest = sorted(
         ((int(member), score) for member, score in cached.items() if score >= floor),
         key=lambda pair: (-pair[1], -pair[0]),

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.media import repository as media_repo
 from db.redis import read_epoch, read_together
+from db.scored_sets import score_ms
 from db.session import ShardSessions
 from db.stories import repository as stories_repo
 from db.stories.models import Story
@@ -43,10 +44,6 @@ class StoryEntry:
     story_id: int
     expires_ms: float
     close_friends: bool
-
-
-def _ms(moment: datetime) -> float:
-    return moment.timestamp() * 1000
 
 
 def _member(story: Story | StoryRecord) -> str:
@@ -95,7 +92,7 @@ async def create_story(
     await state.media_cache.invalidate(media_id)
     await state.story_cache.store(story.id, story)
     await state.story_index.add(
-        viewer_id, _member(story), _ms(story.expires_at), drop_below=_ms(now)
+        viewer_id, _member(story), score_ms(story.expires_at), drop_below=score_ms(now)
     )
     return state.story_cache.record_of(story)
 
@@ -118,7 +115,7 @@ async def live_entries(
 ) -> dict[int, list[StoryEntry]]:
     """Each author's live stories, oldest first, from one round trip for all of them;
     authors whose index is missing are rebuilt from their shards."""
-    now_ms = _ms(state.clock())
+    now_ms = score_ms(state.clock())
     epoch = read_epoch(state.runtime.redis)
     replies = await read_together(state.runtime.redis, [state.story_index.plan_read(author_ids)])
     found = replies[0] if replies is not None else {}
@@ -139,14 +136,14 @@ async def live_entries(
             if replies is not None:
                 await state.story_index.fill(
                     author_id,
-                    {_member(story): _ms(story.expires_at) for story in stories},
+                    {_member(story): score_ms(story.expires_at) for story in stories},
                     version=misses[author_id],
                     epoch=epoch,
                 )
             entries[author_id] = [
                 StoryEntry(
                     story_id=story.id,
-                    expires_ms=_ms(story.expires_at),
+                    expires_ms=score_ms(story.expires_at),
                     close_friends=story.audience == "close_friends",
                 )
                 for story in stories
@@ -187,7 +184,7 @@ async def seen_story_ids(
         cached = replies[0][viewer_id] if replies is not None else (None, "0")
     members, version = cached
     if members is not None:
-        return {int(member) for member, score in members.items() if score > _ms(now)}
+        return {int(member) for member, score in members.items() if score > score_ms(now)}
     since = now - STORY_LIFETIME
 
     async def per_shard(session: AsyncSession) -> list[int]:
@@ -196,7 +193,7 @@ async def seen_story_ids(
     found = await sessions.scatter_all(per_shard)
     seen = {story_id for ids in found.values() for story_id in ids}
     # Scored by when they could last be live: a day after the view at the latest.
-    expiry = _ms(now + STORY_LIFETIME)
+    expiry = score_ms(now + STORY_LIFETIME)
     if answered:
         await state.stories_seen.fill(
             viewer_id, {str(story_id): expiry for story_id in seen}, version=version, epoch=epoch
@@ -215,7 +212,7 @@ async def mark_seen(
                 session, story_id=story_id, viewer_id=viewer_id, viewed_at=now
             )
     await state.stories_seen.add(
-        viewer_id, str(story_id), _ms(story.expires_at), drop_below=_ms(now)
+        viewer_id, str(story_id), score_ms(story.expires_at), drop_below=score_ms(now)
     )
     return story
 
