@@ -309,7 +309,8 @@ def seed(
                 def report(stage: str, done: int, total: int) -> None:
                     if stage not in tasks:
                         tasks[stage] = bar.add_task(stage, total=total)
-                    bar.update(tasks[stage], completed=done)  # type: ignore[arg-type]
+                    # A stage's total can grow as it goes (media per post is drawn as it runs).
+                    bar.update(tasks[stage], completed=done, total=total)  # type: ignore[arg-type]
 
                 sessions = ShardSessions(runtime.databases)
                 seeded = await seed_graph(

@@ -53,6 +53,8 @@ def test_unreachable_database_fails_with_one_line(
         # Port 1 on loopback: nothing listens there, so the connection is refused at once.
         "APERTURE_DATABASE_URLS": "postgresql://aperture:secret@127.0.0.1:1/aperture",
         "APERTURE_REDIS_URL": "redis://127.0.0.1:1/0",
+        # Checked last; set so that no embedded object store starts for nothing.
+        "APERTURE_S3_ENDPOINT_URL": "http://127.0.0.1:1",
     }
     result = _run_cli(env, tmp_path, "migrate")
     assert result.returncode == 2
@@ -72,6 +74,8 @@ def test_unreachable_redis_names_its_variable(
         **project_env,
         "APERTURE_DATABASE_URLS": ",".join(servers.database_urls),
         "APERTURE_REDIS_URL": "redis://127.0.0.1:1/0",
+        # Checked last; set so that no embedded object store starts for nothing.
+        "APERTURE_S3_ENDPOINT_URL": "http://127.0.0.1:1",
     }
     result = _run_cli(env, tmp_path, "migrate")
     assert result.returncode == 2
@@ -79,6 +83,30 @@ def test_unreachable_redis_names_its_variable(
         line for line in result.stderr.strip().splitlines() if "APERTURE_REDIS_URL" in line
     ]
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_unreachable_object_store_names_its_variable(
+    project_env: dict[str, str], tmp_path: Path, servers: object
+) -> None:
+    from aperture.runtime import Servers
+
+    assert isinstance(servers, Servers)
+    env = {
+        **project_env,
+        "APERTURE_DATABASE_URLS": ",".join(servers.database_urls),
+        "APERTURE_REDIS_URL": servers.redis_url,
+        "APERTURE_S3_ENDPOINT_URL": "http://127.0.0.1:1",
+        "APERTURE_S3_ACCESS_KEY_ID": "key",
+        "APERTURE_S3_SECRET_ACCESS_KEY": "a-secret-never-printed",
+    }
+    result = _run_cli(env, tmp_path, "serve")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("aperture: APERTURE_S3_ENDPOINT_URL: cannot use bucket")
+    assert "http://127.0.0.1:1" in lines[0]
+    assert "a-secret-never-printed" not in result.stderr
+    assert not (tmp_path / "data" / "seaweedfs").exists(), "no embedded store was started"
 
 
 def test_database_urls_are_comma_separated() -> None:

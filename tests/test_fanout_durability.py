@@ -13,7 +13,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from aperture.runtime import Runtime, Servers
+from aperture.runtime import Runtime, Servers, s3_environment
 from aperture.seed import Graph, load_graph
 from db.feed.activity import ACTIVE_USERS_KEY
 from db.feed.store import feed_key
@@ -26,7 +26,7 @@ from domain.state import AppState
 from tests.helpers import GraphQLClient
 from workers.runner import drain_jobs
 
-FOLLOWERS = 3000
+FOLLOWERS = 1500
 
 
 def _start_worker(servers: Servers, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -36,6 +36,7 @@ def _start_worker(servers: Servers, env: dict[str, str], log: Path) -> subproces
             **env,
             "APERTURE_DATABASE_URLS": ",".join(servers.database_urls),
             "APERTURE_REDIS_URL": servers.redis_url,
+            **s3_environment(servers),
             "APERTURE_FANOUT_BATCH_SIZE": "5",
             "APERTURE_WORKER_CONCURRENCY": "2",
             "APERTURE_EVENT_SWEEP_INTERVAL_SECONDS": "0.5",
