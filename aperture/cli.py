@@ -75,7 +75,7 @@ def serve(
 
     import uvicorn
 
-    from aperture.runtime import Runtime, Servers, s3_environment
+    from aperture.runtime import Runtime, Servers, servers_environment
     from aperture.web import web_app
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -111,9 +111,7 @@ def serve(
     if process_count > 1:
         # Each uvicorn process builds its own app from the environment; point it at the
         # servers this process started or was given.
-        os.environ["APERTURE_DATABASE_URLS"] = ",".join(servers.database_urls)
-        os.environ["APERTURE_REDIS_URL"] = servers.redis_url
-        os.environ.update(s3_environment(servers))
+        os.environ.update(servers_environment(servers))
         os.environ["APERTURE_SERVE_RUNS_WORKERS"] = "true" if run_workers_here else "false"
         _announce_when_healthy(bind_host, bind_port, announce)
         try:

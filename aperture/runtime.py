@@ -68,11 +68,17 @@ def start_servers(settings: Settings, *, postgres_cleanup: str = "stop") -> Serv
     return servers
 
 
-def s3_environment(servers: Servers) -> dict[str, str]:
-    """The APERTURE_S3_* variables that point another process at this object store."""
+def servers_environment(servers: Servers) -> dict[str, str]:
+    """The variables that point another process at these servers: the same databases,
+    Redis and object store, so that it starts none of its own."""
+    environment = {
+        "APERTURE_DATABASE_URLS": ",".join(servers.database_urls),
+        "APERTURE_REDIS_URL": servers.redis_url,
+    }
     if servers.s3 is None:
-        return {}
+        return environment
     return {
+        **environment,
         "APERTURE_S3_ENDPOINT_URL": servers.s3.url,
         "APERTURE_S3_ACCESS_KEY_ID": servers.s3.access_key_id,
         "APERTURE_S3_SECRET_ACCESS_KEY": servers.s3.secret_access_key,

@@ -22,7 +22,7 @@ import httpx
 import psycopg
 from sqlalchemy import select
 
-from aperture.runtime import Runtime, Servers, s3_environment
+from aperture.runtime import Runtime, Servers, servers_environment
 from aperture.seed import Progress
 from aperture.settings import Settings
 from bench import machine
@@ -201,12 +201,10 @@ def server_env(
     env.update(
         {
             "PYTHONPATH": str(code.root),
-            "APERTURE_DATABASE_URLS": ",".join(servers.database_urls),
-            "APERTURE_REDIS_URL": servers.redis_url,
             "APERTURE_DATA_DIR": str(settings.data_dir),
             "APERTURE_LOGICAL_SHARDS": str(settings.logical_shards),
             "APERTURE_FANOUT_FOLLOWER_THRESHOLD": str(settings.fanout_follower_threshold),
-            **s3_environment(servers),
+            **servers_environment(servers),
         }
     )
     env.update(overrides)

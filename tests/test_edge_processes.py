@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from aperture.runtime import Servers, s3_environment
+from aperture.runtime import Servers, servers_environment
 from aperture.settings import Settings
 from db.shards import ShardMap
 from graphql_api.edge import BoundedHttpToolsProtocol
@@ -39,9 +39,7 @@ def two_servers(
     10 points, refilled at 0.5 a second."""
     env = {
         **project_env,
-        "APERTURE_DATABASE_URLS": ",".join(servers.database_urls),
-        "APERTURE_REDIS_URL": servers.redis_url,
-        **s3_environment(servers),
+        **servers_environment(servers),
         "APERTURE_SERVE_RUNS_WORKERS": "false",
         "APERTURE_RATE_LIMIT_IP_CAPACITY": "10",
         "APERTURE_RATE_LIMIT_IP_PER_SECOND": "0.5",

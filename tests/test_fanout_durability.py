@@ -13,7 +13,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from aperture.runtime import Runtime, Servers, s3_environment
+from aperture.runtime import Runtime, Servers, servers_environment
 from aperture.seed import Graph, load_graph
 from db.feed.activity import ACTIVE_USERS_KEY
 from db.feed.store import feed_key
@@ -34,9 +34,7 @@ def _start_worker(servers: Servers, env: dict[str, str], log: Path) -> subproces
         [sys.executable, "-m", "aperture.cli", "worker"],
         env={
             **env,
-            "APERTURE_DATABASE_URLS": ",".join(servers.database_urls),
-            "APERTURE_REDIS_URL": servers.redis_url,
-            **s3_environment(servers),
+            **servers_environment(servers),
             "APERTURE_FANOUT_BATCH_SIZE": "5",
             "APERTURE_WORKER_CONCURRENCY": "2",
             "APERTURE_EVENT_SWEEP_INTERVAL_SECONDS": "0.5",

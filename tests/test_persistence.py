@@ -58,29 +58,35 @@ def test_restart_keeps_postgres_rows_and_redis_keys() -> None:
 async def test_restart_keeps_objects_in_the_embedded_store() -> None:
     from aperture.runtime import Servers, object_store_for
     from aperture.settings import Settings
+    from db.media.storage import ObjectStore
 
     data_dir = Path(tempfile.mkdtemp(prefix="apt-restart-s3-"))
     settings = Settings(data_dir=data_dir)
+
+    def start() -> tuple[EmbeddedServers, ObjectStore]:
+        embedded = EmbeddedServers(data_dir, databases=1)
+        embedded.start(want_postgres=False, want_redis=False, want_s3=True)
+        servers = Servers(database_urls=[], redis_url="", s3=embedded.s3, embedded=embedded)
+        return embedded, object_store_for(settings, servers)
+
     try:
-        for start in ("first", "second"):
-            embedded = EmbeddedServers(data_dir, databases=1)
-            embedded.start(want_postgres=False, want_redis=False, want_s3=True)
-            servers = Servers(database_urls=[], redis_url="", s3=embedded.s3, embedded=embedded)
-            store = object_store_for(settings, servers)
-            try:
-                if start == "first":
-                    store.ensure_bucket_now()
-                    await store.put(
-                        key="kept.jpg", body=b"\xff\xd8 bytes", content_type="image/jpeg"
-                    )
-                else:
-                    # The credentials were generated once and kept, and so was the object.
-                    assert await store.get("kept.jpg") == b"\xff\xd8 bytes"
-                    head = await store.head("kept.jpg")
-                    assert head is not None
-                    assert head.content_type == "image/jpeg"
-            finally:
-                store.close()
-                embedded.stop()
+        first, store = start()
+        try:
+            store.ensure_bucket_now()
+            await store.put(key="kept.jpg", body=b"\xff\xd8 bytes", content_type="image/jpeg")
+        finally:
+            store.close()
+            first.stop()
+
+        # The credentials were generated once and kept, and so was the object.
+        second, store = start()
+        try:
+            assert await store.get("kept.jpg") == b"\xff\xd8 bytes"
+            head = await store.head("kept.jpg")
+            assert head is not None
+            assert head.content_type == "image/jpeg"
+        finally:
+            store.close()
+            second.stop()
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)

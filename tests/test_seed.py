@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from aperture.runtime import Runtime, Servers, s3_environment
+from aperture.runtime import Runtime, Servers, servers_environment
 from aperture.seed import DEMO_PASSWORD, generate_graph, load_graph, read_edge_list, seed_graph
 from db.accounts.models import Follower, Following, User
 from db.base import Base
@@ -105,11 +105,9 @@ async def test_seed_command_says_when_the_network_is_already_there(
 ) -> None:
     env = {
         **project_env,
-        "APERTURE_DATABASE_URLS": ",".join(servers.database_urls),
-        "APERTURE_REDIS_URL": servers.redis_url,
-        # The run's own object store: without it the command would start an embedded one
-        # under the default data dir.
-        **s3_environment(servers),
+        # Without the run's object store it would start an embedded one under the default
+        # data dir.
+        **servers_environment(servers),
     }
     command = [sys.executable, "-m", "aperture.cli", "seed", "--users", "12", "--prefix", "cli"]
 
