@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -454,11 +454,13 @@ async def seed_media(
     progress: Progress | None = None,
     images: int = 24,
     videos: int = 3,
+    story_authors: Collection[int] | None = None,
 ) -> MediaSeedReport:
     """Give seeded posts real processed photos (some carousels, some reels), give a share
     of users live stories, and add likes, comments and reel views from followers. Safe to
     run again: posts that carry media, users with live stories and posts with comments
-    are left alone, and likes and views are idempotent."""
+    are left alone, and likes and views are idempotent. ``story_authors`` names exactly
+    who gets stories, instead of a random share of everyone."""
     report = progress or (lambda stage, done, total: None)
     now = now or datetime.now(UTC)
     shard_map = sessions.shard_map
@@ -478,7 +480,12 @@ async def seed_media(
         storyless[shard] = [
             author
             for author in authors
-            if author not in live and random.Random(seed * 7919 + author).random() < STORY_SHARE
+            if author not in live
+            and (
+                author in story_authors
+                if story_authors is not None
+                else random.Random(seed * 7919 + author).random() < STORY_SHARE
+            )
         ]
     if not any(bare.values()) and not any(storyless.values()):
         palette: list[_PaletteItem] = []

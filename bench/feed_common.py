@@ -401,8 +401,10 @@ def run_k6(
     work_dir: Path,
     kinds: Sequence[str],
     timeout: str = "5s",
+    extra: dict[str, object] | None = None,
 ) -> K6Result:
-    """One k6 run; ``kinds`` names the latency trends (``latency_<kind>``) to collect."""
+    """One k6 run; ``kinds`` names the latency trends (``latency_<kind>``) to collect;
+    ``extra`` adds the script's own ``-e`` variables."""
     summary_path = work_dir / f"k6-{script}-{rate}-{time.monotonic_ns()}.json"
     stderr_path = summary_path.with_suffix(".log")
     pre_vus = max(20, rate // 4)
@@ -417,6 +419,7 @@ def run_k6(
         MAX_VUS=max_vus,
         TIMEOUT=timeout,
         SUMMARY=summary_path,
+        **(extra or {}),
     )
     cpu_before = target.cpu_seconds()
     started = time.perf_counter()

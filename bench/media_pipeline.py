@@ -1,10 +1,14 @@
 """Image processing throughput and memory: 12-megapixel JPEGs through the worker's own
-``process_image`` (decode, three widths in WebP and JPEG, ThumbHash), in 1 and 2
-processes, against Pillow doing the same renditions, in the same run; and a 1080p
-video's poster time through ``process_video``.
+``process_image`` (decode, three widths in WebP and JPEG, ThumbHash), against Pillow
+doing the same renditions, in the same run; and a 1080p video's poster time through
+``process_video``.
 
-It measures the CPU stage only: storing the variants (about 300 KB per photo to the
-object store) is not in these figures.
+The parent generates the photo once and writes it to a file. Each measurement runs in
+fresh spawned processes that read it, warm up on one photo, then time the rest: in one
+process with 1 or 2 threads (as ``aperture worker`` runs jobs: one thread per core at a
+time), and in 2 single-threaded processes. Peak RSS is each process's high-water mark,
+generation excluded. Storing the variants is not in these figures (``bench.media``
+measures the whole path, store included).
 
     .venv/bin/python -m bench.media_pipeline [--photos 40] [--runs 3]
 """
@@ -13,10 +17,13 @@ from __future__ import annotations
 
 import argparse
 import io
+import multiprocessing
 import resource
 import statistics
+import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from pathlib import Path
 
 from PIL import Image
 
@@ -30,47 +37,51 @@ from domain.media.processing import (
 )
 
 WIDTH, HEIGHT = 4000, 3000  # 12 MP
+MODES = ((1, 1), (1, 2), (2, 1))  # (processes, threads per process)
 
 
-def _photo() -> bytes:
-    return generate_demo_image(seed=7, width=WIDTH, height=HEIGHT)
+def _with_pyvips(data: bytes) -> None:
+    process_image(data, declared_type="image/jpeg", limits=Limits())
 
 
-def _pyvips(count: int) -> tuple[float, int]:
-    data = _photo()
+def _with_pillow(data: bytes) -> None:
+    opened = Image.open(io.BytesIO(data))
+    # Pillow's counterpart of libvips' shrink-on-load: a JPEG decoded at 1/2 or 1/4.
+    opened.draft("RGB", (VARIANT_WIDTHS[0], VARIANT_WIDTHS[0]))
+    image = opened.convert("RGB")
+    for width in VARIANT_WIDTHS:
+        height = round(image.height * width / image.width)
+        resized = image.resize((width, height), Image.Resampling.LANCZOS)
+        resized.save(io.BytesIO(), "WEBP", quality=80, method=2)
+        resized.save(io.BytesIO(), "JPEG", quality=80)
+    image.resize((100, 75)).tobytes()
+
+
+def _process(library: str, path: str, count: int, threads: int) -> tuple[float, int]:
+    """In a spawned process: seconds for ``count`` photos over ``threads`` threads, after
+    one warm-up photo, and the process's peak RSS (KiB)."""
+    function = _with_pyvips if library == "pyvips" else _with_pillow
+    data = Path(path).read_bytes()
+    function(data)
     started = time.perf_counter()
-    for _ in range(count):
-        process_image(data, declared_type="image/jpeg", limits=Limits())
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(function, [data] * count))
     return time.perf_counter() - started, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-def _pillow(count: int) -> tuple[float, int]:
-    data = _photo()
-    started = time.perf_counter()
-    for _ in range(count):
-        opened = Image.open(io.BytesIO(data))
-        # Pillow's counterpart of libvips' shrink-on-load: a JPEG decoded at 1/2 or 1/4.
-        opened.draft("RGB", (VARIANT_WIDTHS[0], VARIANT_WIDTHS[0]))
-        image = opened.convert("RGB")
-        for width in VARIANT_WIDTHS:
-            height = round(image.height * width / image.width)
-            resized = image.resize((width, height), Image.Resampling.LANCZOS)
-            resized.save(io.BytesIO(), "WEBP", quality=80, method=2)
-            resized.save(io.BytesIO(), "JPEG", quality=80)
-        image.resize((100, 75)).tobytes()
-    return time.perf_counter() - started, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-
-
-def _throughput(worker: str, *, photos: int, processes: int) -> tuple[float, int]:
-    """Photos per second over ``processes`` processes, and the largest peak RSS (KiB)."""
-    function = _pyvips if worker == "pyvips" else _pillow
+def _throughput(
+    library: str, path: Path, *, photos: int, processes: int, threads: int
+) -> tuple[float, int]:
+    """Photos per second over all processes, and the largest peak RSS (KiB)."""
     share = photos // processes
-    with ProcessPoolExecutor(processes) as pool:
-        pool.submit(function, 1).result()  # warm: imports, libvips' caches
-        started = time.perf_counter()
-        results = list(pool.map(function, [share] * processes))
-        elapsed = time.perf_counter() - started
-    return share * processes / elapsed, max(rss for _, rss in results)
+    spawn = multiprocessing.get_context("spawn")  # a fork would copy the parent's libvips
+    with ProcessPoolExecutor(processes, mp_context=spawn) as pool:
+        futures = [
+            pool.submit(_process, library, str(path), share, threads) for _ in range(processes)
+        ]
+        results = [future.result() for future in futures]
+    slowest = max(seconds for seconds, _ in results)
+    return share * processes / slowest, max(rss for _, rss in results)
 
 
 def main() -> None:
@@ -79,18 +90,28 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     arguments = parser.parse_args()
     print(f"12 MP JPEG ({WIDTH}x{HEIGHT}), {arguments.photos} photos per run, median of runs")
-    for worker in ("pyvips", "pillow"):
-        for processes in (1, 2):
-            rates, peaks = [], []
-            for _ in range(arguments.runs):
-                rate, peak = _throughput(worker, photos=arguments.photos, processes=processes)
-                rates.append(rate)
-                peaks.append(peak)
-            print(
-                f"{worker:7} {processes} process(es): {statistics.median(rates):5.1f} photos/s "
-                f"(runs {', '.join(f'{rate:.1f}' for rate in rates)}), "
-                f"peak RSS per process {max(peaks) / 1024:.0f} MiB"
-            )
+    with tempfile.TemporaryDirectory() as directory:
+        photo = Path(directory) / "photo.jpg"
+        photo.write_bytes(generate_demo_image(seed=7, width=WIDTH, height=HEIGHT))
+        for library in ("pyvips", "pillow"):
+            for processes, threads in MODES:
+                rates, peaks = [], []
+                for _ in range(arguments.runs):
+                    rate, peak = _throughput(
+                        library,
+                        photo,
+                        photos=arguments.photos,
+                        processes=processes,
+                        threads=threads,
+                    )
+                    rates.append(rate)
+                    peaks.append(peak)
+                print(
+                    f"{library:7} {processes} process(es) x {threads} thread(s): "
+                    f"{statistics.median(rates):5.1f} photos/s "
+                    f"(runs {', '.join(f'{rate:.1f}' for rate in rates)}), "
+                    f"peak RSS per process {max(peaks) / 1024:.0f} MiB"
+                )
     clip = generate_demo_video(seed=3, width=1920, height=1080, seconds=5)
     timings = []
     for _ in range(5):

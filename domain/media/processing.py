@@ -31,6 +31,10 @@ import pyvips
 
 ImageFormat = Literal["webp", "jpeg"]
 
+# libvips keeps recent operations' results to reuse them; processing never runs the same
+# operation on the same pixels twice, so its cache would only hold memory.
+pyvips.cache_set_max(0)
+
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp")
 VIDEO_TYPES = ("video/mp4", "video/quicktime", "video/webm")
 # Widths of the renditions: a phone's full width, a feed cell, a grid thumbnail.

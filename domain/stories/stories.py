@@ -117,7 +117,9 @@ async def live_entries(
     authors whose index is missing are rebuilt from their shards."""
     now_ms = score_ms(state.clock())
     epoch = read_epoch(state.runtime.redis)
-    replies = await read_together(state.runtime.redis, [state.story_index.plan_read(author_ids)])
+    replies = await read_together(
+        state.runtime.redis, [state.story_index.plan_read_above(author_ids, now_ms)]
+    )
     found = replies[0] if replies is not None else {}
     entries: dict[int, list[StoryEntry]] = {}
     misses: dict[int, str] = {}

@@ -77,11 +77,7 @@ class Story(Node):
 
     @strawberry.field(description="Whether the viewer has marked it seen.")
     async def viewer_has_seen(self, info: Info) -> bool:
-        ctx = info.context
-        if ctx.viewer_id is None:
-            return False
-        seen = await stories.seen_story_ids(ctx.state, ctx.sessions, ctx.viewer_id)
-        return self.row.id in seen
+        return await info.context.loaders.stories.viewer_has_seen.load(self.row.id)
 
     @strawberry.field(description="How many people saw it; only its author is told.")
     async def view_count(self, info: Info) -> int | None:
