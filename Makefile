@@ -47,6 +47,8 @@ bench: install
 	$(VENV)/bin/python -m bench.edge
 	$(VENV)/bin/python -m bench.layering
 	$(VENV)/bin/python -m bench.read_path
+	$(VENV)/bin/python -m bench.media_pipeline
+	$(VENV)/bin/python -m bench.media
 
 clean:
 	rm -rf $(VENV) .uv .aperture-test

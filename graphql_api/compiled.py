@@ -39,6 +39,7 @@ from graphql import (
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
+    GraphQLEnumType,
     GraphQLField,
     GraphQLInterfaceType,
     GraphQLList,
@@ -97,6 +98,7 @@ COMPILED_FIELDS: Mapping[str, frozenset[str]] = {
     "Media": frozenset(
         {
             "id",
+            "kind",
             "width",
             "height",
             "aspectRatio",
@@ -408,7 +410,8 @@ class Compiler:
                 return completed
 
             return listed
-        if isinstance(output_type, GraphQLScalarType):
+        if isinstance(output_type, GraphQLScalarType | GraphQLEnumType):
+            # Both are leaves, completed as graphql-core completes them: serialize().
             serialize = output_type.serialize
 
             def scalar(value: Any, run: Run) -> Any:
@@ -442,7 +445,7 @@ class Compiler:
                 return _object(value, plans, run)
 
             return abstract
-        raise NotCompiled  # enums, unions: the stock executor's
+        raise NotCompiled  # unions: the stock executor's
 
 
 def _nested(output_type: GraphQLOutputType) -> bool:

@@ -11,9 +11,11 @@ import httpx
 import orjson
 import pytest
 
+from domain.media.processing import generate_demo_image
 from domain.state import AppState
 from graphql_api.compiled import runs
 from tests.helpers import Account, GraphQLClient, create_post, follow, sign_up
+from tests.media_helpers import publish, upload_media
 
 FEED = "query { homeFeed(first: 20) { edges { node { id caption author { username } likeCount commentCount viewerHasLiked } } } }"
 FEED_FULL = """
@@ -45,7 +47,12 @@ query($id: ID!) { node(id: $id) { __typename id ... on Post { caption createdAt 
   commentCount viewerHasLiked author { username } } ... on User { username } } }
 """
 VIEWER = "query { viewer { id username posts(first: 2) { edges { node { id } } } } }"
-COVERED = [FEED, FEED_FULL, FEED_FRAGMENTS, GRID, DETAIL, VIEWER]
+FEED_MEDIA = """
+query { homeFeed(first: 20) { edges { node { id isReel author { username avatar { url } }
+  media { id kind width height aspectRatio placeholder url(width: 640)
+    durationSeconds videoUrl } } } } }
+"""
+COVERED = [FEED, FEED_FULL, FEED_FRAGMENTS, GRID, DETAIL, VIEWER, FEED_MEDIA]
 # Not covered, or covered until they meet an error: the stock executor answers.
 OTHERS = [
     "query { homeFeed(first: 2) { edges { node { id comments(first: 1) { edges { node { body } } } } } } }",
@@ -56,7 +63,7 @@ OTHERS = [
 
 
 @pytest.fixture
-async def network(gql: GraphQLClient) -> dict[str, Any]:
+async def network(gql: GraphQLClient, state: AppState) -> dict[str, Any]:
     ana = await sign_up(gql, "cx.ana")
     ben = await sign_up(gql, "cx.ben")
     hidden = await sign_up(gql, "cx.hidden", private=True)
@@ -67,6 +74,14 @@ async def network(gql: GraphQLClient) -> dict[str, Any]:
             await create_post(gql, account, f"{account.username} post {n} #cx #n{n}")
             for n in range(4)
         ]
+    # A photo on ben's newest post and as his avatar: media fields have values to compare.
+    photo = generate_demo_image(seed=5, width=800, height=600)
+    media = [(await upload_media(gql, state, ben, photo))["id"] for _ in range(2)]
+    published = await publish(gql, ben, media[:1], "ben's photo #cx")
+    posts["cx.ben"].append(published.ok()["createPost"]["post"]["id"])
+    await gql(
+        "mutation($m: ID) { setAvatar(mediaId: $m) { id } }", {"m": media[1]}, token=ben.token
+    )
     await follow(gql, ana, ben)
     await follow(gql, ana, blocker)
     await follow(gql, ben, ana)
@@ -95,7 +110,7 @@ def _cases(network: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     accounts: list[Account] = network["accounts"]
     cases: list[tuple[str, dict[str, Any]]] = [(FEED, {}), (VIEWER, {})]
     cases += [(FEED_FULL, {"first": n}) for n in (1, 2, 20)]
-    cases += [(FEED_FRAGMENTS, {})]
+    cases += [(FEED_FRAGMENTS, {}), (FEED_MEDIA, {})]
     for account in accounts:
         cases.append((GRID, {"u": account.username, "first": 2}))
         cases.append((DETAIL, {"id": posts[account.username][0]}))
@@ -186,6 +201,7 @@ async def test_warm_pages_cost_few_round_trips_and_no_sql(
     post_id = network["posts"]["cx.ben"][0]
     pages = [
         (FEED, {}, 4),
+        (FEED_MEDIA, {}, 5),  # + the avatars' media rows
         # + the username, the user row, the viewer's blocks and the author's post ids.
         (GRID, {"u": ben.username, "first": 4}, 7),
         (DETAIL, {"id": post_id}, 3),

@@ -15,7 +15,7 @@ from tests.media_helpers import publish, upload_media
 TRAY = """
 { storiesTray(first: 20) { edges { node {
     user { username } hasUnseen unseenCount storyCount
-    stories { id audience media { url(width: 320) } }
+    stories { id audience viewerHasSeen media { url(width: 320) } }
 } } } }
 """
 
@@ -67,6 +67,10 @@ async def test_tray_lists_followed_accounts_unseen_first(
     tray = await tray_of(gql, viewer)
     assert [item["user"]["username"] for item in tray] == ["s.bo", "s.ana"], "unseen first"
     assert tray[1]["hasUnseen"] is False
+    assert [story["viewerHasSeen"] for item in tray for story in item["stories"]] == [
+        False,
+        True,
+    ]
 
     # One request per page, and a constant number of round trips behind it: more followed
     # accounts with stories add commands to pipelines, not round trips.

@@ -26,6 +26,7 @@ class TrayEntry:
     author_id: int
     story_ids: list[int]  # oldest first: the order they play in
     unseen: int
+    seen: frozenset[int]  # of story_ids, those the viewer has seen
     latest_expires_ms: float
 
 
@@ -66,6 +67,7 @@ async def tray(
                 author_id=author_id,
                 story_ids=[entry.story_id for entry in shown],
                 unseen=sum(1 for entry in shown if entry.story_id not in seen),
+                seen=frozenset(entry.story_id for entry in shown if entry.story_id in seen),
                 latest_expires_ms=max(entry.expires_ms for entry in shown),
             )
         )

@@ -19,7 +19,13 @@ from graphql_api.relay import (
     from_global_id,
     page_size,
 )
-from graphql_api.stories.types import Story, StoryAudience, StoryTrayItem, resolve_story_node
+from graphql_api.stories.types import (
+    Story,
+    StoryAudience,
+    StoryTrayItem,
+    resolve_story_node,
+    tray_items,
+)
 
 if TYPE_CHECKING:
     from graphql_api.accounts.types import User
@@ -80,13 +86,13 @@ class StoryQueries:
             raise BadUserInput("'after' is not a tray cursor", field="after")
         entries = await tray.tray(ctx.state, ctx.sessions, ctx.loaders.visibility, ctx.signed_in_id)
         page = list(enumerate(entries))[offset : offset + limit + 1]
+        items = await tray_items(info, [entry for _, entry in page[:limit]])
+        nodes = dict(zip((index for index, _ in page), items, strict=False))
         return build_connection(
             page,
             limit=limit,
             cursor_of=lambda item: item[0],
-            node_of=lambda item: StoryTrayItem(
-                author_id=item[1].author_id, story_ids=item[1].story_ids, unseen=item[1].unseen
-            ),
+            node_of=lambda item: nodes[item[0]],
             encode=encode_cursor,
         )
 

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 
+from db.accounts.records import UserRecord as UserRow
+from db.media.records import MediaRecord as MediaRow
 from db.stories.records import StoryRecord as StoryRow
 from domain.stories import stories
+from domain.stories.tray import TrayEntry
 from graphql_api.context import Info
 from graphql_api.media.types import Media, media_of
 from graphql_api.node import Node
@@ -44,9 +49,22 @@ async def _user(info: Info, user_id: int) -> UserType | None:
     return User(row=row) if row is not None else None
 
 
+@dataclass
+class TrayPage:
+    """What a page of the tray shows, read in one batch per kind before its fields
+    resolve, so they answer from memory: authors, their visible stories, the viewer's
+    seen marks and the stories' media."""
+
+    authors: dict[int, UserRow | None] = field(default_factory=dict)
+    stories: dict[int, list[StoryRow]] = field(default_factory=dict)  # by author
+    seen: set[int] = field(default_factory=set)
+    media: dict[int, MediaRow | None] = field(default_factory=dict)
+
+
 @strawberry.type(description="A photo or video that disappears 24 hours after it is posted.")
 class Story(Node):
     row: strawberry.Private[StoryRow]
+    page: strawberry.Private[TrayPage | None] = None
 
     @strawberry.field
     def id(self) -> strawberry.ID:
@@ -56,8 +74,19 @@ class Story(Node):
     async def author(self, info: Info) -> UserType | None:
         return await _user(info, self.row.author_id)
 
-    @strawberry.field
-    async def media(self, info: Info) -> Media | None:
+    @strawberry.field(graphql_type=Media | None)
+    def media(self, info: Info) -> Media | Awaitable[Media | None] | None:
+        page = self.page
+        if page is not None and self.row.media_id in page.media:
+            author = page.authors.get(self.row.author_id)
+            row = page.media[self.row.media_id]
+            if author is not None and row is not None and row.status == "ready":
+                return Media(row=row, signed=author.is_private)
+            if author is not None:
+                return None
+        return self._load_media(info)
+
+    async def _load_media(self, info: Info) -> Media | None:
         author = await info.context.loaders.accounts.user.load(self.row.author_id)
         private = author is not None and author.is_private
         found = await media_of(info, [self.row.media_id], owner_private=private)
@@ -75,9 +104,11 @@ class Story(Node):
     def expires_at(self) -> datetime:
         return self.row.expires_at
 
-    @strawberry.field(description="Whether the viewer has marked it seen.")
-    async def viewer_has_seen(self, info: Info) -> bool:
-        return await info.context.loaders.stories.viewer_has_seen.load(self.row.id)
+    @strawberry.field(graphql_type=bool, description="Whether the viewer has marked it seen.")
+    def viewer_has_seen(self, info: Info) -> bool | Awaitable[bool]:
+        if self.page is not None:
+            return self.row.id in self.page.seen
+        return info.context.loaders.stories.viewer_has_seen.load(self.row.id)
 
     @strawberry.field(description="How many people saw it; only its author is told.")
     async def view_count(self, info: Info) -> int | None:
@@ -121,10 +152,16 @@ class StoryTrayItem:
     author_id: strawberry.Private[int]
     story_ids: strawberry.Private[list[int]]
     unseen: strawberry.Private[int]
+    page: strawberry.Private[TrayPage]
 
     @strawberry.field(graphql_type=UserType | None)
-    async def user(self, info: Info) -> UserType | None:
-        return await _user(info, self.author_id)
+    def user(self, info: Info) -> UserType | Awaitable[UserType | None] | None:
+        if self.author_id in self.page.authors:
+            from graphql_api.accounts.types import User
+
+            author = self.page.authors[self.author_id]
+            return User(row=author) if author is not None else None
+        return _user(info, self.author_id)
 
     @strawberry.field(description="Whether any of its stories is new to the viewer.")
     def has_unseen(self) -> bool:
@@ -139,8 +176,37 @@ class StoryTrayItem:
         return len(self.story_ids)
 
     @strawberry.field(description="Its first live stories, oldest first: the order they play in.")
-    async def stories(self, info: Info, first: int = STORIES_SHOWN) -> list[Story]:
-        return await visible_stories(info, self.story_ids, first=first)
+    def stories(self, info: Info, first: int = STORIES_SHOWN) -> list[Story]:
+        rows = self.page.stories.get(self.author_id, [])
+        return [Story(row=row, page=self.page) for row in rows[: page_size(first)]]
+
+
+async def tray_items(info: Info, entries: Sequence[TrayEntry]) -> list[StoryTrayItem]:
+    """The tray page's items, with their authors, visible stories, seen marks and media
+    read ahead in one batch each."""
+    loaders = info.context.loaders
+    author_ids = [entry.author_id for entry in entries]
+    story_ids = [story_id for entry in entries for story_id in entry.story_ids]
+    authors = await loaders.visibility.users(author_ids)
+    rows = [row for row in await loaders.visibility.stories(story_ids) if row is not None]
+    media_ids = list(dict.fromkeys(row.media_id for row in rows))
+    media = await loaders.media.media.load_many(media_ids)
+    page = TrayPage(
+        authors=dict(zip(author_ids, authors, strict=True)),
+        seen={story_id for entry in entries for story_id in entry.seen},
+        media=dict(zip(media_ids, media, strict=True)),
+    )
+    for row in rows:
+        page.stories.setdefault(row.author_id, []).append(row)
+    return [
+        StoryTrayItem(
+            author_id=entry.author_id,
+            story_ids=entry.story_ids,
+            unseen=entry.unseen,
+            page=page,
+        )
+        for entry in entries
+    ]
 
 
 async def visible_stories(info: Info, story_ids: list[int], *, first: int) -> list[Story]:
