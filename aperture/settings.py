@@ -90,6 +90,14 @@ class Settings(BaseSettings):
         description="GraphQL requests executing at once per web process. Idle keep-alive "
         "connections do not count; requests past it wait in a queue (queue_timeout_seconds).",
     )
+    websocket_init_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="How long a websocket may stay open without a connection_init.",
+    )
+    max_subscriptions_per_socket: int = Field(
+        default=10, ge=1, description="Subscriptions one websocket may hold at once."
+    )
     queue_timeout_seconds: float = Field(
         default=2.0,
         ge=0,

@@ -93,6 +93,10 @@ class ShardMap:
         """The shard of a (normalised) hashtag's index of posts."""
         return self._shard_for_key(f"tag:{tag}")
 
+    def shard_for_direct_thread(self, user_low: int, user_high: int) -> int:
+        """The shard of two users' one-to-one thread, found from the pair alone."""
+        return self._shard_for_key(f"dm:{user_low}:{user_high}")
+
     def _shard_for_key(self, key: str) -> int:
         # A stable hash, not Python's salted ``hash()``: every process must agree.
         digest = hashlib.blake2b(key.encode(), digest_size=8).digest()

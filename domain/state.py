@@ -21,6 +21,7 @@ from db.media.records import MediaRecord
 from db.posts.models import Comment, Post
 from db.posts.records import CommentRecord, PostRecord
 from db.rate_limits import FailureBackoff, RateLimiter
+from db.realtime import RealtimeBus
 from db.relation_cache import RelationSetCache
 from db.scored_sets import ScoredSet
 from db.stories.models import Story
@@ -75,6 +76,8 @@ class AppState:
     # Every recent reel, scored by creation time in ms, as one global set ("reels:0").
     reels_index: ScoredSet = field(init=False)
     media_urls: MediaUrls = field(init=False)
+    # Live events to this process's sockets, and from any process (db/realtime.py).
+    realtime: RealtimeBus = field(init=False)
     # The time every rule reads (story expiry, signed URLs); tests replace it.
     clock: Callable[[], datetime] = field(default=utc_now)
 
@@ -119,6 +122,7 @@ class AppState:
         self.post_views = HotCounters(redis, name="post-views", ttl_seconds=ttl)
         self.reels_index = ScoredSet(redis, name="reels", ttl_seconds=ttl)
         settings = self.runtime.settings
+        self.realtime = RealtimeBus(redis, self.runtime.redis_url)
         self.media_urls = MediaUrls(
             base_url=settings.cdn_base_url or f"http://{settings.host}:{settings.port}/media",
             signer=UrlSigner(self.runtime.secret_key, settings.media_url_ttl_seconds),

@@ -17,6 +17,10 @@ The rules:
 - a **story** is visible until it expires (exactly 24 hours, by ``state.clock``) if its
   author's content is visible and, for a close-friends story, the viewer is the author or
   on the author's close-friends list;
+- a **thread** and its messages are visible to its current members only; a **message**
+  is hidden from anyone on either side of a block with its sender, and so are the live
+  events that actor causes (``domain/realtime.py``);
+- a **notification** is its recipient's alone, and names only actors visible to them;
 - **media** is visible through what publishes it (a visible post, story or avatar) or to
   its owner; a private account's media URLs are signed and expire
   (``domain/media/delivery.py``).
@@ -35,6 +39,8 @@ from datetime import datetime
 from typing import Protocol, TypeVar
 
 from db.accounts.records import UserRecord
+from db.messaging.models import ThreadMember
+from db.messaging.records import MessageRecord
 from db.posts import repository as posts_repo
 from db.posts.records import CommentRecord, PostRecord
 from db.session import ShardSessions
@@ -122,6 +128,20 @@ class Visibility:
         self.viewer_id = facts.viewer_id
 
     # Users ------------------------------------------------------------------------------
+
+    async def unblocked(self, user_ids: Sequence[int]) -> list[int]:
+        """Those of ``user_ids`` with no block with the viewer, either way."""
+        blocked = await self.facts.blocked()
+        return [user_id for user_id in user_ids if user_id not in blocked]
+
+    # Threads ----------------------------------------------------------------------------
+
+    def in_thread(self, members: Sequence[ThreadMember]) -> bool:
+        return any(member.user_id == self.viewer_id for member in members)
+
+    async def messages(self, rows: Sequence[MessageRecord]) -> list[MessageRecord]:
+        blocked = await self.facts.blocked()
+        return [row for row in rows if row.sender_id not in blocked]
 
     async def users(self, ids: Sequence[int]) -> list[UserRecord | None]:
         rows, blocked = await asyncio.gather(self.facts.users(ids), self.facts.blocked())

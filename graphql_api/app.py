@@ -1,4 +1,5 @@
-"""The FastAPI application: /graphql (with offline GraphiQL), /media, /healthz and /readyz.
+"""The FastAPI application: /graphql (with offline GraphiQL, and subscriptions over
+websockets), /media, /healthz and /readyz.
 
 FastAPI's own /docs, /redoc and /openapi.json are off: they describe nothing here (the
 API is GraphQL) and the docs pages load Swagger from a public CDN.
@@ -20,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 
 from aperture.runtime import Runtime
 from db.instrumentation import instrument_sqlalchemy
@@ -31,6 +32,7 @@ from graphql_api.graphiql import STATIC_DIR, STATIC_URL_PREFIX
 from graphql_api.http import GraphQLEndpoint
 from graphql_api.media.route import MediaEndpoint
 from graphql_api.relay import configure_cursors
+from graphql_api.websocket import SubscriptionEndpoint
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +78,7 @@ def create_app(
         stop.set()
         if workers is not None:
             await workers
+        await state.realtime.close()
         state.password_hashing.shutdown()
         if close_runtime:
             await runtime.close()
@@ -88,6 +91,7 @@ def create_app(
     if runtime.settings.graphiql_enabled:
         app.mount(STATIC_URL_PREFIX, StaticFiles(directory=STATIC_DIR), name="graphiql-static")
     app.router.routes.append(Route("/graphql", GraphQLEndpoint(state)))
+    app.router.routes.append(WebSocketRoute("/graphql", SubscriptionEndpoint(state)))
     app.router.routes.append(
         Route("/media/{key:path}", MediaEndpoint(state).serve, methods=["GET", "HEAD"])
     )

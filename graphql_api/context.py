@@ -26,6 +26,7 @@ from domain.visibility import KnownFacts, Visibility, known_or_loaded
 from graphql_api.accounts.loaders import AccountLoaders
 from graphql_api.auth import ANONYMOUS, Authentication
 from graphql_api.media.loaders import MediaLoaders
+from graphql_api.messaging.loaders import MessagingLoaders
 from graphql_api.posts.loaders import PostLoaders
 from graphql_api.stories.loaders import StoryLoaders
 
@@ -38,6 +39,7 @@ class Loaders:
         self.posts = PostLoaders(state, sessions, viewer_id)
         self.media = MediaLoaders(state, sessions)
         self.stories = StoryLoaders(state, sessions, viewer_id)
+        self.messaging = MessagingLoaders(sessions)
         # The one policy, fed by these loaders so that its reads batch with the rest.
         self.visibility = Visibility(
             _LoaderFacts(state, self.accounts, self.posts, self.stories, viewer_id=viewer_id)

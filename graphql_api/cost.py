@@ -58,6 +58,11 @@ LIST_BOUNDS: Mapping[tuple[str, str], int] = {
     ("Post", "mentions"): 20,
     ("Post", "media"): 10,  # domain.posts.posts.MAX_MEDIA_PER_POST
     ("Media", "variants"): 6,  # three widths in two formats
+    # domain.messaging.threads.MAX_GROUP_MEMBERS: one reaction and one read mark each.
+    ("Thread", "members"): 32,
+    ("Thread", "readMarks"): 32,
+    ("Message", "reactions"): 32,
+    ("Notification", "actors"): 3,  # db.notifications.repository.NAMED_ACTORS
 }
 MUTATION_COST = 10
 INTROSPECTION_COST = 50
@@ -159,7 +164,8 @@ class _Analysis:
 
     def page_size(self, field_node: FieldNode, definition: GraphQLField) -> int:
         for argument in field_node.arguments or ():
-            if argument.name.value != "first":
+            # A connection pages forward with first, or back with last, never both.
+            if argument.name.value not in ("first", "last"):
                 continue
             value = argument.value
             if isinstance(value, VariableNode) and value.name.value not in self.variables:

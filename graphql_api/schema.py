@@ -20,7 +20,17 @@ from graphql_api.feed.schema import FeedQueries
 from graphql_api.guard import DOCUMENT_CACHE_SIZE, OperationGuard, TokenLimit
 from graphql_api.media.schema import MediaMutations, MediaQueries
 from graphql_api.media.types import Media
+from graphql_api.messaging.schema import (
+    MessagingMutations,
+    MessagingQueries,
+    MessagingSubscriptions,
+)
 from graphql_api.node import Node, resolve_node
+from graphql_api.notifications.schema import (
+    NotificationMutations,
+    NotificationQueries,
+    NotificationSubscriptions,
+)
 from graphql_api.posts.schema import PostMutations, PostQueries
 from graphql_api.posts.types import Comment, Post
 from graphql_api.reels.schema import ReelMutations, ReelQueries
@@ -55,13 +65,34 @@ class NodeQueries:
 
 @strawberry.type
 class Query(
-    NodeQueries, AccountQueries, PostQueries, FeedQueries, MediaQueries, StoryQueries, ReelQueries
+    NodeQueries,
+    AccountQueries,
+    PostQueries,
+    FeedQueries,
+    MediaQueries,
+    StoryQueries,
+    ReelQueries,
+    MessagingQueries,
+    NotificationQueries,
 ):
     pass
 
 
 @strawberry.type
-class Mutation(AccountMutations, PostMutations, MediaMutations, StoryMutations, ReelMutations):
+class Mutation(
+    AccountMutations,
+    PostMutations,
+    MediaMutations,
+    StoryMutations,
+    ReelMutations,
+    MessagingMutations,
+    NotificationMutations,
+):
+    pass
+
+
+@strawberry.type
+class Subscription(MessagingSubscriptions, NotificationSubscriptions):
     pass
 
 
@@ -87,6 +118,7 @@ def build_schema() -> strawberry.Schema:
     return ApertureSchema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
         types=[User, Post, Comment, Media, Story],
         extensions=extensions,
     )

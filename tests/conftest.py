@@ -60,6 +60,15 @@ TABLES = [
     "story_views",
     "close_friends",
     "post_views",
+    "threads",
+    "direct_threads",
+    "thread_members",
+    "messages",
+    "message_reactions",
+    "inbox_entries",
+    "notifications",
+    "notification_actors",
+    "notification_events",
 ]
 
 

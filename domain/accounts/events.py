@@ -24,3 +24,13 @@ FOLLOWED = Topic("account.followed", FollowChanged)
 # A follow ended: unfollowed, follower removed, or a block in either direction.
 UNFOLLOWED = Topic("account.unfollowed", FollowChanged)
 FOLLOW_REQUESTED = Topic("account.follow_requested", FollowRequested)
+
+
+@dataclass(frozen=True)
+class SessionEnded:
+    user_id: int
+    session_hash: str
+
+
+# A session was revoked (logged out): its open sockets stop receiving.
+SESSION_ENDED = Topic("account.session_ended", SessionEnded)

@@ -24,7 +24,9 @@ from db.feed.activity import ACTIVITY_MARK_SECONDS, activity_mark_key
 from db.ids import is_valid_id, shard_of
 from db.rate_limits import Decision, Quota
 from db.session import ShardSessions
+from domain import events
 from domain.accounts import throttle
+from domain.accounts.events import SESSION_ENDED, SessionEnded
 from domain.accounts.passwords import hash_password, verify_password
 from domain.accounts.relations import user_record
 from domain.accounts.validation import validate_email, validate_password, validate_username
@@ -39,6 +41,11 @@ ORPHAN_CLAIM_AGE = timedelta(minutes=1)
 class SignedIn:
     user: UserRecord
     token: str
+
+
+def session_hash(token: str) -> str:
+    """How live events name a session: never the token itself."""
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def _token_hash(token: str) -> bytes:
@@ -249,6 +256,10 @@ async def log_out(state: AppState, sessions: ShardSessions, token: str) -> None:
         return  # no such session can exist
     async with sessions.for_id(user_id) as session:
         await accounts_repo.revoke_session(session, _token_hash(token))
+        owed = await events.emit(
+            session, SESSION_ENDED, SessionEnded(user_id=user_id, session_hash=session_hash(token))
+        )
+    await events.relay(state, sessions, owed)
     # After the commit; during a Redis outage the revocation is replayed before cached
     # reads resume, and the log-out still succeeds.
     await state.session_cache.revoke([_token_hash(token)])
