@@ -7,6 +7,7 @@ import binascii
 import hashlib
 import secrets
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 import strawberry
@@ -174,3 +175,73 @@ def build_connection(
             end_cursor=end_cursor,
         ),
     )
+
+
+# The most digits a 64-bit id has: a longer "number" cursor is not one we gave.
+MAX_POSITION_DIGITS = 19
+
+
+def position_cursor(cursor: str | None, *, field: str) -> int | None:
+    """A plain-number cursor (a message's seq, a notification's revision): not a secret,
+    since the list it pages is the viewer's own and its positions are theirs to see."""
+    if cursor is None:
+        return None
+    if not cursor.isdigit() or len(cursor) > MAX_POSITION_DIGITS:
+        raise BadUserInput("This cursor is not one of this list's positions", field=field)
+    return int(cursor)
+
+
+@dataclass(frozen=True)
+class TwoWayPage:
+    """A page of a list read forward with first/after (catching up from the last cursor
+    seen) or back with last/before (the latest, then older), in list order either way."""
+
+    forward: bool
+    after: int | None
+    before: int | None
+    limit: int
+
+    @classmethod
+    def of(
+        cls, *, first: int | None, after: str | None, last: int | None, before: str | None
+    ) -> TwoWayPage:
+        after_position = position_cursor(after, field="after")
+        before_position = position_cursor(before, field="before")
+        if after_position is not None and (last is not None or before_position is not None):
+            raise BadUserInput("Page forward (first/after) or back (last/before)", field="after")
+        forward = after_position is not None or (first is not None and last is None)
+        return cls(
+            forward=forward,
+            after=after_position,
+            before=before_position,
+            limit=page_size(first if forward else last),
+        )
+
+    @property
+    def start(self) -> int | None:
+        """Where a forward read starts (0: the beginning); None when reading back."""
+        return (self.after or 0) if self.forward else None
+
+    def connection(
+        self,
+        items: Sequence[ItemT],
+        *,
+        more: bool,
+        node_of: Callable[[ItemT], NodeT],
+        position_of: Callable[[ItemT], int],
+    ) -> Connection[NodeT]:
+        """``items`` is the page; ``more`` says whether the list goes on past it."""
+        if self.forward:
+            more_after, more_before = more, bool(self.after)
+        else:
+            more_after, more_before = self.before is not None, more
+        edges = [Edge(node=node_of(item), cursor=str(position_of(item))) for item in items]
+        return Connection(
+            edges=edges,
+            page_info=PageInfo(
+                has_next_page=more_after,
+                has_previous_page=more_before,
+                start_cursor=edges[0].cursor if edges else None,
+                end_cursor=edges[-1].cursor if edges else None,
+            ),
+        )

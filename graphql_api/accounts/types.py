@@ -173,6 +173,12 @@ async def user_connection(info: Info, rows: list[tuple[int, int]], limit: int) -
     )
 
 
+async def visible_users(info: Info, ids: list[int]) -> list[User]:
+    """Those of ``ids`` the viewer may see, in order."""
+    rows = await info.context.loaders.visibility.users(ids)
+    return [User(row=row) for row in rows if row is not None]
+
+
 async def resolve_user_node(info: Info, user_id: int) -> User | None:
     row = await info.context.loaders.visibility.user(user_id)
     return User(row=row) if row is not None else None

@@ -7,26 +7,25 @@ from collections.abc import AsyncGenerator
 
 import strawberry
 
-from domain import realtime
-from domain.accounts.sessions import session_hash
-from domain.errors import BadUserInput, NotFound, Unauthenticated
+from domain.errors import BadUserInput, NotFound
 from domain.messaging import inbox, messages, threads
 from domain.messaging.inbox import thread_summaries
 from domain.messaging.messages import MessageContent
-from domain.realtime import EventKind
+from domain.realtime import LiveEvent
 from graphql_api.accounts.schema import user_id_from
-from graphql_api.context import Context, Info, SignedIn
+from graphql_api.context import Info, SignedIn
+from graphql_api.live import live_events
 from graphql_api.media.schema import media_id_from
 from graphql_api.messaging.types import (
     MESSAGE_EVENT_KINDS,
     Message,
     MessageEvent,
     Thread,
-    message_connection,
 )
 from graphql_api.posts.schema import post_id_from
 from graphql_api.relay import (
     Connection,
+    TwoWayPage,
     build_connection,
     decode_cursor,
     encode_cursor,
@@ -35,22 +34,12 @@ from graphql_api.relay import (
 )
 from graphql_api.stories.schema import story_id_from
 
-SESSION_ENDED = "Your session ended: log in again"
-
 
 def thread_id_from(global_id: strawberry.ID, *, field: str = "threadId") -> int:
     try:
         return from_global_id(global_id, expected="Thread")[1]
     except BadUserInput:
         raise BadUserInput("Not a thread id", field=field) from None
-
-
-def seq_cursor(cursor: str | None, *, field: str) -> int | None:
-    if cursor is None:
-        return None
-    if not cursor.isdigit() or len(cursor) > 19:
-        raise BadUserInput("A message cursor is a message's seq", field=field)
-    return int(cursor)
 
 
 async def thread_of(info: Info, thread_id: int) -> Thread:
@@ -154,24 +143,19 @@ class MessagingQueries:
         before: str | None = None,
     ) -> Connection[Message]:
         ctx = info.context
-        after_seq = seq_cursor(after, field="after")
-        before_seq = seq_cursor(before, field="before")
-        if after_seq is not None and (last is not None or before_seq is not None):
-            raise BadUserInput("Page forward (first/after) or back (last/before)", field="after")
-        forward = after_seq is not None or (first is not None and last is None)
-        limit = page_size(first if forward else last)
+        page = TwoWayPage.of(first=first, after=after, last=last, before=before)
         rows, more = await messages.thread_messages(
             ctx.state,
             ctx.sessions,
             ctx.signed_in_id,
             thread_id_from(thread_id),
-            after_seq=(after_seq or 0) if forward else None,
-            before_seq=before_seq,
-            limit=limit,
+            after_seq=page.start,
+            before_seq=page.before,
+            limit=page.limit,
         )
-        if forward:
-            return message_connection(rows, more_after=more, more_before=bool(after_seq))
-        return message_connection(rows, more_after=before_seq is not None, more_before=more)
+        return page.connection(
+            rows, more=more, node_of=lambda row: Message(row=row), position_of=lambda row: row.seq
+        )
 
 
 @strawberry.type
@@ -317,16 +301,6 @@ class MessagingMutations:
         return await thread_of(info, record.id)
 
 
-def ended(context: Context, event: realtime.LiveEvent) -> bool:
-    """Whether ``event`` ends this socket's session."""
-    token = context.caller.token
-    return (
-        event.kind is EventKind.SESSION_ENDED
-        and token is not None
-        and event.session_hash == session_hash(token)
-    )
-
-
 @strawberry.type
 class MessagingSubscriptions:
     @strawberry.subscription(
@@ -342,12 +316,11 @@ class MessagingSubscriptions:
         only = thread_id_from(thread_id) if thread_id is not None else None
         if only is not None:
             await threads.require_member(ctx.state, ctx.sessions, ctx.signed_in_id, only)
-        async for event in realtime.events_for(ctx.state, ctx.signed_in_id):
-            if ended(ctx, event):
-                raise Unauthenticated(SESSION_ENDED)
-            if event.kind.value not in MESSAGE_EVENT_KINDS:
-                continue
-            if only is not None and event.thread_id not in (None, only):
-                continue
-            ctx.begin_operation()  # fresh loaders: nothing cached on the socket goes stale
+
+        def wanted(event: LiveEvent) -> bool:
+            return event.kind.value in MESSAGE_EVENT_KINDS and (
+                only is None or event.thread_id in (None, only)
+            )
+
+        async for event in live_events(ctx, wanted=wanted):
             yield MessageEvent(event=event)

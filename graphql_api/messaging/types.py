@@ -11,8 +11,9 @@ import strawberry
 from db.messaging.records import MessageRecord
 from domain.messaging.inbox import InboxThread
 from domain.realtime import EventKind, LiveEvent
+from graphql_api.accounts.types import resolve_user_node, visible_users
 from graphql_api.context import Info
-from graphql_api.relay import Connection, Edge, PageInfo, to_global_id
+from graphql_api.relay import to_global_id
 
 if TYPE_CHECKING:
     from graphql_api.accounts.types import User
@@ -24,20 +25,6 @@ UserType = Annotated["User", strawberry.lazy("graphql_api.accounts.types")]
 PostType = Annotated["Post", strawberry.lazy("graphql_api.posts.types")]
 MediaType = Annotated["Media", strawberry.lazy("graphql_api.media.types")]
 StoryType = Annotated["Story", strawberry.lazy("graphql_api.stories.types")]
-
-
-async def users_of(info: Info, ids: list[int]) -> list[UserType]:
-    from graphql_api.accounts.types import User
-
-    rows = await info.context.loaders.visibility.users(ids)
-    return [User(row=row) for row in rows if row is not None]
-
-
-async def user_of(info: Info, user_id: int | None) -> UserType | None:
-    if user_id is None:
-        return None
-    found = await users_of(info, [user_id])
-    return found[0] if found else None
 
 
 @strawberry.enum
@@ -55,7 +42,7 @@ class Reaction:
 
     @strawberry.field
     async def user(self, info: Info) -> UserType | None:
-        return await user_of(info, self.user_id)
+        return await resolve_user_node(info, self.user_id)
 
 
 @strawberry.type(description="A direct message. `seq` orders a thread and is its cursor.")
@@ -88,7 +75,7 @@ class Message:
 
     @strawberry.field
     async def sender(self, info: Info) -> UserType | None:
-        return await user_of(info, self.row.sender_id)
+        return await resolve_user_node(info, self.row.sender_id)
 
     @strawberry.field(description="The shared post, while you may see it.")
     async def post(self, info: Info) -> PostType | None:
@@ -132,7 +119,7 @@ class ReadMark:
 
     @strawberry.field
     async def user(self, info: Info) -> UserType | None:
-        return await user_of(info, self.user_id)
+        return await resolve_user_node(info, self.user_id)
 
 
 @strawberry.type(description="A conversation: one-to-one, or a group of up to 32.")
@@ -165,7 +152,7 @@ class Thread:
 
     @strawberry.field
     async def members(self, info: Info) -> list[UserType]:
-        return await users_of(info, self.summary.member_ids)
+        return await visible_users(info, self.summary.member_ids)
 
     @strawberry.field
     def last_message(self) -> Message | None:
@@ -175,21 +162,6 @@ class Thread:
     @strawberry.field(description="How far each member has read.")
     def read_marks(self) -> list[ReadMark]:
         return [ReadMark(seq=seq, user_id=u) for u, seq in self.summary.read_marks.items()]
-
-
-def message_connection(
-    rows: list[MessageRecord], *, more_after: bool, more_before: bool
-) -> Connection[Message]:
-    edges = [Edge(node=Message(row=row), cursor=str(row.seq)) for row in rows]
-    return Connection(
-        edges=edges,
-        page_info=PageInfo(
-            has_next_page=more_after,
-            has_previous_page=more_before,
-            start_cursor=edges[0].cursor if edges else None,
-            end_cursor=edges[-1].cursor if edges else None,
-        ),
-    )
 
 
 @strawberry.enum
@@ -233,8 +205,10 @@ class MessageEvent:
     @strawberry.field(description="Who read, reacted, typed or changed the members.")
     async def user(self, info: Info) -> UserType | None:
         if self.event.kind is EventKind.MESSAGE and self.event.message is not None:
-            return await user_of(info, self.event.message.sender_id)
-        return await user_of(info, self.event.user_id)
+            return await resolve_user_node(info, self.event.message.sender_id)
+        if self.event.user_id is None:
+            return None
+        return await resolve_user_node(info, self.event.user_id)
 
     @strawberry.field(description="The reaction set; null when one was removed.")
     def emoji(self) -> str | None:

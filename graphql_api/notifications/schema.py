@@ -6,18 +6,16 @@ from collections.abc import AsyncGenerator
 
 import strawberry
 
-from domain import realtime
-from domain.errors import BadUserInput, Unauthenticated
+from db.notifications.models import Notification as NotificationRow
 from domain.notifications import notifications
-from domain.realtime import EventKind
+from domain.realtime import EventKind, LiveEvent
 from graphql_api.context import Info, SignedIn
-from graphql_api.messaging.schema import SESSION_ENDED, ended, seq_cursor
+from graphql_api.live import live_events
 from graphql_api.notifications.types import (
     Notification,
     NotificationEvent,
-    notification_connection,
 )
-from graphql_api.relay import Connection, page_size
+from graphql_api.relay import Connection, TwoWayPage, position_cursor
 
 
 @strawberry.type
@@ -37,23 +35,19 @@ class NotificationQueries:
         before: str | None = None,
     ) -> Connection[Notification]:
         ctx = info.context
-        after_revision = seq_cursor(after, field="after")
-        before_revision = seq_cursor(before, field="before")
-        if after_revision is not None and (last is not None or before_revision is not None):
-            raise BadUserInput("Page forward (first/after) or back (last/before)", field="after")
-        forward = after_revision is not None or (first is not None and last is None)
-        limit = page_size(first if forward else last)
+        page = TwoWayPage.of(first=first, after=after, last=last, before=before)
         rows, more = await notifications.notifications_page(
             ctx.sessions,
             ctx.signed_in_id,
-            after_revision=(after_revision or 0) if forward else None,
-            before_revision=before_revision,
-            limit=limit,
+            after_revision=page.start,
+            before_revision=page.before,
+            limit=page.limit,
         )
-        if forward:
-            return notification_connection(rows, more_after=more, more_before=bool(after_revision))
-        return notification_connection(
-            rows, more_after=before_revision is not None, more_before=more
+        return page.connection(
+            rows,
+            more=more,
+            node_of=lambda row: Notification(row=row),
+            position_of=lambda row: row.revision,
         )
 
     @strawberry.field(description="How many are unread.", permission_classes=[SignedIn])
@@ -75,7 +69,7 @@ class NotificationMutations:
             ctx.state,
             ctx.sessions,
             ctx.signed_in_id,
-            up_to_revision=seq_cursor(up_to, field="upTo"),
+            up_to_revision=position_cursor(up_to, field="upTo"),
         )
 
 
@@ -88,13 +82,12 @@ class NotificationSubscriptions:
     )
     async def notification_events(self, info: Info) -> AsyncGenerator[NotificationEvent, None]:
         ctx = info.context
-        async for event in realtime.events_for(ctx.state, ctx.signed_in_id):
-            if ended(ctx, event):
-                raise Unauthenticated(SESSION_ENDED)
-            if event.kind not in (EventKind.NOTIFICATION, EventKind.GAP):
-                continue
-            ctx.begin_operation()  # fresh loaders: nothing cached on the socket goes stale
-            found = []
+
+        def wanted(event: LiveEvent) -> bool:
+            return event.kind in (EventKind.NOTIFICATION, EventKind.GAP)
+
+        async for event in live_events(ctx, wanted=wanted):
+            found: list[NotificationRow] = []
             if event.notification_id is not None:
                 found = await notifications.load_notifications(
                     ctx.sessions, ctx.signed_in_id, [event.notification_id]

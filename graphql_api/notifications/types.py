@@ -13,9 +13,9 @@ from db.notifications.models import Notification as NotificationRow
 from domain.notifications.notifications import NotificationKind as DomainKind
 from domain.notifications.notifications import describe
 from domain.realtime import EventKind, LiveEvent
+from graphql_api.accounts.types import visible_users
 from graphql_api.context import Info
-from graphql_api.messaging.types import users_of
-from graphql_api.relay import Connection, Edge, PageInfo, to_global_id
+from graphql_api.relay import to_global_id
 
 if TYPE_CHECKING:
     from graphql_api.accounts.types import User
@@ -58,11 +58,11 @@ class Notification:
 
     @strawberry.field(description="The latest few of them that you may see, newest first.")
     async def actors(self, info: Info) -> list[UserType]:
-        return await users_of(info, list(self.row.latest_actor_ids))
+        return await visible_users(info, list(self.row.latest_actor_ids))
 
     @strawberry.field(description='For example "ana and 3 others liked your post".')
     async def text(self, info: Info) -> str:
-        actors = await users_of(info, list(self.row.latest_actor_ids))
+        actors = await visible_users(info, list(self.row.latest_actor_ids))
         return describe(
             self.row.kind, [actor.row.username for actor in actors], self.row.actor_count
         )
@@ -105,21 +105,6 @@ class Notification:
     @strawberry.field(description="Pass to notifications(after:) to catch up from here.")
     def cursor(self) -> str:
         return str(self.row.revision)
-
-
-def notification_connection(
-    rows: list[NotificationRow], *, more_after: bool, more_before: bool
-) -> Connection[Notification]:
-    edges = [Edge(node=Notification(row=row), cursor=str(row.revision)) for row in rows]
-    return Connection(
-        edges=edges,
-        page_info=PageInfo(
-            has_next_page=more_after,
-            has_previous_page=more_before,
-            start_cursor=edges[0].cursor if edges else None,
-            end_cursor=edges[-1].cursor if edges else None,
-        ),
-    )
 
 
 @strawberry.enum
