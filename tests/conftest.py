@@ -7,6 +7,8 @@ import asyncio
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -22,7 +24,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
 from aperture.cli import uvicorn_options
-from aperture.runtime import Runtime, Servers, shard_map_for, start_servers
+from aperture.runtime import Runtime, Servers, servers_environment, shard_map_for, start_servers
 from aperture.settings import Settings
 from db.instrumentation import instrument_sqlalchemy
 from db.session import ShardSessions
@@ -259,3 +261,58 @@ def live_server_url(settings: Settings, servers: Servers, shard_map: ShardMap) -
 def project_env() -> dict[str, str]:
     """Environment for CLI subprocesses, without any APERTURE_* the test run was given."""
     return {k: v for k, v in os.environ.items() if not k.startswith("APERTURE_")}
+
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@contextmanager
+def server_processes(
+    servers: Servers, project_env: dict[str, str], *, count: int, **settings: str
+) -> Iterator[list[str]]:
+    """``count`` uvicorn processes over the same PostgreSQL and Redis, running no jobs,
+    with ``APERTURE_<NAME>`` settings from ``settings``; yields their base URLs."""
+    env = {
+        **project_env,
+        **servers_environment(servers),
+        "APERTURE_SERVE_RUNS_WORKERS": "false",
+        **{f"APERTURE_{name.upper()}": value for name, value in settings.items()},
+    }
+    ports = [_free_port() for _ in range(count)]
+    processes = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "aperture.web:app_from_environment",
+                "--factory",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+            ],
+            cwd=PROJECT_ROOT,
+            env=env,
+        )
+        for port in ports
+    ]
+    urls = [f"http://127.0.0.1:{port}" for port in ports]
+    try:
+        deadline = time.monotonic() + 30
+        for url in urls:
+            while True:
+                try:
+                    if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError("server process did not start")
+                time.sleep(0.1)
+        yield urls
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(timeout=10)

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,73 +12,26 @@ from pathlib import Path
 import httpx
 import pytest
 
-from aperture.runtime import Servers, servers_environment
+from aperture.runtime import Servers
 from aperture.settings import Settings
 from db.shards import ShardMap
 from graphql_api.edge import BoundedHttpToolsProtocol
-from tests.conftest import serve_in_thread
+from tests.conftest import serve_in_thread, server_processes
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @pytest.fixture
-def two_servers(
-    servers: Servers, shard_map: ShardMap, project_env: dict[str, str]
-) -> Iterator[list[str]]:
-    """Two uvicorn processes over the same PostgreSQL and Redis, with a small IP budget:
-    10 points, refilled at 0.5 a second."""
-    env = {
-        **project_env,
-        **servers_environment(servers),
-        "APERTURE_SERVE_RUNS_WORKERS": "false",
-        "APERTURE_RATE_LIMIT_IP_CAPACITY": "10",
-        "APERTURE_RATE_LIMIT_IP_PER_SECOND": "0.5",
-    }
-    ports = [_free_port(), _free_port()]
-    processes = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "aperture.web:app_from_environment",
-                "--factory",
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-            ],
-            cwd=PROJECT_ROOT,
-            env=env,
-        )
-        for port in ports
-    ]
-    urls = [f"http://127.0.0.1:{port}" for port in ports]
-    try:
-        deadline = time.monotonic() + 30
-        for url in urls:
-            while True:
-                try:
-                    if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError("server process did not start")
-                time.sleep(0.1)
+def two_servers(servers: Servers, project_env: dict[str, str]) -> Iterator[list[str]]:
+    """Two server processes with a small IP budget: 10 points, refilled at 0.5 a second."""
+    with server_processes(
+        servers,
+        project_env,
+        count=2,
+        rate_limit_ip_capacity="10",
+        rate_limit_ip_per_second="0.5",
+    ) as urls:
         yield urls
-    finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            process.wait(timeout=10)
 
 
 async def test_rate_limit_holds_across_two_server_processes(
