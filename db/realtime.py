@@ -160,7 +160,7 @@ class RealtimeBus:
             await asyncio.sleep(RECONNECT_DELAY_SECONDS)
             try:
                 with contextlib.suppress(RedisError, OSError):
-                    await pubsub.reset()
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
                 channels = [user_channel(user_id) for user_id in self._listeners]
                 if channels:
                     await pubsub.subscribe(*channels)

@@ -344,3 +344,19 @@ async def test_each_event_is_resolved_with_fresh_loaders(
         second = await next_of(socket, "MESSAGE")
     assert first["message"]["sender"]["fullName"] != "Ana Lima"
     assert second["message"]["sender"]["fullName"] == "Ana Lima"
+
+
+async def test_the_operation_guard_applies_to_operations_over_a_socket(
+    gql: GraphQLClient, live_server_url: str
+) -> None:
+    ana = await sign_up(gql, "ana")
+    aliases = " ".join(f"a{n}: kind" for n in range(40))
+    async with open_socket(live_server_url, token=ana.token) as socket:
+        await socket.subscribe(f"subscription {{ messageEvents {{ {aliases} }} }}")
+        refused = await socket.receive()
+        assert refused["type"] == "error"
+        assert refused["payload"][0]["extensions"]["code"] == "QUERY_TOO_COMPLEX"
+        # A query over the socket is one more operation, signed in as the socket is.
+        await socket.subscribe("{ viewer { username } }")
+        answered = await socket.next_data()
+        assert answered["data"] == {"viewer": {"username": "ana"}}
