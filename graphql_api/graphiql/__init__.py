@@ -32,6 +32,12 @@ _DEFAULT_QUERY: Final = """\
 # Welcome to Aperture's GraphiQL.
 #
 # Run a query with Ctrl-Enter or the play button; Ctrl-Space autocompletes.
+#
+# Sign in with the signUp or logIn mutation, then put its token in the Headers
+# tab as {"Authorization": "Bearer <token>"}. Subscriptions run over a websocket
+# with the same headers; try, then send yourself a message from another tab:
+#
+#   subscription Live { messageEvents { kind message { text sender { username } } } }
 
 {
   __typename
