@@ -442,6 +442,88 @@ def _in_use(error: Exception) -> typer.Exit:
     return typer.Exit(code=1)
 
 
+@app.command()
+def train(
+    gpu: Annotated[
+        bool | None,
+        typer.Option(
+            "--gpu/--cpu", help="Train on the GPU or the CPU (default: the GPU if usable)."
+        ),
+    ] = None,
+    factors: Annotated[int, typer.Option(help="Latent factors.")] = 64,
+    iterations: Annotated[int, typer.Option(help="ALS iterations.")] = 15,
+) -> None:
+    """Train Explore's model on the interaction log, publish it to every API process
+    (no restart) and precompute every active person's candidates."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from aperture.runtime import Runtime, Servers
+    from domain.explore.training import train as run_training
+    from domain.state import AppState
+    from recommender.model import ALSConfig, IterationReport
+
+    settings, servers = _prepare()
+    assert isinstance(servers, Servers)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+    async def run() -> str:
+        runtime = Runtime.connect(settings, servers)
+        try:
+            with Progress(
+                TextColumn("training"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("loss {task.fields[loss]}"),
+            ) as bar:
+                task = bar.add_task("train", total=iterations, loss="-")
+
+                def progress(step: IterationReport) -> None:
+                    loss = "-" if step.loss is None else f"{step.loss:.6f}"
+                    bar.update(task, completed=step.iteration, loss=loss)
+
+                done = await run_training(
+                    AppState(runtime),
+                    config=ALSConfig(factors=factors, iterations=iterations),
+                    use_gpu=gpu,
+                    progress=progress,
+                )
+            if done is None:
+                return "too few interactions to train yet: Explore serves trending posts"
+            losses = done.report.losses
+            loss = f", final training loss {losses[-1]:.6f}" if losses else ""
+            return (
+                f"trained model {done.version} on the {done.device} in "
+                f"{done.report.seconds:.1f} s: {done.interactions} interactions, "
+                f"{done.users} people, {done.items} items{loss}"
+            )
+        finally:
+            await runtime.close()
+
+    try:
+        typer.echo(asyncio.run(run()))
+    finally:
+        servers.stop()
+
+
+recommender_app = typer.Typer(help="The recommender's offline tools.", no_args_is_help=True)
+app.add_typer(recommender_app, name="recommender")
+
+
+@recommender_app.command(
+    context_settings={
+        "allow_extra_args": True,
+        "ignore_unknown_options": True,
+        "help_option_names": [],
+    }
+)
+def evaluate(context: typer.Context) -> None:
+    """Evaluate ALS against most-popular, BPR and item-kNN on MovieLens ratings
+    (``--ratings PATH``; ``--help`` lists the rest)."""
+    from recommender.evaluate import main as evaluate_main
+
+    raise typer.Exit(code=evaluate_main(list(context.args)))
+
+
 @app.command("export-schema")
 def export_schema(
     output: Annotated[Path, typer.Option(help="Where to write the SDL.")] = Path("schema.graphql"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections import defaultdict
 from collections.abc import Awaitable, Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -584,6 +585,21 @@ async def _seed_engagement(
     """Likes (heavy-tailed: most posts get a few, some many), comments and reel views
     from each author's followers, on the posts just given media."""
     likes = comments = views = 0
+    # Explore's log, by the shard of the person who acted.
+    explore_rows: dict[int, list[dict[str, object]]] = defaultdict(list)
+    now = datetime.now(UTC)
+
+    def logged(user_id: int, post_id: int, author_id: int, signal: str) -> None:
+        explore_rows[sessions.shard_map.shard_for_id(user_id)].append(
+            {
+                "user_id": user_id,
+                "item_id": post_id,
+                "signal": signal,
+                "author_id": author_id,
+                "occurred_at": now,
+            }
+        )
+
     for shard, posts in posts_by_shard.items():
         if not posts:
             continue
@@ -600,13 +616,16 @@ async def _seed_engagement(
             share = min(1.0, pick.paretovariate(1.5) / 10)
             for fan in pick.sample(fans, k=max(0, min(len(fans), round(share * len(fans))))):
                 like_rows.append({"post_id": post_id, "user_id": fan})
+                logged(fan, post_id, author_id, "like")
             for fan in pick.sample(fans, k=min(len(fans), pick.randint(1, 8))):
                 view_rows.append({"post_id": post_id, "viewer_id": fan})
+                logged(fan, post_id, author_id, "reel_view")
             if post_id not in commented:
                 for fan in pick.sample(fans, k=min(len(fans), pick.randint(0, 3))):
                     comment_rows.append(
                         {"post_id": post_id, "author_id": fan, "body": pick.choice(COMMENT_TEXTS)}
                     )
+                    logged(fan, post_id, author_id, "comment")
         async with sessions.shard(shard) as session:
             for batch in _chunks(like_rows, 5000):
                 likes += await seed_db.insert_post_likes(session, batch)
@@ -615,4 +634,8 @@ async def _seed_engagement(
             for batch in _chunks(view_rows, 5000):
                 views += await seed_db.insert_post_views(session, batch)
         report("likes", likes, likes)
+    for shard, rows in explore_rows.items():
+        async with sessions.shard(shard) as session:
+            for batch in _chunks(rows, 5000):
+                await seed_db.insert_explore_interactions(session, batch)
     return likes, comments, views

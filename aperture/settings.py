@@ -72,6 +72,11 @@ class Settings(BaseSettings):
         default=30, ge=1, description="Only users active this recently receive fan-out."
     )
     fanout_batch_size: int = Field(default=1000, ge=1)
+    explore_retrain_interval_seconds: float = Field(
+        default=6 * 3600.0,
+        gt=0,
+        description="How often a worker retrains Explore's model (one worker at a time).",
+    )
     event_sweep_interval_seconds: float = Field(
         default=10.0, gt=0, description="How often the outbox sweeper looks for owed events."
     )

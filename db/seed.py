@@ -15,6 +15,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.accounts.models import Follower, Following, UniqueKey, User
+from db.explore.models import ExploreInteraction
 from db.media.models import Media
 from db.posts.models import Comment, HashtagPost, Post, PostHashtag, PostLike
 from db.reels.models import PostView
@@ -195,6 +196,18 @@ async def insert_post_likes(session: AsyncSession, rows: Sequence[Row]) -> int:
         return 0
     result = await session.execute(
         insert(PostLike).on_conflict_do_nothing().returning(PostLike.post_id), list(rows)
+    )
+    return len(result.all())
+
+
+async def insert_explore_interactions(session: AsyncSession, rows: Sequence[Row]) -> int:
+    """Explore's log of seeded likes, comments and views (in the actor's shard), as the
+    events of a real like would have written it."""
+    if not rows:
+        return 0
+    result = await session.execute(
+        insert(ExploreInteraction).on_conflict_do_nothing().returning(ExploreInteraction.item_id),
+        list(rows),
     )
     return len(result.all())
 

@@ -12,6 +12,7 @@ from db.accounts.models import User
 from db.accounts.records import UserRecord
 from db.cache import RowCache
 from db.counters import HotCounters
+from db.explore.store import ExploreStore
 from db.feed.activity import ActivityMarks
 from db.feed.store import FeedStore
 from db.flags import ViewerFlags
@@ -27,6 +28,7 @@ from db.scored_sets import ScoredSet
 from db.stories.models import Story
 from db.stories.records import StoryRecord
 from domain.accounts.passwords import PasswordHashPool
+from domain.explore.models import ServedModel
 from domain.media.delivery import MediaUrls, UrlSigner
 
 # How many ids of a list are cached: enough for any first page a client asks for.
@@ -78,6 +80,9 @@ class AppState:
     media_urls: MediaUrls = field(init=False)
     # Live events to this process's sockets, and from any process (db/realtime.py).
     realtime: RealtimeBus = field(init=False)
+    # Explore's derived data (candidates, trending, model versions) and the model in use.
+    explore: ExploreStore = field(init=False)
+    explore_model: ServedModel = field(init=False)
     # The time every rule reads (story expiry, signed URLs); tests replace it.
     clock: Callable[[], datetime] = field(default=utc_now)
 
@@ -123,6 +128,8 @@ class AppState:
         self.reels_index = ScoredSet(redis, name="reels", ttl_seconds=ttl)
         settings = self.runtime.settings
         self.realtime = RealtimeBus(redis, self.runtime.redis_url)
+        self.explore = ExploreStore(redis, self.runtime.object_store)
+        self.explore_model = ServedModel(self.explore)
         self.media_urls = MediaUrls(
             base_url=settings.cdn_base_url or f"http://{settings.host}:{settings.port}/media",
             signer=UrlSigner(self.runtime.secret_key, settings.media_url_ttl_seconds),

@@ -196,6 +196,24 @@ class Visibility:
             raise NotFound("No such post")
         return row
 
+    async def discoverable(self, ids: Sequence[int]) -> list[PostRecord]:
+        """Explore's rule: posts the viewer may see from public accounts they neither are
+        nor follow (blocks either way are out already), in the order given."""
+        rows = [row for row in await self.posts(ids) if row is not None]
+        author_ids = list(dict.fromkeys(row.author_id for row in rows))
+        authors, follows = await asyncio.gather(
+            self.users(author_ids), self.facts.follows(author_ids)
+        )
+        strangers = {
+            author.id
+            for author, followed in zip(authors, follows, strict=True)
+            if author is not None
+            and not author.is_private
+            and not followed
+            and author.id != self.viewer_id
+        }
+        return [row for row in rows if row.author_id in strangers]
+
     async def comments(self, ids: Sequence[int]) -> list[CommentRecord | None]:
         rows = await self.facts.comments(ids)
         live = [row for row in rows if row is not None]

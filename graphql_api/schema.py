@@ -16,6 +16,7 @@ from graphql_api.accounts.types import User
 from graphql_api.compiled import CompiledExecution
 from graphql_api.context import Info, OperationScope
 from graphql_api.error_handling import TypedErrors, log_errors
+from graphql_api.explore.schema import ExploreQueries
 from graphql_api.feed.schema import FeedQueries
 from graphql_api.guard import DOCUMENT_CACHE_SIZE, OperationGuard, TokenLimit
 from graphql_api.media.schema import MediaMutations, MediaQueries
@@ -72,6 +73,7 @@ class Query(
     MediaQueries,
     StoryQueries,
     ReelQueries,
+    ExploreQueries,
     MessagingQueries,
     NotificationQueries,
 ):

@@ -26,6 +26,7 @@ from sqlalchemy.pool import NullPool
 from aperture.cli import uvicorn_options
 from aperture.runtime import Runtime, Servers, servers_environment, shard_map_for, start_servers
 from aperture.settings import Settings
+from db.explore.store import MODEL_PREFIX
 from db.instrumentation import instrument_sqlalchemy
 from db.session import ShardSessions
 from db.shards import ShardMap, shard_schema, to_sqlalchemy_url
@@ -71,6 +72,7 @@ TABLES = [
     "notifications",
     "notification_actors",
     "notification_events",
+    "explore_interactions",
 ]
 
 
@@ -153,6 +155,8 @@ async def runtime(
     truncate_everything(shard_map)
     runtime = Runtime.connect(settings, servers)
     await runtime.redis.flushdb()
+    # Explore's models outlive Redis in the object store: no test serves another's.
+    await runtime.object_store.delete(await runtime.object_store.list_keys(prefix=MODEL_PREFIX))
     yield runtime
     await runtime.close()
 

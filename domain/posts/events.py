@@ -32,7 +32,14 @@ class PostLiked:
     user_id: int
 
 
+@dataclass(frozen=True)
+class PostSaved:
+    post_id: int
+    user_id: int
+
+
 POST_CREATED = Topic("post.created", PostCreated)
 POST_DELETED = Topic("post.deleted", PostDeleted)
 COMMENT_ADDED = Topic("comment.added", CommentAdded)
 POST_LIKED = Topic("post.liked", PostLiked)
+POST_SAVED = Topic("post.saved", PostSaved)

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from db.posts import repository as posts_repo
 from db.redis import read_epoch
 from db.session import ShardSessions
+from domain import events
+from domain.posts.events import POST_SAVED, PostSaved
 from domain.state import AppState
 from domain.visibility import direct
 
@@ -18,12 +20,17 @@ async def set_saved(
     if saved:
         # Only what the viewer may see can be saved; unsaving works even after it is gone.
         await direct(state, sessions, viewer_id).require_post(post_id)
+    owed = []
     async with sessions.for_id(viewer_id) as session:
         if saved:
             await posts_repo.save_post(session, user_id=viewer_id, post_id=post_id)
+            owed = await events.emit(
+                session, POST_SAVED, PostSaved(post_id=post_id, user_id=viewer_id)
+            )
         else:
             await posts_repo.unsave_post(session, user_id=viewer_id, post_id=post_id)
     await state.saved_posts.store(viewer_id, post_id, saved)
+    await events.relay(state, sessions, owed)
 
 
 async def viewer_saved(

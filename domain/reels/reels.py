@@ -20,10 +20,12 @@ from db.redis import read_epoch, read_together
 from db.reels import repository as reels_repo
 from db.scored_sets import score_ms
 from db.session import ShardSessions
+from domain import events
 from domain.errors import BadUserInput
 from domain.posts.comments import comment_counts
 from domain.posts.likes import like_counts
 from domain.posts.posts import load_posts
+from domain.reels.events import REEL_VIEWED, ReelViewed
 from domain.state import AppState
 from domain.visibility import Visibility, direct
 
@@ -50,8 +52,14 @@ async def record_view(
     post = await direct(state, sessions, viewer_id).require_post(post_id)
     if not post.is_reel:
         raise BadUserInput("Only reels (posts of one video) count views", field="postId")
+    owed = []
     async with sessions.for_id(post_id) as session:
         added = await reels_repo.add_view(session, post_id=post_id, viewer_id=viewer_id)
+        if added:
+            owed = await events.emit(
+                session, REEL_VIEWED, ReelViewed(post_id=post_id, viewer_id=viewer_id)
+            )
+    await events.relay(state, sessions, owed)
     if added:
         await state.post_views.adjust(post_id, 1)
     (count,) = await view_counts(state, sessions, [post_id])

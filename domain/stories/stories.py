@@ -23,8 +23,10 @@ from db.session import ShardSessions
 from db.stories import repository as stories_repo
 from db.stories.models import Story
 from db.stories.records import StoryAudience, StoryRecord
+from domain import events
 from domain.errors import BadUserInput, Forbidden, MediaNotReady, RateLimited
 from domain.state import AppState
+from domain.stories.events import STORY_VIEWED, StoryViewed
 from domain.stories.reads import close_friend_ids, load_stories
 from domain.visibility import direct
 
@@ -210,9 +212,19 @@ async def mark_seen(
     now = state.clock()
     if story.author_id != viewer_id:
         async with sessions.for_id(story_id) as session:
-            await stories_repo.add_view(
+            added = await stories_repo.add_view(
                 session, story_id=story_id, viewer_id=viewer_id, viewed_at=now
             )
+            owed = (
+                await events.emit(
+                    session,
+                    STORY_VIEWED,
+                    StoryViewed(story_id=story_id, author_id=story.author_id, viewer_id=viewer_id),
+                )
+                if added
+                else []
+            )
+        await events.relay(state, sessions, owed)
     await state.stories_seen.add(
         viewer_id, str(story_id), score_ms(story.expires_at), drop_below=score_ms(now)
     )

@@ -1,0 +1,195 @@
+"""Explore: posts from accounts the viewer does not follow, chosen for them by the ALS
+model (``recommender/``) from what people like, comment on, save and watch.
+
+Reads are precomputed: a training run (``training.py``) leaves each active person's
+ranked candidates and a trending list in Redis; a request reads one of them, then keeps
+only what the one visibility policy calls discoverable (``Visibility.discoverable``) and
+what the viewer has not already interacted with, and spreads authors out. A person's
+first interactions fold them into the model at once (``fold_in``), before any retrain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import TypeVar
+
+from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+
+from db.explore import repository as explore_repo
+from db.explore.repository import InteractionRow
+from db.session import ShardSessions
+from domain.state import AppState
+from domain.visibility import Visibility
+from recommender.interactions import Interaction, Signal
+
+log = logging.getLogger(__name__)
+
+# Candidates kept per person, and how many of them a page may look through.
+CANDIDATES_PER_USER = 300
+# A person with at most this many interactions is folded in on each new one.
+FOLD_IN_UP_TO = 30
+# An author appears at most once in this many consecutive Explore posts.
+AUTHOR_SPACING = 6
+
+
+async def record(
+    state: AppState,
+    sessions: ShardSessions,
+    *,
+    user_id: int,
+    item_id: int,
+    author_id: int,
+    signal: Signal,
+) -> None:
+    """Log one interaction (after its own commit), then fold a new person in."""
+    async with sessions.for_id(user_id) as session:
+        await explore_repo.record(
+            session,
+            user_id=user_id,
+            item_id=item_id,
+            signal=signal.value,
+            author_id=author_id,
+            occurred_at=state.clock(),
+        )
+    await fold_in(state, sessions, user_id)
+
+
+T = TypeVar("T")
+
+
+def one_blas_thread(call: Callable[[], T]) -> T:
+    """implicit parallelises itself; BLAS threads on top of it only fight it."""
+    with threadpool_limits(limits=1, user_api="blas"):
+        return call()
+
+
+def as_interactions(rows: Sequence[InteractionRow]) -> list[Interaction]:
+    return [
+        Interaction(user_id, item_id, signal, occurred_at.timestamp())
+        for user_id, item_id, signal, _, occurred_at in rows
+    ]
+
+
+def post_items(rows: Sequence[InteractionRow]) -> set[int]:
+    """Items that are posts: story views name stories, which Explore never shows."""
+    return {item_id for _, item_id, signal, _, _ in rows if signal != Signal.STORY_VIEW}
+
+
+async def fold_in(state: AppState, sessions: ShardSessions, user_id: int) -> bool:
+    """Recompute a new or quiet person's factors from their log and store their
+    candidates, without a retrain; False when there is no model or they are not new."""
+    model = await state.explore_model.current()
+    if model is None:
+        return False
+    async with sessions.for_id(user_id) as session:
+        rows = await explore_repo.of_user(session, user_id)
+    if not rows or len(rows) > FOLD_IN_UP_TO:
+        return False
+    now = state.clock().timestamp()
+    interactions = as_interactions(rows)
+    report = await asyncio.to_thread(
+        one_blas_thread, lambda: model.fold_in(user_id, interactions, now=now)
+    )
+    ids, _ = model.recommend([user_id], CANDIDATES_PER_USER + len(rows))
+    seen = {item_id for _, item_id, _, _, _ in rows}
+    ranked = [int(item) for item in ids[0] if item >= 0 and int(item) not in seen]
+    await state.explore.store_candidates({user_id: ranked[:CANDIDATES_PER_USER]})
+    log.debug("explore: folded in %d in %.1f ms", user_id, report.seconds * 1e3)
+    return True
+
+
+def spread_authors(post_ids: Sequence[int], author_of: dict[int, int]) -> list[int]:
+    """The same posts, each author at most once in any ``AUTHOR_SPACING`` in a row: a
+    post too close to its author's previous one waits for the first place far enough
+    on. Independent of page size, so pages never repeat or skip a post."""
+    placed: list[int] = []
+    waiting: list[int] = []
+    last_at: dict[int, int] = {}
+
+    def fits(post_id: int) -> bool:
+        previous = last_at.get(author_of[post_id])
+        return previous is None or len(placed) - previous >= AUTHOR_SPACING
+
+    def place(post_id: int) -> None:
+        last_at[author_of[post_id]] = len(placed)
+        placed.append(post_id)
+
+    for post_id in post_ids:
+        while True:
+            ready = next((waiter for waiter in waiting if fits(waiter)), None)
+            if ready is None:
+                break
+            waiting.remove(ready)
+            place(ready)
+        if fits(post_id):
+            place(post_id)
+        else:
+            waiting.append(post_id)
+    placed.extend(waiting)  # too few other authors: the rest at the end, in order
+    return placed
+
+
+async def ranked_post_ids(
+    state: AppState, sessions: ShardSessions, visibility: Visibility, viewer_id: int
+) -> list[int]:
+    """The viewer's Explore, best first: their candidates, then trending (all of it for
+    someone without candidates), minus what they interacted with and what is not
+    discoverable to them."""
+    mine, trending = await state.explore.candidates(viewer_id)
+    if trending is None:
+        trending = await refresh_trending(state, sessions)
+    candidates = list(dict.fromkeys([*(mine or []), *trending]))
+    async with sessions.for_id(viewer_id) as session:
+        interacted = (await explore_repo.items_of(session, [viewer_id]))[viewer_id]
+    candidates = [post_id for post_id in candidates if post_id not in interacted]
+    rows = await visibility.discoverable(candidates)
+    return spread_authors([row.id for row in rows], {row.id: row.author_id for row in rows})
+
+
+async def recent_log(sessions: ShardSessions, *, since: datetime) -> list[InteractionRow]:
+    """Every shard's log since ``since``: what training and trending learn from."""
+    per_shard = await sessions.scatter_all(lambda session: explore_repo.since(session, after=since))
+    return [row for rows in per_shard.values() for row in rows]
+
+
+async def refresh_trending(state: AppState, sessions: ShardSessions) -> list[int]:
+    """Trending from the last days of the log (engagement with time decay), stored for
+    everyone without candidates of their own."""
+    from domain.explore.training import TRENDING_WINDOW, trending_ids
+
+    rows = await recent_log(sessions, since=state.clock() - TRENDING_WINDOW)
+    ranked = trending_ids(rows, now=state.clock().timestamp())
+    await state.explore.store_trending(ranked)
+    return ranked
+
+
+async def similar_post_ids(
+    state: AppState, sessions: ShardSessions, visibility: Visibility, post_id: int
+) -> list[int]:
+    """ "More like this": the posts nearest to one in the model's item space that the
+    viewer may see (theirs and followed accounts' included), best first; trending when
+    the model does not know the post yet."""
+    await visibility.require_post(post_id)
+    model = await state.explore_model.current()
+    if model is not None and post_id in model.items:
+        ids, _ = model.similar_items(post_id, CANDIDATES_PER_USER)
+        ranked = [int(item) for item in ids if int(item) != post_id]
+    else:
+        _, trending = await state.explore.candidates(visibility.viewer_id or 0)
+        if trending is None:
+            trending = await refresh_trending(state, sessions)
+        ranked = [item for item in trending if item != post_id]
+    return [row.id for row in await visibility.posts(ranked) if row is not None]
+
+
+async def suggested_account_ids(
+    state: AppState, sessions: ShardSessions, visibility: Visibility, viewer_id: int
+) -> list[int]:
+    """Accounts to follow: the authors of the viewer's Explore, in the order their best
+    post ranks there (so the same rules: public, not followed, not blocked, not self)."""
+    ranked = await ranked_post_ids(state, sessions, visibility, viewer_id)
+    rows = [row for row in await visibility.posts(ranked) if row is not None]
+    return list(dict.fromkeys(row.author_id for row in rows))
