@@ -215,3 +215,27 @@ def test_authors_are_spread_out_whatever_the_page_size() -> None:
     assert spread == [0, 10, 20, 30, 40, 50, 1, 60, 70, 80, 2]
     # Too few other authors: the rest still come, at the end, in their order.
     assert spread_authors([0, 1, 2, 10], author_of) == [0, 10, 1, 2]
+
+
+async def test_the_reels_feed_ranks_with_the_model_once_there_is_one(
+    gql: GraphQLClient, state: AppState, clusters: Clusters
+) -> None:
+    from tests.test_stories_reels import REELS, make_reel
+
+    reels = {
+        name: await make_reel(gql, state, clusters.authors[name][0], seed=number)
+        for number, name in enumerate(("cats", "cars"))
+    }
+    # As engaging as each other: six likes each, from the reel's own cluster.
+    for name, reel in reels.items():
+        for person in clusters.people[name]:
+            (await gql(LIKE, {"p": reel}, token=person.token)).ok()
+
+    async def first_reel(person: Account) -> str:
+        edges = (await gql(REELS, token=person.token)).ok()["reelsFeed"]["edges"]
+        author: str = edges[0]["node"]["author"]["username"]
+        return author
+
+    assert await train(state, config=SMALL_MODEL) is not None
+    assert await first_reel(clusters.people["cats"][1]) == "cats0"
+    assert await first_reel(clusters.people["cars"][1]) == "cars0"

@@ -193,3 +193,18 @@ async def suggested_account_ids(
     ranked = await ranked_post_ids(state, sessions, visibility, viewer_id)
     rows = [row for row in await visibility.posts(ranked) if row is not None]
     return list(dict.fromkeys(row.author_id for row in rows))
+
+
+async def taste_scores(state: AppState, viewer_id: int, item_ids: Sequence[int]) -> list[float]:
+    """The model's predicted preference of the viewer for each item, clipped to [0, 1];
+    0 for everything when there is no model, or it knows neither viewer nor item."""
+    model = await state.explore_model.current()
+    if model is None or viewer_id not in model.users:
+        return [0.0] * len(item_ids)
+    person = model.user_factors[model.users.index_of(viewer_id)]
+    scores: list[float] = []
+    for item_id in item_ids:
+        index = model.items.get(item_id)
+        value = 0.0 if index is None else float(model.item_factors[index] @ person)
+        scores.append(min(1.0, max(0.0, value)))
+    return scores
