@@ -266,28 +266,11 @@ def rank_item_knn(train: CSRMatrix, seed: int, params: Params, exclude: CSRMatri
         # BM25 weighting hands implicit's kNN a COO matrix, and implicit warns about it.
         warnings.simplefilter("ignore", category=implicit.utils.ParameterWarning)
         model.fit(train, show_progress=False)
-    if exclude is train:
-        # Scores come from the user's row of ``train``; implicit drops those items itself.
-        ids, _ = model.recommend(
-            np.arange(train.shape[0]), train, N=K, filter_already_liked_items=True
-        )
-        return np.asarray(ids, dtype=np.int64)
-    return _knn_with_exclusions(model, train, exclude)
-
-
-def _knn_with_exclusions(model: Any, history: CSRMatrix, exclude: CSRMatrix) -> Int64Array:
-    """Rank from the user's history; leave out ``exclude`` (a superset of history here)."""
-    users = np.arange(history.shape[0])
-    widest = int(np.diff(exclude.indptr).max()) if exclude.nnz else 0
-    ids, _ = model.recommend(
-        users, history, N=K + widest, filter_already_liked_items=False, recalculate_user=False
-    )
-    out = np.full((len(users), K), -1, dtype=np.int64)
-    for user in users:
-        banned = exclude.indices[exclude.indptr[user] : exclude.indptr[user + 1]]
-        ranked = ids[user][(ids[user] >= 0) & ~np.isin(ids[user], banned)][:K]
-        out[user, : len(ranked)] = ranked
-    return out
+    if exclude is not train:
+        raise ValueError("item-kNN ranks from, and excludes, the same history matrix")
+    # Scores come from the user's row of ``train``; implicit drops those items itself.
+    ids, _ = model.recommend(np.arange(train.shape[0]), train, N=K, filter_already_liked_items=True)
+    return np.asarray(ids, dtype=np.int64)
 
 
 @dataclass(frozen=True, slots=True)
@@ -579,6 +562,7 @@ def main(argv: list[str] | None = None) -> int:
         f"seeds {args.first_seed}..{args.first_seed + args.seeds - 1}; "
         f"test {args.test_fraction:g} / validation {args.validation_fraction:g} per user; "
         f"{report.seconds:.0f} s"
+        + ("; --quick: a one-point grid, a smoke test, not a result" if args.quick else "")
     )
     print(header)
     print()

@@ -116,7 +116,7 @@ def top_k(
         order = xp.argsort(-candidate_scores, axis=1)
         best = xp.take_along_axis(candidates, order, axis=1)
         best_scores = xp.take_along_axis(candidate_scores, order, axis=1)
-        best = xp.where(xp.isneginf(best_scores), -1, best)
+        best = xp.where(best_scores == -xp.inf, -1, best)  # nothing left to rank there
         indices_out[start:stop] = to_numpy(xp, best)
         scores_out[start:stop] = to_numpy(xp, best_scores)
     return indices_out, scores_out

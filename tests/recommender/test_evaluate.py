@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -128,3 +130,16 @@ def test_movielens_quick_run_beats_most_popular() -> None:
         assert 0 < m.precision <= 1
         assert 0 < m.recall <= 1
         assert 0 < m.ndcg <= 1
+
+
+def test_runs_as_a_module() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "recommender.evaluate", "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert done.returncode == 0, done.stderr
+    assert "aperture recommender evaluate" in done.stdout
+    assert "--ratings" in done.stdout
