@@ -207,6 +207,11 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "log_level": "warning",
         "backlog": 4096,
         "timeout_keep_alive": 30,
+        # uvicorn's default, a ping every 20 s on every websocket, was most of an idle
+        # server's CPU with 10,000 sockets (docs/benchmarks.md, Realtime); a minute still
+        # finds dead peers.
+        "ws_ping_interval": 60.0,
+        "ws_ping_timeout": 30.0,
         "proxy_headers": True,
         "forwarded_allow_ips": settings.forwarded_allow_ips,
         "server_header": False,

@@ -303,7 +303,8 @@ def server_processes(
     ]
     urls = [f"http://127.0.0.1:{port}" for port in ports]
     try:
-        deadline = time.monotonic() + 30
+        # Generous: a loaded 2-core machine starts two interpreters slowly.
+        deadline = time.monotonic() + 90
         for url in urls:
             while True:
                 try:
