@@ -239,3 +239,21 @@ async def test_the_reels_feed_ranks_with_the_model_once_there_is_one(
     assert await train(state, config=SMALL_MODEL) is not None
     assert await first_reel(clusters.people["cats"][1]) == "cats0"
     assert await first_reel(clusters.people["cars"][1]) == "cars0"
+
+
+async def test_paging_through_explore_gives_the_whole_list_once(
+    gql: GraphQLClient, clusters: Clusters
+) -> None:
+    viewer = clusters.people["cats"][2]
+    whole = [node["id"] for node in await explore_of(gql, viewer, first=100)]
+    paged: list[str] = []
+    after = None
+    while True:
+        page = (await gql(EXPLORE, {"first": 3, "after": after}, token=viewer.token)).ok()
+        edges = page["explore"]["edges"]
+        paged += [edge["node"]["id"] for edge in edges]
+        if not page["explore"]["pageInfo"]["hasNextPage"]:
+            break
+        after = edges[-1]["cursor"]
+    assert len(whole) > 12
+    assert paged == whole

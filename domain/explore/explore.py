@@ -101,10 +101,15 @@ async def fold_in(state: AppState, sessions: ShardSessions, user_id: int) -> boo
     return True
 
 
-def spread_authors(post_ids: Sequence[int], author_of: dict[int, int]) -> list[int]:
+def spread_authors(
+    post_ids: Sequence[int], author_of: dict[int, int], *, complete: bool = True
+) -> list[int]:
     """The same posts, each author at most once in any ``AUTHOR_SPACING`` in a row: a
     post too close to its author's previous one waits for the first place far enough
-    on. Independent of page size, so pages never repeat or skip a post."""
+    on. Independent of page size, so pages never repeat or skip a post. Placing is
+    online, so the posts placed from a prefix of ``post_ids`` are a prefix of those
+    placed from all of it; ``complete=False`` leaves out those still waiting at the end,
+    for a caller that has more to come."""
     placed: list[int] = []
     waiting: list[int] = []
     last_at: dict[int, int] = {}
@@ -128,16 +133,23 @@ def spread_authors(post_ids: Sequence[int], author_of: dict[int, int]) -> list[i
             place(post_id)
         else:
             waiting.append(post_id)
-    placed.extend(waiting)  # too few other authors: the rest at the end, in order
+    if complete:
+        placed.extend(waiting)  # too few other authors: the rest at the end, in order
     return placed
 
 
 async def ranked_post_ids(
-    state: AppState, sessions: ShardSessions, visibility: Visibility, viewer_id: int
+    state: AppState,
+    sessions: ShardSessions,
+    visibility: Visibility,
+    viewer_id: int,
+    *,
+    wanted: int = CANDIDATES_PER_USER,
 ) -> list[int]:
-    """The viewer's Explore, best first: their candidates, then trending (all of it for
-    someone without candidates), minus what they interacted with and what is not
-    discoverable to them."""
+    """The viewer's Explore, best first, at least ``wanted`` long where there are that
+    many: their candidates, then trending (all of it for someone without candidates),
+    minus what they interacted with and what is not discoverable to them. Only as many
+    candidates as the page needs are read, a few times over for what the filters drop."""
     mine, trending = await state.explore.candidates(viewer_id)
     if trending is None:
         trending = await refresh_trending(state, sessions)
@@ -145,8 +157,16 @@ async def ranked_post_ids(
     async with sessions.for_id(viewer_id) as session:
         interacted = (await explore_repo.items_of(session, [viewer_id]))[viewer_id]
     candidates = [post_id for post_id in candidates if post_id not in interacted]
-    rows = await visibility.discoverable(candidates)
-    return spread_authors([row.id for row in rows], {row.id: row.author_id for row in rows})
+    window = max(4 * wanted, 16)
+    while True:
+        rows = await visibility.discoverable(candidates[:window])
+        complete = window >= len(candidates)
+        ranked = spread_authors(
+            [row.id for row in rows], {row.id: row.author_id for row in rows}, complete=complete
+        )
+        if complete or len(ranked) >= wanted:
+            return ranked
+        window *= 2
 
 
 async def recent_log(sessions: ShardSessions, *, since: datetime) -> list[InteractionRow]:

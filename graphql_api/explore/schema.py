@@ -25,8 +25,14 @@ class ExploreQueries:
         self, info: Info, first: int | None = None, after: str | None = None
     ) -> Connection[Post]:
         ctx = info.context
+        limit = page_size(first)
+        start = decode_cursor(after)
         ranked = await explore.ranked_post_ids(
-            ctx.state, ctx.sessions, ctx.loaders.visibility, ctx.signed_in_id
+            ctx.state,
+            ctx.sessions,
+            ctx.loaders.visibility,
+            ctx.signed_in_id,
+            wanted=(0 if start is None else max(start + 1, 0)) + limit + 1,
         )
         return await _ranked_page(info, ranked, first=first, after=after)
 
