@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import ColumnElement, delete, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -50,8 +50,7 @@ async def forget_item(session: AsyncSession, item_id: int) -> None:
 InteractionRow = tuple[int, int, str, int, datetime]  # user, item, signal, author, when
 
 
-async def since(session: AsyncSession, *, after: datetime) -> list[InteractionRow]:
-    """The shard's log from ``after`` on, for training."""
+async def _rows(session: AsyncSession, condition: ColumnElement[bool]) -> list[InteractionRow]:
     result = await session.execute(
         select(
             ExploreInteraction.user_id,
@@ -59,23 +58,19 @@ async def since(session: AsyncSession, *, after: datetime) -> list[InteractionRo
             ExploreInteraction.signal,
             ExploreInteraction.author_id,
             ExploreInteraction.occurred_at,
-        ).where(ExploreInteraction.occurred_at >= after)
+        ).where(condition)
     )
     return [tuple(row) for row in result.all()]  # type: ignore[misc]
+
+
+async def since(session: AsyncSession, *, after: datetime) -> list[InteractionRow]:
+    """The shard's log from ``after`` on, for training."""
+    return await _rows(session, ExploreInteraction.occurred_at >= after)
 
 
 async def of_user(session: AsyncSession, user_id: int) -> list[InteractionRow]:
     """One person's log: what Explore leaves out for them, and what folds them in."""
-    result = await session.execute(
-        select(
-            ExploreInteraction.user_id,
-            ExploreInteraction.item_id,
-            ExploreInteraction.signal,
-            ExploreInteraction.author_id,
-            ExploreInteraction.occurred_at,
-        ).where(ExploreInteraction.user_id == user_id)
-    )
-    return [tuple(row) for row in result.all()]  # type: ignore[misc]
+    return await _rows(session, ExploreInteraction.user_id == user_id)
 
 
 async def items_of(session: AsyncSession, user_ids: Sequence[int]) -> dict[int, set[int]]:

@@ -9,8 +9,8 @@ from domain.explore import explore
 from graphql_api.accounts.types import User, visible_users
 from graphql_api.context import Info, SignedIn
 from graphql_api.posts.schema import post_id_from
-from graphql_api.posts.types import Post, post_connection
-from graphql_api.relay import Connection, decode_cursor, encode_cursor, page_size
+from graphql_api.posts.types import Post, ranked_post_page
+from graphql_api.relay import Connection, decode_cursor, page_size
 
 
 @strawberry.type
@@ -34,7 +34,7 @@ class ExploreQueries:
             ctx.signed_in_id,
             wanted=(0 if start is None else max(start + 1, 0)) + limit + 1,
         )
-        return await _ranked_page(info, ranked, first=first, after=after)
+        return await ranked_post_page(info, ranked, first=first, after=after)
 
     @strawberry.field(
         description="More like this: posts people engage with together with this one, "
@@ -52,7 +52,7 @@ class ExploreQueries:
         ranked = await explore.similar_post_ids(
             ctx.state, ctx.sessions, ctx.loaders.visibility, post_id_from(post_id)
         )
-        return await _ranked_page(info, ranked, first=first, after=after)
+        return await ranked_post_page(info, ranked, first=first, after=after)
 
     @strawberry.field(
         description="Public accounts you don't follow, whose posts your Explore ranks best.",
@@ -69,19 +69,3 @@ class ExploreQueries:
 
 
 MAX_SUGGESTIONS = 50
-
-
-async def _ranked_page(
-    info: Info, ranked: list[int], *, first: int | None, after: str | None
-) -> Connection[Post]:
-    """A page of a ranked list of post ids, by position."""
-    limit = page_size(first)
-    start = decode_cursor(after)
-    offset = 0 if start is None else start + 1
-    if offset < 0:
-        raise BadUserInput("'after' is not a cursor of this list", field="after")
-    page = ranked[offset : offset + limit + 1]
-    position = {post_id: offset + index for index, post_id in enumerate(page)}
-    return await post_connection(
-        info, page, limit=limit, cursors=lambda post_id: encode_cursor(position[post_id])
-    )

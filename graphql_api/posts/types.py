@@ -15,6 +15,7 @@ from db.accounts.records import UserRecord as UserRow
 from db.media.records import MediaRecord as MediaRow
 from db.posts.records import CommentRecord as CommentRow
 from db.posts.records import PostRecord as PostRow
+from domain.errors import BadUserInput
 from domain.posts import comments, posts
 from domain.posts.pages import PostFields, PostPageAhead, read_ahead
 from domain.posts.text import parse_hashtags
@@ -22,7 +23,14 @@ from domain.state import CACHED_LIST_LENGTH
 from domain.visibility import KnownFacts, known_or_loaded
 from graphql_api.context import Info
 from graphql_api.node import Node
-from graphql_api.relay import Connection, build_connection, decode_cursor, page_size, to_global_id
+from graphql_api.relay import (
+    Connection,
+    build_connection,
+    decode_cursor,
+    encode_cursor,
+    page_size,
+    to_global_id,
+)
 
 if TYPE_CHECKING:
     from graphql_api.accounts.types import User
@@ -365,6 +373,22 @@ async def post_connection(
         limit=limit,
         cursor_of=lambda post_id: post_id,
         node_of=page.get,
+    )
+
+
+async def ranked_post_page(
+    info: Info, ranked: list[int], *, first: int | None, after: str | None
+) -> Connection[Post]:
+    """A page of a ranked list of post ids (reels, Explore): the cursor is the position."""
+    limit = page_size(first)
+    start = decode_cursor(after)
+    offset = 0 if start is None else start + 1
+    if offset < 0:
+        raise BadUserInput("'after' is not a cursor of this list", field="after")
+    page = ranked[offset : offset + limit + 1]
+    position = {post_id: offset + index for index, post_id in enumerate(page)}
+    return await post_connection(
+        info, page, limit=limit, cursors=lambda post_id: encode_cursor(position[post_id])
     )
 
 

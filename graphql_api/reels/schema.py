@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import strawberry
 
-from domain.errors import BadUserInput
 from domain.reels import reels
 from graphql_api.context import Info, SignedIn
 from graphql_api.posts.schema import post_id_from, post_or_not_found
-from graphql_api.posts.types import Post, post_connection
-from graphql_api.relay import Connection, decode_cursor, encode_cursor, page_size
+from graphql_api.posts.types import Post, ranked_post_page
+from graphql_api.relay import Connection
 
 
 @strawberry.type
@@ -29,17 +28,8 @@ class ReelQueries:
         self, info: Info, first: int | None = None, after: str | None = None
     ) -> Connection[Post]:
         ctx = info.context
-        limit = page_size(first)
-        start = decode_cursor(after)
-        offset = 0 if start is None else start + 1
-        if offset < 0:
-            raise BadUserInput("'after' is not a reels cursor", field="after")
         ranked = await reels.ranked_reel_ids(ctx.state, ctx.sessions, ctx.loaders.visibility)
-        page = ranked[offset : offset + limit + 1]
-        position = {post_id: offset + index for index, post_id in enumerate(page)}
-        return await post_connection(
-            info, page, limit=limit, cursors=lambda post_id: encode_cursor(position[post_id])
-        )
+        return await ranked_post_page(info, ranked, first=first, after=after)
 
 
 @strawberry.type
