@@ -43,23 +43,18 @@ def _unpack(raw: bytes | str | None) -> list[int] | None:
 
 
 class ExploreStore:
-    def __init__(self, redis: Redis, objects: ObjectStore | None) -> None:
+    def __init__(self, redis: Redis, objects: ObjectStore) -> None:
         self.redis = redis
         self.objects = objects
 
     # Models -----------------------------------------------------------------------------
 
-    def _require_objects(self) -> ObjectStore:
-        if self.objects is None:
-            raise RuntimeError("Explore's models need the object store (APERTURE_S3_*)")
-        return self.objects
-
     async def save_model(self, version: str, artifact: bytes) -> None:
-        objects = self._require_objects()
-        await objects.put(
+
+        await self.objects.put(
             key=f"{MODEL_PREFIX}{version}.npz", body=artifact, content_type="application/x-npz"
         )
-        await objects.put(key=LATEST_OBJECT, body=version.encode(), content_type="text/plain")
+        await self.objects.put(key=LATEST_OBJECT, body=version.encode(), content_type="text/plain")
         # Without Redis, readers find the version in LATEST.
         with contextlib.suppress(RedisError):
             await self.redis.set(MODEL_KEY, version)
@@ -71,13 +66,13 @@ class ExploreStore:
             raw = None
         if raw is not None:
             return raw.decode() if isinstance(raw, bytes) else str(raw)
-        objects = self._require_objects()
-        if await objects.head(LATEST_OBJECT) is None:
+
+        if await self.objects.head(LATEST_OBJECT) is None:
             return None
-        return (await objects.get(LATEST_OBJECT)).decode()
+        return (await self.objects.get(LATEST_OBJECT)).decode()
 
     async def load_model(self, version: str) -> bytes:
-        return await self._require_objects().get(f"{MODEL_PREFIX}{version}.npz")
+        return await self.objects.get(f"{MODEL_PREFIX}{version}.npz")
 
     # Candidates -------------------------------------------------------------------------
 

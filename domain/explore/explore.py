@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
-from typing import TypeVar
-
-from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 from db.explore import repository as explore_repo
 from db.explore.repository import InteractionRow
+from db.posts.records import PostRecord
 from db.session import ShardSessions
 from domain.state import AppState
 from domain.visibility import Visibility
@@ -57,15 +55,6 @@ async def record(
     await fold_in(state, sessions, user_id)
 
 
-T = TypeVar("T")
-
-
-def one_blas_thread(call: Callable[[], T]) -> T:
-    """implicit parallelises itself; BLAS threads on top of it only fight it."""
-    with threadpool_limits(limits=1, user_api="blas"):
-        return call()
-
-
 def as_interactions(rows: Sequence[InteractionRow]) -> list[Interaction]:
     return [
         Interaction(user_id, item_id, signal, occurred_at.timestamp())
@@ -90,9 +79,7 @@ async def fold_in(state: AppState, sessions: ShardSessions, user_id: int) -> boo
         return False
     now = state.clock().timestamp()
     interactions = as_interactions(rows)
-    report = await asyncio.to_thread(
-        one_blas_thread, lambda: model.fold_in(user_id, interactions, now=now)
-    )
+    report = await asyncio.to_thread(model.fold_in, user_id, interactions, now=now)
     ids, _ = model.recommend([user_id], CANDIDATES_PER_USER + len(rows))
     seen = {item_id for _, item_id, _, _, _ in rows}
     ranked = [int(item) for item in ids[0] if item >= 0 and int(item) not in seen]
@@ -150,9 +137,21 @@ async def ranked_post_ids(
     many: their candidates, then trending (all of it for someone without candidates),
     minus what they interacted with and what is not discoverable to them. Only as many
     candidates as the page needs are read, a few times over for what the filters drop."""
-    mine, trending = await state.explore.candidates(viewer_id)
-    if trending is None:
-        trending = await refresh_trending(state, sessions)
+    rows = await _ranked_rows(state, sessions, visibility, viewer_id, wanted=wanted)
+    return [row.id for row in rows]
+
+
+async def _trending(
+    state: AppState, sessions: ShardSessions, stored: list[int] | None
+) -> list[int]:
+    return stored if stored is not None else await refresh_trending(state, sessions)
+
+
+async def _ranked_rows(
+    state: AppState, sessions: ShardSessions, visibility: Visibility, viewer_id: int, *, wanted: int
+) -> list[PostRecord]:
+    mine, stored_trending = await state.explore.candidates(viewer_id)
+    trending = await _trending(state, sessions, stored_trending)
     candidates = list(dict.fromkeys([*(mine or []), *trending]))
     async with sessions.for_id(viewer_id) as session:
         interacted = (await explore_repo.items_of(session, [viewer_id]))[viewer_id]
@@ -161,11 +160,12 @@ async def ranked_post_ids(
     while True:
         rows = await visibility.discoverable(candidates[:window])
         complete = window >= len(candidates)
+        by_id = {row.id: row for row in rows}
         ranked = spread_authors(
-            [row.id for row in rows], {row.id: row.author_id for row in rows}, complete=complete
+            list(by_id), {row.id: row.author_id for row in rows}, complete=complete
         )
         if complete or len(ranked) >= wanted:
-            return ranked
+            return [by_id[post_id] for post_id in ranked]
         window *= 2
 
 
@@ -198,9 +198,8 @@ async def similar_post_ids(
         ids, _ = model.similar_items(post_id, CANDIDATES_PER_USER)
         ranked = [int(item) for item in ids if int(item) != post_id]
     else:
-        _, trending = await state.explore.candidates(visibility.viewer_id or 0)
-        if trending is None:
-            trending = await refresh_trending(state, sessions)
+        _, stored_trending = await state.explore.candidates(visibility.viewer_id or 0)
+        trending = await _trending(state, sessions, stored_trending)
         ranked = [item for item in trending if item != post_id]
     return [row.id for row in await visibility.posts(ranked) if row is not None]
 
@@ -210,8 +209,7 @@ async def suggested_account_ids(
 ) -> list[int]:
     """Accounts to follow: the authors of the viewer's Explore, in the order their best
     post ranks there (so the same rules: public, not followed, not blocked, not self)."""
-    ranked = await ranked_post_ids(state, sessions, visibility, viewer_id)
-    rows = [row for row in await visibility.posts(ranked) if row is not None]
+    rows = await _ranked_rows(state, sessions, visibility, viewer_id, wanted=CANDIDATES_PER_USER)
     return list(dict.fromkeys(row.author_id for row in rows))
 
 

@@ -17,7 +17,6 @@ from db.session import ShardSessions
 from domain.explore.explore import (
     CANDIDATES_PER_USER,
     as_interactions,
-    one_blas_thread,
     post_items,
     recent_log,
 )
@@ -99,7 +98,6 @@ async def train(
     story_items = {row[1] for row in rows} - post_items(rows)
     matrix = build_matrix(as_interactions(rows), now=now.timestamp())
     model, report = await asyncio.to_thread(
-        one_blas_thread,
         lambda: ALSRecommender.train(matrix, config, use_gpu=use_gpu, progress=progress),
     )
     artifact = await asyncio.to_thread(model.to_bytes)
@@ -108,20 +106,19 @@ async def train(
     # The pointer moves last: a process that sees the new version finds it whole.
     await state.explore.save_model(model.version, artifact)
     state.explore_model.forget_check()
-    device = report.device
     log.info(
         "explore: trained %s on %d interactions (%d people, %d items) on the %s",
         model.version,
         matrix.nnz,
         len(model.users),
         len(model.items),
-        device,
+        report.device,
     )
     return TrainingRun(
         version=model.version,
         users=len(model.users),
         items=len(model.items),
         interactions=matrix.nnz,
-        device=device,
+        device=report.device,
         report=report,
     )
