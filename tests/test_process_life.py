@@ -46,6 +46,20 @@ def processes_using(data_dir: Path) -> dict[int, str]:
     return found
 
 
+def _parent(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def embedded_servers(data_dir: Path) -> dict[int, str]:
+    """The servers themselves: a backend the postmaster has just forked still carries its
+    parent's command line for a moment, before it sets its own process title."""
+    found = processes_using(data_dir)
+    return {pid: cmdline for pid, cmdline in found.items() if _parent(pid) not in found}
+
+
 def _gone(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -159,7 +173,7 @@ def _assert_clean(stderr: str) -> None:
 @pytest.mark.parametrize("how", ["sigterm", "ctrl-c"])
 def test_serve_stops_cleanly(how: str, serve: Callable[[], Serve], data_dir: Path) -> None:
     server = serve()
-    embedded = processes_using(data_dir)
+    embedded = embedded_servers(data_dir)
     assert len(embedded) == 3, embedded  # the postmaster, Valkey and SeaweedFS
     # A session of their own: the terminal's Ctrl-C reaches only the app, which stops
     # them after its own shutdown (closing the job queue needs Valkey).
@@ -175,14 +189,14 @@ def test_serve_after_a_sigkill_stops_the_orphans(
 ) -> None:
     first = serve()
     first.kill()
-    orphans = processes_using(data_dir)
+    orphans = embedded_servers(data_dir)
     assert len(orphans) == 3, orphans
     assert not any(_gone(pid) for pid in orphans)
 
     second = serve()
     assert second.readiness() == "ready"
     assert all(_gone(pid) for pid in orphans), processes_using(data_dir)
-    assert len(processes_using(data_dir)) == 3
+    assert len(embedded_servers(data_dir)) == 3
     _assert_clean(second.stop())
     assert _wait_until_none_use(data_dir) == {}
 
@@ -207,7 +221,7 @@ def test_commands_beside_serve_reuse_its_servers_and_reset_refuses(
     serve: Callable[[], Serve], data_dir: Path, life_env: dict[str, str]
 ) -> None:
     server = serve()
-    ours = processes_using(data_dir)
+    ours = embedded_servers(data_dir)
     beside = subprocess.run(
         [APERTURE, "migrate"],
         cwd=PROJECT_ROOT,
@@ -219,7 +233,7 @@ def test_commands_beside_serve_reuse_its_servers_and_reset_refuses(
     )
     assert beside.returncode == 0, beside.stderr
     # It used them and left them running for serve.
-    assert processes_using(data_dir) == ours
+    assert embedded_servers(data_dir) == ours
     assert server.readiness() == "ready"
 
     refused = _reset(life_env, data_dir, "--yes")
