@@ -2,7 +2,9 @@
 
 A process holds one subscriber connection for all its sockets. A user's channel is
 subscribed while at least one of their sockets listens here, and unsubscribed when the
-last one goes, so an idle socket costs a queue, not a connection or a task.
+last one goes, so an idle socket costs a queue, not a connection or a task. A listener
+hears a ``Gap`` as soon as Redis confirms its channel: from then on nothing published
+is missed, so that is when a client catches up.
 
 Pub/sub is fire-and-forget: whatever is published while no one listens, or while the
 subscriber connection is being re-established, is gone. Listeners are told so (a
@@ -16,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
@@ -26,6 +29,8 @@ log = logging.getLogger(__name__)
 # Events a listener may fall behind by before it is told to catch up instead.
 LISTENER_BACKLOG = 256
 RECONNECT_DELAY_SECONDS = 1.0
+# Redis takes any number of channels per SUBSCRIBE; this bounds one command's size.
+CHANNELS_PER_COMMAND = 1000
 
 # What a listener gets when events may have been lost: catch up from the rows.
 Gap = None
@@ -33,6 +38,13 @@ Gap = None
 
 def user_channel(user_id: int) -> str:
     return f"rt:user:{user_id}"
+
+
+def _batches(user_ids: list[int]) -> list[list[int]]:
+    return [
+        user_ids[start : start + CHANNELS_PER_COMMAND]
+        for start in range(0, len(user_ids), CHANNELS_PER_COMMAND)
+    ]
 
 
 class Listener:
@@ -55,16 +67,25 @@ class Listener:
 
 
 class RealtimeBus:
+    """This process's subscriber: one Redis connection, one reader task and one task that
+    sends SUBSCRIBE and UNSUBSCRIBE, many channels per command, for whatever changed since
+    its last round. A burst of new sockets costs a few commands, not one round trip each."""
+
     def __init__(self, redis: Redis, redis_url: str) -> None:
         self._redis = redis
         self._redis_url = redis_url
         self._listeners: dict[int, set[Listener]] = {}
+        # Channels Redis was asked to subscribe (and not since to unsubscribe), and of
+        # those, the ones it confirmed: events published from then on reach us.
+        self._subscribed: set[int] = set()
+        self._live: set[int] = set()
+        self._unconfirmed: dict[int, int] = {}
+        self._changed = asyncio.Event()
+        # Set once a subscribe went out: only then does the connection exist to read.
+        self._connected = asyncio.Event()
         self._subscriber: Redis | None = None
         self._pubsub: PubSub | None = None
-        self._reader: asyncio.Task[None] | None = None
-        self._lock = asyncio.Lock()
-        # Set while any channel is subscribed: the reader waits on it rather than polling.
-        self._active = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
         self.published = 0
 
     async def publish(self, payloads: Sequence[tuple[int, bytes]]) -> None:
@@ -79,46 +100,39 @@ class RealtimeBus:
 
     @contextlib.asynccontextmanager
     async def listen(self, user_id: int) -> AsyncIterator[Listener]:
+        """A listener on ``user_id``'s channel. Its first item is a ``Gap`` once the
+        channel is live: what was published before may not have reached it."""
         listener = Listener(user_id)
-        await self._add(listener)
+        self._add(listener)
         try:
             yield listener
         finally:
-            await self._remove(listener)
+            self._remove(listener)
 
     def listening_users(self) -> int:
         return len(self._listeners)
 
-    async def _add(self, listener: Listener) -> None:
-        async with self._lock:
-            listeners = self._listeners.setdefault(listener.user_id, set())
-            listeners.add(listener)
-            if len(listeners) > 1:
-                return
-            pubsub = await self._ensure_reader()
-            try:
-                await pubsub.subscribe(user_channel(listener.user_id))
-                self._active.set()
-            except RedisError as error:
-                # The reader re-subscribes every channel when it reconnects.
-                log.warning("live events: subscribe failed (%s); retrying", error)
+    def live_channels(self) -> int:
+        return len(self._live)
 
-    async def _remove(self, listener: Listener) -> None:
-        async with self._lock:
-            listeners = self._listeners.get(listener.user_id)
-            if listeners is None:
-                return
-            listeners.discard(listener)
-            if listeners:
-                return
+    def _add(self, listener: Listener) -> None:
+        self._ensure_started()
+        self._listeners.setdefault(listener.user_id, set()).add(listener)
+        if listener.user_id in self._live:
+            listener.offer(Gap)
+        elif listener.user_id not in self._subscribed:
+            self._changed.set()  # its Gap comes with Redis's confirmation
+
+    def _remove(self, listener: Listener) -> None:
+        listeners = self._listeners.get(listener.user_id)
+        if listeners is None:
+            return
+        listeners.discard(listener)
+        if not listeners:
             del self._listeners[listener.user_id]
-            if not self._listeners:
-                self._active.clear()
-            if self._pubsub is not None:
-                with contextlib.suppress(RedisError):
-                    await self._pubsub.unsubscribe(user_channel(listener.user_id))
+            self._changed.set()
 
-    async def _ensure_reader(self) -> PubSub:
+    def _ensure_started(self) -> None:
         if self._pubsub is None:
             # Its own connection, without the pool's 1 s read timeout: it waits for events.
             self._subscriber = Redis.from_url(
@@ -127,62 +141,98 @@ class RealtimeBus:
                 socket_keepalive=True,
                 health_check_interval=30,
             )
-            self._pubsub = self._subscriber.pubsub(ignore_subscribe_messages=True)
-            self._reader = asyncio.create_task(self._read(), name="live-events-reader")
-        return self._pubsub
+            self._pubsub = self._subscriber.pubsub()
+            self._tasks = [
+                asyncio.create_task(self._sync(self._pubsub), name="live-events-subscriptions"),
+                asyncio.create_task(self._read(self._pubsub), name="live-events-reader"),
+            ]
 
-    async def _read(self) -> None:
-        assert self._pubsub is not None
-        pubsub = self._pubsub
+    async def _sync(self, pubsub: PubSub) -> None:
+        """Brings Redis's subscriptions in line with the listeners, whenever they change."""
+        while True:
+            await self._changed.wait()
+            self._changed.clear()
+            wanted = self._listeners.keys()
+            joining = [user_id for user_id in wanted if user_id not in self._subscribed]
+            leaving = [user_id for user_id in self._subscribed if user_id not in wanted]
+            # The state changes before each command goes out, so that a listener added
+            # meanwhile sees the channel as it will be, and asks for another round.
+            self._subscribed.difference_update(leaving)
+            self._live.difference_update(leaving)
+            self._subscribed.update(joining)
+            for user_id in joining:
+                self._unconfirmed[user_id] = self._unconfirmed.get(user_id, 0) + 1
+            try:
+                for batch in _batches(leaving):
+                    await pubsub.unsubscribe(*map(user_channel, batch))
+                for batch in _batches(joining):
+                    await pubsub.subscribe(*map(user_channel, batch))
+                    self._connected.set()
+            except (RedisError, OSError) as error:
+                # The reader notices a lost connection and resets; this round is redone.
+                log.warning("live events: subscribe failed (%s); retrying", error)
+                self._subscribed.difference_update(joining)
+                await asyncio.sleep(RECONNECT_DELAY_SECONDS)
+                self._changed.set()
+
+    async def _read(self, pubsub: PubSub) -> None:
         while True:
             try:
-                if not self._active.is_set():
-                    # Nothing subscribed yet: the connection exists only after a subscribe.
-                    await self._active.wait()
-                    continue
+                await self._connected.wait()
                 message = await pubsub.get_message(timeout=None)
-                if message is None or message.get("type") != "message":
-                    continue
-                channel = message["channel"]
-                user_id = int(channel[len(b"rt:user:") :])
-                for listener in tuple(self._listeners.get(user_id, ())):
-                    listener.offer(message["data"])
+                if message is not None:
+                    self._route(message)
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as error:
                 log.warning("live events: subscriber connection lost (%s); reconnecting", error)
-                await self._resubscribe(pubsub)
+                await self._reconnect(pubsub)
             except Exception:
                 log.exception("live events: dropping a message that could not be routed")
 
-    async def _resubscribe(self, pubsub: PubSub) -> None:
-        while True:
-            await asyncio.sleep(RECONNECT_DELAY_SECONDS)
-            try:
-                with contextlib.suppress(RedisError, OSError):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
-                channels = [user_channel(user_id) for user_id in self._listeners]
-                if channels:
-                    await pubsub.subscribe(*channels)
-                    self._active.set()
-                    # Sockets may have missed events meanwhile: each catches up.
-                    for listeners in self._listeners.values():
-                        for listener in listeners:
-                            listener.offer(Gap)
-                log.info("live events: subscriber reconnected (%d channels)", len(channels))
-                return
-            except (RedisError, OSError) as error:
-                log.warning("live events: still cannot subscribe (%s)", error)
+    def _route(self, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        if kind not in ("message", "subscribe"):
+            return
+        user_id = int(message["channel"][len(b"rt:user:") :])
+        listeners = tuple(self._listeners.get(user_id, ()))
+        if kind == "message":
+            for listener in listeners:
+                listener.offer(message["data"])
+            return
+        # Confirmed (also when redis-py resubscribed by itself after a reconnect):
+        # from now on nothing is lost, and what came before is for catching up.
+        pending = self._unconfirmed.pop(user_id, 0) - 1
+        if pending > 0:
+            self._unconfirmed[user_id] = pending
+            return  # an older subscribe's answer: a newer one is on its way
+        if user_id in self._subscribed:
+            self._live.add(user_id)
+            for listener in listeners:
+                listener.offer(Gap)
+
+    async def _reconnect(self, pubsub: PubSub) -> None:
+        self._connected.clear()
+        self._subscribed.clear()
+        self._live.clear()
+        self._unconfirmed.clear()
+        with contextlib.suppress(RedisError, OSError):
+            await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await asyncio.sleep(RECONNECT_DELAY_SECONDS)
+        # Every channel is subscribed anew; each listener gets a Gap when it is live.
+        self._changed.set()
 
     async def close(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+                await task
         if self._pubsub is not None:
             with contextlib.suppress(RedisError, OSError):
                 await self._pubsub.aclose()  # type: ignore[no-untyped-call]
         if self._subscriber is not None:
             with contextlib.suppress(RedisError, OSError):
                 await self._subscriber.aclose()
-        self._pubsub = self._subscriber = self._reader = None
+        self._pubsub = self._subscriber = None
+        self._tasks = []

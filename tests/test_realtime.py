@@ -5,10 +5,12 @@ after logging out, a block or a removal."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import redis
 from websockets.exceptions import ConnectionClosed
 
 from aperture.runtime import Servers
@@ -30,6 +32,7 @@ mutation($ids: [ID!]!, $title: String) {
   startThread(input: {userIds: $ids, title: $title}) { thread { id isGroup } }
 }
 """
+MAX_GROUP = 32
 BOTH_PROTOCOLS = pytest.mark.parametrize("protocol", [TRANSPORT_WS, LEGACY_WS])
 
 
@@ -74,9 +77,7 @@ async def next_of(socket: Socket, kind: str, timeout: float = 5.0) -> dict[str, 
 
 
 async def listening(socket: Socket, query: str = MESSAGE_EVENTS, **variables: Any) -> str:
-    operation_id = await socket.subscribe(query, variables)
-    await asyncio.sleep(0.2)  # the server has subscribed its channel
-    return operation_id
+    return await socket.listen(query, variables)
 
 
 @BOTH_PROTOCOLS
@@ -91,6 +92,46 @@ async def test_a_message_reaches_the_other_member_live(
         event = await next_of(socket, "MESSAGE")
     assert event["threadId"] == message["threadId"]
     assert event["message"] == {"seq": 1, "text": "hi ben", "sender": {"username": "ana"}}
+
+
+async def test_sockets_opened_in_a_burst_are_told_when_they_are_live_and_miss_nothing_after(
+    gql: GraphQLClient, live_server_url: str
+) -> None:
+    ana = await sign_up(gql, "ana")
+    members = [await sign_up(gql, f"m{n}") for n in range(MAX_GROUP - 1)]
+    thread_id = await group(gql, ana, *members)
+    async with contextlib.AsyncExitStack() as stack:
+        sockets = await asyncio.gather(
+            *(
+                stack.enter_async_context(open_socket(live_server_url, token=member.token))
+                for member in members
+                for _ in range(2)  # two devices each
+            )
+        )
+        # All at once: each returns on its GAP, whatever order the channels go live in.
+        await asyncio.gather(*(socket.listen(MESSAGE_EVENTS) for socket in sockets))
+        await sent(gql, ana, "right after live", thread_id=thread_id)
+        heard = await asyncio.gather(*(next_of(socket, "MESSAGE") for socket in sockets))
+    assert {event["message"]["text"] for event in heard} == {"right after live"}
+    assert len(heard) == 2 * len(members)
+
+
+async def test_a_lost_subscriber_connection_is_a_gap_and_delivery_resumes(
+    gql: GraphQLClient, live_server_url: str, servers: Servers
+) -> None:
+    ana, ben = [await sign_up(gql, name) for name in ("ana", "ben")]
+    async with open_socket(live_server_url, token=ben.token) as socket:
+        await listening(socket)
+        # Redis drops the server's subscriber connection: whatever is published before it
+        # has subscribed again is lost, so the socket is told to catch up, once live.
+        raw = redis.Redis.from_url(servers.redis_url)
+        try:
+            assert raw.client_kill_filter(_type="pubsub") >= 1
+        finally:
+            raw.close()
+        assert (await next_of(socket, "GAP", timeout=10))["kind"] == "GAP"
+        await sent(gql, ana, "after the gap", to=ben)
+        assert (await next_of(socket, "MESSAGE"))["message"]["text"] == "after the gap"
 
 
 async def test_reads_reactions_and_typing_arrive_and_typing_is_not_stored(
@@ -204,8 +245,8 @@ async def test_subscriptions_per_socket_are_bounded(
 ) -> None:
     ana = await sign_up(gql, "ana")
     async with open_socket(impatient_server, token=ana.token) as socket:
-        await socket.subscribe(MESSAGE_EVENTS)
-        await socket.subscribe(MESSAGE_EVENTS)
+        await listening(socket)
+        await listening(socket)
         third = await socket.subscribe(MESSAGE_EVENTS)
         refused = await socket.receive()
     assert refused["type"] == "error" and refused["id"] == third

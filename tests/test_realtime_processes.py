@@ -70,9 +70,8 @@ async def test_a_message_sent_through_one_process_reaches_a_subscriber_on_anothe
         open_socket(two_processes[1], protocol=protocol, token=ben.token) as bens,
         open_socket(two_processes[0], protocol=protocol, token=ana.token) as anas,
     ):
-        await bens.subscribe(THREAD_EVENTS)
-        await anas.subscribe(THREAD_EVENTS)
-        await asyncio.sleep(0.3)
+        await bens.listen(THREAD_EVENTS)
+        await anas.listen(THREAD_EVENTS)
         hello = await sent(through_first, ana, "hi from process one", to=ben)
         assert (await next_of(bens, "MESSAGE"))["message"]["text"] == "hi from process one"
         reply = await sent(through_second, ben, "and back from two", thread_id=hello["threadId"])
@@ -133,10 +132,9 @@ async def test_a_client_whose_socket_keeps_dropping_misses_nothing_and_sees_noth
 
     async def one_connection(socket: Socket) -> None:
         nonlocal from_catch_up
-        # Subscribe first, then catch up: whatever lands between the two arrives twice
-        # at most, never not at all.
-        await socket.subscribe(THREAD_EVENTS, {"threadId": thread_id})
-        await asyncio.sleep(0.1)
+        # Subscribe, and once live (its first GAP) catch up: whatever lands between the
+        # two arrives twice at most, never not at all.
+        await socket.listen(THREAD_EVENTS, {"threadId": thread_id})
         for seq, text in await _catch_up(through_second, ben, thread_id, last_seq):
             from_catch_up += seq not in seen
             take(seq, text)

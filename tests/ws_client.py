@@ -58,6 +58,16 @@ class Socket:
         )
         return operation_id
 
+    async def listen(self, query: str, variables: dict[str, Any] | None = None) -> str:
+        """Subscribes, and returns once the server says it is live: a subscription's
+        first event is a GAP, and whatever is sent after it reaches this socket."""
+        operation_id = await self.subscribe(query, variables)
+        first = await self.next_data()
+        assert "data" in first, first
+        (event,) = first["data"].values()
+        assert event["kind"] == "GAP", first
+        return operation_id
+
     async def next_data(self, timeout: float = 5.0) -> dict[str, Any]:
         """The next payload of a subscription (``next``/``data``), or the error message."""
         message = await self.receive(timeout)

@@ -101,7 +101,7 @@ export async function receive() {
     ack: () => acked.add(1),
     event: (live, id, payload) => {
       if (id !== '1') {
-        notificationEvents.add(1);
+        if ((payload.notificationEvents || {}).kind !== 'GAP') notificationEvents.add(1);
         return;
       }
       const event = payload.messageEvents;

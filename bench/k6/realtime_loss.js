@@ -151,8 +151,8 @@ export async function receive() {
     catchUpTime.add(Date.now() - started);
   }
 
-  // One connection: subscribe, then catch up (what lands in between arrives twice at
-  // most, never not at all), then hold it `holdMs`.
+  // One connection: subscribe, then, once live, catch up (what lands in between arrives
+  // twice at most, never not at all), then hold it `holdMs`.
   async function connection(holdMs) {
     const connectionSeen = new Set();
     let acked = false;
@@ -186,7 +186,11 @@ export async function receive() {
     });
     await within(live.settled, 5000);
     if (acked) {
-      await sleep(100); // the server subscribes the user's channel
+      // The subscription's first event is a GAP, once the server is live: catch up then.
+      const liveBy = Date.now() + 5000;
+      while (!pendingGap && !live.closed && Date.now() < liveBy) await sleep(5);
+      if (!pendingGap) report('no first GAP within 5 s');
+      pendingGap = false;
       await catchUp();
       const until = Date.now() + holdMs;
       while (Date.now() < until && !live.closed) {

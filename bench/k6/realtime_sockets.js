@@ -55,6 +55,10 @@ const failures = new Counter('socket_failures');
 const messageEvents = new Counter('events_message');
 const notificationEvents = new Counter('events_notification');
 const ackTime = new Trend('ack_ms', true);
+// From connection_ack (when the subscribes go out) to messageEvents' first event, the GAP
+// that says the socket is live: nothing sent after it is missed.
+const liveSockets = new Counter('live');
+const liveTime = new Trend('live_ms', true);
 let reported = 0;
 
 function fail(live, message) {
@@ -75,10 +79,15 @@ export default async function () {
       ackTime.add(live.ackMs);
     },
     event: (live, id, payload) => {
-      if (id !== '1') notificationEvents.add(1);
-      else if (payload.messageEvents && payload.messageEvents.kind === 'MESSAGE') {
-        messageEvents.add(1);
-      }
+      const event = payload.messageEvents || payload.notificationEvents || {};
+      if (event.kind === 'GAP') {
+        if (id === '1' && !live.wasLive) {
+          live.wasLive = true;
+          liveSockets.add(1);
+          liveTime.add(Date.now() - live.createdAt - live.ackMs);
+        }
+      } else if (id !== '1') notificationEvents.add(1);
+      else if (event.kind === 'MESSAGE') messageEvents.add(1);
     },
     failure: fail,
     close: (live) => {

@@ -305,8 +305,8 @@ class MessagingMutations:
 class MessagingSubscriptions:
     @strawberry.subscription(
         description="New messages, reads, reactions, typing and member changes in your "
-        "threads (or one thread). At most once: after a GAP, or a reconnect, catch up with "
-        "messages(after:).",
+        "threads (or one thread). The first event is a GAP, sent once you are live: catch "
+        "up then with messages(after:), and again after any later GAP. At most once.",
         permission_classes=[SignedIn],
     )
     async def message_events(

@@ -76,8 +76,9 @@ class NotificationMutations:
 @strawberry.type
 class NotificationSubscriptions:
     @strawberry.subscription(
-        description="Your notifications as they are raised or updated. At most once: after "
-        "a GAP, or a reconnect, catch up with notifications(after:).",
+        description="Your notifications as they are raised or updated. The first event is a "
+        "GAP, with your unread count, sent once you are live: catch up then with "
+        "notifications(after:), and again after any later GAP. At most once.",
         permission_classes=[SignedIn],
     )
     async def notification_events(self, info: Info) -> AsyncGenerator[NotificationEvent, None]:
