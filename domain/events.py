@@ -131,30 +131,50 @@ async def emit(session: AsyncSession, topic: Topic[P], payload: P) -> list[Deliv
 async def relay(state: AppState, sessions: ShardSessions, deliveries: Sequence[Delivery]) -> None:
     """After the commit: run inline handlers now and queue the rest. Never raises: the
     change is committed, and what fails here the sweeper finishes."""
+    done: list[int] = []
     for delivery in deliveries:
         handler = _handlers[delivery.handler]
         if handler.inline:
             try:
-                await deliver(state, sessions, delivery.id, delivery)
+                if await _run(state, sessions, delivery):
+                    done.append(delivery.id)
                 continue
             except Exception as error:
                 _log_failure(delivery, error, "will retry on a worker")
         await enqueue(state, handler.name, key=f"{delivery.id}:first", delivery_id=delivery.id)
+    # One statement for all of them (one event's deliveries share its shard).
+    for shard, delivery_ids in _by_shard(sessions, done).items():
+        try:
+            async with sessions.shard(shard) as session:
+                await events_repo.delete_deliveries(session, delivery_ids)
+        except Exception as error:
+            # Their handlers ran; the sweeper runs them again (they are idempotent).
+            log.warning("handled events %s not cleared: %s", delivery_ids, error)
+
+
+def _by_shard(sessions: ShardSessions, delivery_ids: Sequence[int]) -> dict[int, list[int]]:
+    grouped: dict[int, list[int]] = {}
+    for delivery_id in delivery_ids:
+        grouped.setdefault(sessions.shard_map.shard_for_id(delivery_id), []).append(delivery_id)
+    return grouped
 
 
 async def deliver(
     state: AppState,
     sessions: ShardSessions,
     delivery_id: int,
-    known: Delivery | None = None,
 ) -> bool:
     """Run one delivery's handler, then delete its row; False if it was already done."""
-    delivery = known
-    if delivery is None:
-        async with sessions.for_id(delivery_id) as session:
-            delivery = await events_repo.get_delivery(session, delivery_id)
-        if delivery is None:
-            return False
+    async with sessions.for_id(delivery_id) as session:
+        delivery = await events_repo.get_delivery(session, delivery_id)
+    if delivery is None or not await _run(state, sessions, delivery):
+        return False
+    async with sessions.for_id(delivery.id) as session:
+        await events_repo.delete_deliveries(session, [delivery.id])
+    return True
+
+
+async def _run(state: AppState, sessions: ShardSessions, delivery: Delivery) -> bool:
     handler = _handlers.get(delivery.handler)
     if handler is None:
         # Its code is gone (renamed or removed): keep the row for whoever knows it.
@@ -163,8 +183,6 @@ async def deliver(
         )
         return False
     await handler.run(state, sessions, handler.decode(delivery.payload))
-    async with sessions.for_id(delivery.id) as session:
-        await events_repo.delete_delivery(session, delivery.id)
     return True
 
 

@@ -46,8 +46,8 @@ async def get_delivery(session: AsyncSession, delivery_id: int) -> Delivery | No
     return Delivery(id=row.id, topic=row.topic, handler=row.handler, payload=row.payload)
 
 
-async def delete_delivery(session: AsyncSession, delivery_id: int) -> None:
-    await session.execute(delete(OutboxEvent).where(OutboxEvent.id == delivery_id))
+async def delete_deliveries(session: AsyncSession, delivery_ids: Sequence[int]) -> None:
+    await session.execute(delete(OutboxEvent).where(OutboxEvent.id.in_(delivery_ids)))
 
 
 async def note_attempt(session: AsyncSession, delivery_id: int) -> None:
