@@ -160,7 +160,8 @@ def test_graphiql_runs_a_subscription_and_shows_messages_as_they_arrive(
             # subscription goes to the websocket.
             page.wait_for_timeout(1000)
             page.locator(".graphiql-execute-button").click()
-            page.wait_for_timeout(1500)  # the socket is open and subscribed
+            # The subscription's first event, a GAP, says it is live.
+            expect(page.locator(".graphiql-response")).to_contain_text("GAP", timeout=TIMEOUT_MS)
 
             for text in ("hello from ben", "second message"):
                 sent = httpx.post(
