@@ -212,6 +212,10 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         # finds dead peers.
         "ws_ping_interval": 60.0,
         "ws_ping_timeout": 30.0,
+        # permessage-deflate keeps a zlib compressor and decompressor per socket, about
+        # 50 KB (tracemalloc, docs/benchmarks.md), and every browser asks for it; our
+        # frames are small JSON events that it would barely shrink.
+        "ws_per_message_deflate": False,
         "proxy_headers": True,
         "forwarded_allow_ips": settings.forwarded_allow_ips,
         "server_header": False,

@@ -185,6 +185,8 @@ def start_uvicorn(
         "warning",
         "--backlog",
         "4096",
+        "--ws-per-message-deflate",
+        "false",  # as `aperture serve` (aperture/cli.py uvicorn_options)
     ]
     if ws_ping_interval is not None:
         command += ["--ws-ping-interval", str(ws_ping_interval)]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from datetime import datetime
+from functools import cached_property
 from typing import TypeAlias
 
 import strawberry
@@ -32,17 +33,43 @@ from graphql_api.stories.loaders import StoryLoaders
 
 
 class Loaders:
-    """Created per operation so that no cached value leaks between viewers or moments."""
+    """Created per operation so that no cached value leaks between viewers or moments.
+
+    Each feature's loaders are made on first use: an operation pays only for the ones it
+    reads through, and a socket waiting for its next event holds none."""
 
     def __init__(self, state: AppState, sessions: ShardSessions, viewer_id: int | None) -> None:
-        self.accounts = AccountLoaders(state, sessions, viewer_id)
-        self.posts = PostLoaders(state, sessions, viewer_id)
-        self.media = MediaLoaders(state, sessions)
-        self.stories = StoryLoaders(state, sessions, viewer_id)
-        self.messaging = MessagingLoaders(sessions)
+        self._state = state
+        self._sessions = sessions
+        self._viewer_id = viewer_id
+
+    @cached_property
+    def accounts(self) -> AccountLoaders:
+        return AccountLoaders(self._state, self._sessions, self._viewer_id)
+
+    @cached_property
+    def posts(self) -> PostLoaders:
+        return PostLoaders(self._state, self._sessions, self._viewer_id)
+
+    @cached_property
+    def media(self) -> MediaLoaders:
+        return MediaLoaders(self._state, self._sessions)
+
+    @cached_property
+    def stories(self) -> StoryLoaders:
+        return StoryLoaders(self._state, self._sessions, self._viewer_id)
+
+    @cached_property
+    def messaging(self) -> MessagingLoaders:
+        return MessagingLoaders(self._sessions)
+
+    @cached_property
+    def visibility(self) -> Visibility:
         # The one policy, fed by these loaders so that its reads batch with the rest.
-        self.visibility = Visibility(
-            _LoaderFacts(state, self.accounts, self.posts, self.stories, viewer_id=viewer_id)
+        return Visibility(
+            _LoaderFacts(
+                self._state, self.accounts, self.posts, self.stories, viewer_id=self._viewer_id
+            )
         )
 
 

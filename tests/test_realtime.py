@@ -94,6 +94,16 @@ async def test_a_message_reaches_the_other_member_live(
     assert event["message"] == {"seq": 1, "text": "hi ben", "sender": {"username": "ana"}}
 
 
+async def test_sockets_are_not_compressed(gql: GraphQLClient, live_server_url: str) -> None:
+    # A browser always offers permessage-deflate; its zlib state would cost each idle
+    # socket about 50 KB, for small events it barely shrinks.
+    ana = await sign_up(gql, "ana")
+    async with open_socket(live_server_url, token=ana.token) as socket:
+        assert socket.connection.response is not None
+        assert "Sec-WebSocket-Extensions" not in socket.connection.response.headers
+        await listening(socket)
+
+
 async def test_sockets_opened_in_a_burst_are_told_when_they_are_live_and_miss_nothing_after(
     gql: GraphQLClient, live_server_url: str
 ) -> None:
