@@ -15,6 +15,7 @@ subscriber connection is being re-established, is gone. Listeners are told so (a
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
@@ -48,22 +49,34 @@ def _batches(user_ids: list[int]) -> list[list[int]]:
 
 
 class Listener:
-    """One socket's view of one user's channel."""
+    """One socket's view of one user's channel: a bounded backlog and, while the socket
+    waits, one future. (An ``asyncio.Queue`` costs three deques per idle socket.)"""
 
-    __slots__ = ("queue", "user_id")
+    __slots__ = ("_backlog", "_waiter", "user_id")
 
     def __init__(self, user_id: int) -> None:
         self.user_id = user_id
-        self.queue: asyncio.Queue[bytes | None] = asyncio.Queue(LISTENER_BACKLOG)
+        self._backlog: collections.deque[bytes | None] = collections.deque()
+        self._waiter: asyncio.Future[None] | None = None
 
     def offer(self, payload: bytes | None) -> None:
-        try:
-            self.queue.put_nowait(payload)
-        except asyncio.QueueFull:
+        if len(self._backlog) >= LISTENER_BACKLOG:
             # Too slow to keep up: drop what is queued and say so once.
-            while not self.queue.empty():
-                self.queue.get_nowait()
-            self.queue.put_nowait(Gap)
+            self._backlog.clear()
+            payload = Gap
+        self._backlog.append(payload)
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def get(self) -> bytes | None:
+        """The next payload (``Gap``: catch up), waiting for one if need be."""
+        while not self._backlog:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._backlog.popleft()
 
 
 class RealtimeBus:

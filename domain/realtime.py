@@ -57,7 +57,7 @@ async def events_for(state: AppState, user_id: int) -> AsyncIterator[LiveEvent]:
     """Every live event for ``user_id`` from now on, while the caller keeps iterating."""
     async with state.realtime.listen(user_id) as listener:
         while True:
-            payload = await listener.queue.get()
+            payload = await listener.get()
             if payload is None:
                 yield GAP_EVENT
                 continue
