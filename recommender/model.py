@@ -131,14 +131,22 @@ def confidence(weights: CSRMatrix, alpha: float) -> CSRMatrix:
     """``1 + alpha·w`` on the stored entries; absent entries stay absent (confidence 1)."""
     if alpha < 0:
         raise ValueError("alpha must be >= 0")
-    scaled = weights.tocsr(copy=True).astype(np.float32)
-    scaled.data = (1.0 + alpha * scaled.data).astype(np.float32)
+    csr = sp.csr_matrix(weights)  # no copy when it already is one
+    # One float32 pass over the stored values, computed in place; the structure is copied
+    # once (not twice, as ``tocsr(copy=True).astype(...)`` did).
+    data = np.array(csr.data, dtype=np.float32)
+    data *= np.float32(alpha)
+    data += np.float32(1.0)
+    scaled = sp.csr_matrix((data, csr.indices.copy(), csr.indptr.copy()), shape=csr.shape)
+    scaled.has_sorted_indices = csr.has_sorted_indices
     return scaled
 
 
 def initial_factors(rows: int, factors: int, rng: np.random.Generator) -> Float32Array:
     """Small random starting factors (implicit's CPU scale), the same for either device."""
-    return (rng.random((rows, factors), dtype=np.float32) * np.float32(0.01)).astype(np.float32)
+    start = rng.random((rows, factors), dtype=np.float32)
+    start *= np.float32(0.01)
+    return start
 
 
 def fit_factors(
@@ -341,13 +349,26 @@ class ALSRecommender:
 
     # -- fold-in ---------------------------------------------------------------------------
 
-    def _implicit_model(self) -> Any:
+    def _implicit_model(self, index: int) -> Any:
+        """implicit's model for fold-in, its user table ready to hold row ``index``.
+
+        That table is a buffer with spare rows and ``self.user_factors`` a view of its
+        first ``len(self.users)``: ``partial_fit_users`` then writes a new user's row in
+        place instead of concatenating a copy of the whole table per new user (6.5 ms a
+        user at 250,000 people x 64 factors; the growth is now amortised)."""
         if self._solver is None:
             with threadpool_limits(limits=1, user_api="blas"):
                 solver = self._make_solver()
-            solver.user_factors = self.user_factors
             solver.item_factors = self.item_factors
             self._solver = solver
+        buffer = self._solver.user_factors
+        current = self.user_factors
+        if not (isinstance(buffer, np.ndarray) and current.base is buffer) or index >= len(buffer):
+            # First fold-in, the table outgrown, or user_factors replaced from outside.
+            rows = max(index + 1, len(current) + max(1024, len(current) // 4))
+            buffer = np.zeros((rows, current.shape[1]), dtype=np.float32)
+            buffer[: len(current)] = current
+            self._solver.user_factors = buffer
         return self._solver
 
     def _make_solver(self) -> Any:
@@ -373,11 +394,11 @@ class ALSRecommender:
         started = time.perf_counter()
         known = self.users.get(user_id)
         index = len(self.users) if known is None else known
-        solver = self._implicit_model()
-        # Grows the user table by one row for a new user; overwrites the row of a known one.
+        solver = self._implicit_model(index)
+        # Writes the row in place (a new user's is one of the buffer's spare rows).
         solver.partial_fit_users(np.array([index]), confidence(row, self.config.alpha))
-        self.user_factors = solver.user_factors
         self.users.add(user_id)
+        self.user_factors = solver.user_factors[: len(self.users)]
         new_user = known is None
         seconds = time.perf_counter() - started
         log.debug("folded in user %d (%d interactions) in %.2f ms", user_id, row.nnz, seconds * 1e3)

@@ -234,11 +234,48 @@ def test_fold_in_matches_recalculate_user(cluster_model: ALSRecommender) -> None
         (np.array([1.0, 3.0]), ([0, 0], [0, 40])), shape=(1, len(model.items)), dtype=np.float32
     )
     model.fold_in_weights(123, row)
-    solver = model._implicit_model()
+    solver = model._solver
     expected = solver.recalculate_user(0, confidence(row, model.config.alpha))
     np.testing.assert_allclose(model.user_factors[model.users.index_of(123)], expected, rtol=1e-5)
     with pytest.raises(ValueError, match="1 x"):
         model.fold_in_weights(124, sp.csr_matrix((1, 3)))
+
+
+def test_many_fold_ins_grow_the_user_table_and_keep_every_row(
+    cluster_model: ALSRecommender,
+) -> None:
+    """The user table grows in steps (spare rows, not a copy per user): past the first
+    step every new user's row is still its exact least squares, known users' rows are
+    untouched, and the artifact holds exactly the users there are."""
+    model = ALSRecommender.from_bytes(cluster_model.to_bytes())
+    before = model.user_factors.copy()
+    rng = np.random.default_rng(8)
+    rows = {}
+    for n in range(1_500):  # more than the first step of 1,024 spare rows
+        picks = rng.choice(len(model.items), size=3, replace=False)
+        row = sp.csr_matrix(
+            (rng.uniform(0.5, 3.0, size=3), (np.zeros(3), picks)),
+            shape=(1, len(model.items)),
+            dtype=np.float32,
+        )
+        rows[10**12 + n] = row
+        assert model.fold_in_weights(10**12 + n, row).new_user
+    assert model.user_factors.shape == (len(before) + 1_500, model.config.factors)
+    np.testing.assert_array_equal(model.user_factors[: len(before)], before)
+    solver = model._solver
+    for user, row in list(rows.items())[::97]:
+        want = solver.recalculate_user(0, confidence(row, model.config.alpha))
+        got = model.user_factors[model.users.index_of(user)]
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+    again = ALSRecommender.from_bytes(model.to_bytes())
+    np.testing.assert_array_equal(again.user_factors, model.user_factors)
+    assert len(again.users) == len(model.users)
+
+    # A user table replaced from outside is picked up by the next fold-in.
+    model.user_factors = model.user_factors * 0 + 1
+    model.fold_in_weights(10**13, rows[10**12])
+    assert (model.user_factors[: len(before)] == 1).all()
+    assert model.user_factors.shape == (len(before) + 1_501, model.config.factors)
 
 
 def test_model_scores_go_through_top_k(cluster_model: ALSRecommender) -> None:

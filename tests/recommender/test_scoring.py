@@ -56,6 +56,55 @@ def test_cpu_top_k_equals_brute_force_with_exclusions(batch_elements: int) -> No
     assert not mask[np.arange(37)[:, None], np.maximum(ids, 0)][ids >= 0].any()
 
 
+@pytest.mark.parametrize("k", [1, 7, 59, 60])
+@pytest.mark.parametrize("batch_elements", [None, 60, 7 * 60, 1 << 24])  # 1 row; 7; one batch
+def test_chunked_top_k_with_ties_equals_brute_force(k: int, batch_elements: int | None) -> None:
+    """Integer factors make many exactly equal scores: the threshold's ties must still
+    give exactly k per row, the lowest item index first among equals, whatever the
+    batch size; excluded items never appear; an all-zero user (every score tied) and a
+    user with everything excluded come out right too."""
+    rng = np.random.default_rng(12)
+    users = rng.integers(-1, 2, size=(23, 4)).astype(np.float32)
+    users[3] = 0  # every score 0: one big tie
+    items = rng.integers(-1, 2, size=(60, 4)).astype(np.float32)
+    mask = rng.random((23, 60)) < 0.2
+    mask[9, :] = True
+    exclude = sp.csr_matrix(mask.astype(np.float32))
+
+    ids, scores = top_k(users, items, k, exclude=exclude, xp=np, batch_elements=batch_elements)
+    want_ids, want_scores = brute_force(users, items, k, mask)
+
+    np.testing.assert_array_equal(ids, want_ids)
+    np.testing.assert_array_equal(scores, want_scores)
+    assert (ids[9] == -1).all()
+    assert np.isneginf(scores[9]).all()
+    assert not mask[np.arange(23)[:, None], np.maximum(ids, 0)][ids >= 0].any()
+    # No item twice in a row.
+    for row in ids:
+        kept = row[row >= 0]
+        assert len(set(kept.tolist())) == len(kept)
+
+
+def test_top_k_of_a_skewed_trained_like_model_equals_a_full_sort() -> None:
+    """Scores shaped like a trained model's (most items near zero, a few large) across
+    several batches and a sparse exclusion matrix: the same as a full argsort."""
+    rng = np.random.default_rng(13)
+    users = rng.normal(size=(300, 16)).astype(np.float32)
+    items = (rng.normal(size=(2_000, 16)) * rng.pareto(1.5, size=(2_000, 1)) * 1e-3).astype(
+        np.float32
+    )
+    exclude = sp.random(300, 2_000, density=0.02, format="csr", random_state=2, dtype=np.float32)
+    exclude.data[:] = 1.0
+    ids, scores = top_k(users, items, 50, exclude=exclude, xp=np, batch_elements=1 << 16)
+
+    full = users @ items.T
+    full[exclude.toarray() > 0] = -np.inf
+    order = np.argsort(-full, axis=1, kind="stable")[:, :50]
+    np.testing.assert_array_equal(ids, order)
+    # Batches of a different height may round the GEMM's last bit differently.
+    np.testing.assert_allclose(scores, np.take_along_axis(full, order, axis=1), rtol=1e-5)
+
+
 def test_top_k_without_exclusions_and_k_beyond_the_catalogue() -> None:
     rng = np.random.default_rng(4)
     users = rng.normal(size=(4, 3)).astype(np.float32)
