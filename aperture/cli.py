@@ -197,6 +197,11 @@ def _despite_signals(stop: Callable[[], None]) -> None:
             signal.signal(signum, handler)
 
 
+# uvicorn's default, a ping every 20 s on every websocket, was most of an idle server's CPU
+# with 10,000 sockets (docs/benchmarks.md, Realtime); a minute still finds dead peers.
+WS_PING_INTERVAL_SECONDS = 60.0
+
+
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
     """No connection cap: idle keep-alive connections cost a socket, not a request slot.
     Overload is shed inside the app by requests in flight and time queued."""
@@ -207,10 +212,7 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "log_level": "warning",
         "backlog": 4096,
         "timeout_keep_alive": 30,
-        # uvicorn's default, a ping every 20 s on every websocket, was most of an idle
-        # server's CPU with 10,000 sockets (docs/benchmarks.md, Realtime); a minute still
-        # finds dead peers.
-        "ws_ping_interval": 60.0,
+        "ws_ping_interval": WS_PING_INTERVAL_SECONDS,
         "ws_ping_timeout": 30.0,
         # permessage-deflate keeps a zlib compressor and decompressor per socket, about
         # 50 KB (tracemalloc, docs/benchmarks.md), and every browser asks for it; our

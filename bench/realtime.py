@@ -66,6 +66,7 @@ import psycopg
 import redis
 from websockets.asyncio.client import connect
 
+from aperture.cli import WS_PING_INTERVAL_SECONDS
 from aperture.runtime import Runtime, check_reachable, shard_map_for, start_servers
 from aperture.seed import Graph, load_graph
 from aperture.settings import Settings
@@ -125,7 +126,7 @@ class Options:
     loss_rate: int
     loss_seconds: int
     loss_runs: int
-    ws_ping_interval: float | None
+    ws_ping_interval: float
     tag: str
 
 
@@ -164,11 +165,14 @@ def nofile_raiser(needed: int) -> Any:
 
 
 def start_uvicorn(
-    env: BenchEnv, name: str, *, sockets: int, ws_ping_interval: float | None = None
+    env: BenchEnv,
+    name: str,
+    *,
+    sockets: int,
+    ws_ping_interval: float = WS_PING_INTERVAL_SECONDS,
 ) -> Child:
-    """One uvicorn process of ``app_from_environment`` on a free port, ready; with
-    ``ws_ping_interval``, uvicorn's websocket keepalive pings at that interval instead of
-    its default (20 s)."""
+    """One uvicorn process of ``app_from_environment`` on a free port, ready, pinging its
+    websockets every ``ws_ping_interval`` seconds (as `aperture serve`; 0: never)."""
     port = free_port()
     log_path = env.work_dir / f"serve-{name}-{time.monotonic_ns()}.log"
     command = [
@@ -188,8 +192,7 @@ def start_uvicorn(
         "--ws-per-message-deflate",
         "false",  # as `aperture serve` (aperture/cli.py uvicorn_options)
     ]
-    if ws_ping_interval is not None:
-        command += ["--ws-ping-interval", str(ws_ping_interval)]
+    command += ["--ws-ping-interval", str(ws_ping_interval)]
     with log_path.open("ab") as output:
         process = subprocess.Popen(
             command,
@@ -651,13 +654,7 @@ def render_connections(runs: Sequence[ConnectionRun], options: Options) -> list[
         "must arrive on both of their subscriptions. Open-file limit: ours "
         f"{soft:,} soft / {hard:,} hard; B's (raised for the child) "
         f"{runs[0].server_nofile:,}. uvicorn's websocket keepalive ping: "
-        + (
-            "every 20 s (its default)"
-            if options.ws_ping_interval is None
-            else "off"
-            if options.ws_ping_interval == 0
-            else f"every {options.ws_ping_interval:g} s"
-        )
+        + ("off" if options.ws_ping_interval == 0 else f"every {options.ws_ping_interval:g} s")
         + ".",
         "",
         "| Run | Acked | Subscribed | Live (first GAP) | Open at end | Closed early | Failures "
@@ -1092,7 +1089,8 @@ def render_loss(runs: Sequence[LossRun], options: Options) -> list[str]:
         f"{options.loss_receivers} receivers on B, one one-to-one thread each; k6 sends "
         f"{options.loss_rate} messages/s through A for {options.loss_seconds} s per run "
         f"(message i into thread i mod {options.loss_receivers}). Each receiver, {cycles} times "
-        "per run: connect, subscribe to its thread's `messageEvents`, wait 100 ms, catch up "
+        "per run: connect, subscribe to its thread's `messageEvents`, wait for its first `GAP` "
+        "(live), catch up "
         'over HTTP (on B) with `messages(threadId:, first: 100, after: "<last seq seen>")` '
         "page by page, keep the socket for a random time, close it, stay away 50-300 ms. A "
         "`GAP` event triggers a catch-up too. After the sending it connects once more, "
@@ -1241,9 +1239,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--ws-ping-interval",
         type=float,
-        default=None,
+        default=WS_PING_INTERVAL_SECONDS,
         help="uvicorn's websocket keepalive ping interval for the connections part's server "
-        "(default: uvicorn's, 20 s; 0 turns the pings off)",
+        f"(default: {WS_PING_INTERVAL_SECONDS:g} s, as `aperture serve`; 0 turns the pings off)",
     )
     parser.add_argument("--tag", default="", help="write bench/results/realtime-TAG.md instead")
     arguments = parser.parse_args(argv)
