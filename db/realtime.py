@@ -92,10 +92,11 @@ class RealtimeBus:
         # those, the ones it confirmed: events published from then on reach us.
         self._subscribed: set[int] = set()
         self._live: set[int] = set()
-        self._unconfirmed: dict[int, int] = {}
         self._changed = asyncio.Event()
         # Set once a subscribe went out: only then does the connection exist to read.
         self._connected = asyncio.Event()
+        # Set when the connection was lost: the subscribing task makes a new one.
+        self._reset_needed = False
         self._subscriber: Redis | None = None
         self._pubsub: PubSub | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -161,32 +162,54 @@ class RealtimeBus:
             ]
 
     async def _sync(self, pubsub: PubSub) -> None:
-        """Brings Redis's subscriptions in line with the listeners, whenever they change."""
+        """Brings Redis's subscriptions in line with the listeners, whenever they change.
+
+        The only task that sends on the connection or resets it (the reader only reads),
+        so that a reset never races a command being sent. It never stops: a failed round
+        resets the connection and is done again."""
         while True:
             await self._changed.wait()
             self._changed.clear()
-            wanted = self._listeners.keys()
-            joining = [user_id for user_id in wanted if user_id not in self._subscribed]
-            leaving = [user_id for user_id in self._subscribed if user_id not in wanted]
-            # The state changes before each command goes out, so that a listener added
-            # meanwhile sees the channel as it will be, and asks for another round.
-            self._subscribed.difference_update(leaving)
-            self._live.difference_update(leaving)
-            self._subscribed.update(joining)
-            for user_id in joining:
-                self._unconfirmed[user_id] = self._unconfirmed.get(user_id, 0) + 1
             try:
-                for batch in _batches(leaving):
-                    await pubsub.unsubscribe(*map(user_channel, batch))
-                for batch in _batches(joining):
-                    await pubsub.subscribe(*map(user_channel, batch))
-                    self._connected.set()
-            except (RedisError, OSError) as error:
-                # The reader notices a lost connection and resets; this round is redone.
-                log.warning("live events: subscribe failed (%s); retrying", error)
-                self._subscribed.difference_update(joining)
+                if self._reset_needed:
+                    await self._reset(pubsub)
+                await self._sync_once(pubsub)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                if isinstance(error, (RedisError, OSError)) or self._reset_needed:
+                    # A lost connection (redis-py can fail oddly while it reconnects).
+                    log.warning("live events: subscribing failed (%r); retrying", error)
+                else:
+                    log.exception("live events: subscribing failed; retrying")
+                self._reset_needed = True
                 await asyncio.sleep(RECONNECT_DELAY_SECONDS)
                 self._changed.set()
+
+    async def _sync_once(self, pubsub: PubSub) -> None:
+        wanted = self._listeners.keys()
+        joining = [user_id for user_id in wanted if user_id not in self._subscribed]
+        leaving = [user_id for user_id in self._subscribed if user_id not in wanted]
+        # The state changes before each command goes out, so that a listener added
+        # meanwhile sees the channel as it will be, and asks for another round.
+        self._subscribed.difference_update(leaving)
+        self._live.difference_update(leaving)
+        self._subscribed.update(joining)
+        for batch in _batches(leaving):
+            await pubsub.unsubscribe(*map(user_channel, batch))
+        for batch in _batches(joining):
+            await pubsub.subscribe(*map(user_channel, batch))
+            self._connected.set()
+
+    async def _reset(self, pubsub: PubSub) -> None:
+        """A fresh connection: every wanted channel is subscribed anew, and each listener
+        gets a Gap when its channel is live again."""
+        self._reset_needed = False
+        self._connected.clear()
+        self._subscribed.clear()
+        self._live.clear()
+        with contextlib.suppress(Exception):
+            await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def _read(self, pubsub: PubSub) -> None:
         while True:
@@ -197,11 +220,17 @@ class RealtimeBus:
                     self._route(message)
             except asyncio.CancelledError:
                 raise
-            except (RedisError, OSError) as error:
+            except Exception as error:
+                lost = isinstance(error, (RedisError, OSError)) or pubsub.connection is None
+                if not lost:
+                    log.exception("live events: dropping a message that could not be routed")
+                    continue
                 log.warning("live events: subscriber connection lost (%s); reconnecting", error)
-                await self._reconnect(pubsub)
-            except Exception:
-                log.exception("live events: dropping a message that could not be routed")
+                # The subscribing task resets the connection; read again once it is back.
+                self._connected.clear()
+                self._reset_needed = True
+                await asyncio.sleep(RECONNECT_DELAY_SECONDS)
+                self._changed.set()
 
     def _route(self, message: dict[str, Any]) -> None:
         kind = message["type"]
@@ -213,27 +242,14 @@ class RealtimeBus:
             for listener in listeners:
                 listener.offer(message["data"])
             return
-        # Confirmed (also when redis-py resubscribed by itself after a reconnect):
-        # from now on nothing is lost, and what came before is for catching up.
-        pending = self._unconfirmed.pop(user_id, 0) - 1
-        if pending > 0:
-            self._unconfirmed[user_id] = pending
-            return  # an older subscribe's answer: a newer one is on its way
+        # Confirmed (also when redis-py resubscribed by itself after a reconnect): from
+        # now on nothing is lost, and what came before is for catching up. Every
+        # confirmation is a GAP: one that answers an older subscribe (the channel left
+        # and rejoined meanwhile) may come early, but the newer one follows it.
         if user_id in self._subscribed:
             self._live.add(user_id)
             for listener in listeners:
                 listener.offer(Gap)
-
-    async def _reconnect(self, pubsub: PubSub) -> None:
-        self._connected.clear()
-        self._subscribed.clear()
-        self._live.clear()
-        self._unconfirmed.clear()
-        with contextlib.suppress(RedisError, OSError):
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
-        await asyncio.sleep(RECONNECT_DELAY_SECONDS)
-        # Every channel is subscribed anew; each listener gets a Gap when it is live.
-        self._changed.set()
 
     async def close(self) -> None:
         for task in self._tasks:
