@@ -149,11 +149,14 @@ class RealtimeBus:
     def _ensure_started(self) -> None:
         if self._pubsub is None:
             # Its own connection, without the pool's 1 s read timeout: it waits for events.
+            # No health_check_interval: redis-py's health check reads the PING's answer
+            # in the sending task while the reader is already reading the same connection,
+            # which broke it on the first SUBSCRIBE after 30 s without one. TCP keepalive
+            # finds a dead peer instead.
             self._subscriber = Redis.from_url(
                 self._redis_url,
                 socket_connect_timeout=2,
                 socket_keepalive=True,
-                health_check_interval=30,
             )
             self._pubsub = self._subscriber.pubsub()
             self._tasks = [
