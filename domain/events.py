@@ -143,20 +143,13 @@ async def relay(state: AppState, sessions: ShardSessions, deliveries: Sequence[D
                 _log_failure(delivery, error, "will retry on a worker")
         await enqueue(state, handler.name, key=f"{delivery.id}:first", delivery_id=delivery.id)
     # One statement for all of them (one event's deliveries share its shard).
-    for shard, delivery_ids in _by_shard(sessions, done).items():
+    for shard, delivery_ids in sessions.group_by_shard(done).items():
         try:
             async with sessions.shard(shard) as session:
                 await events_repo.delete_deliveries(session, delivery_ids)
         except Exception as error:
             # Their handlers ran; the sweeper runs them again (they are idempotent).
             log.warning("handled events %s not cleared: %s", delivery_ids, error)
-
-
-def _by_shard(sessions: ShardSessions, delivery_ids: Sequence[int]) -> dict[int, list[int]]:
-    grouped: dict[int, list[int]] = {}
-    for delivery_id in delivery_ids:
-        grouped.setdefault(sessions.shard_map.shard_for_id(delivery_id), []).append(delivery_id)
-    return grouped
 
 
 async def deliver(
