@@ -2,13 +2,13 @@
 
 A process holds one subscriber connection for all its sockets. A user's channel is
 subscribed while at least one of their sockets listens here, and unsubscribed when the
-last one goes, so an idle socket costs a queue, not a connection or a task. A listener
-hears a ``Gap`` as soon as Redis confirms its channel: from then on nothing published
-is missed, so that is when a client catches up.
+last one goes, so an idle socket costs a small backlog, not a connection or a task. A
+listener hears a ``Gap`` as soon as Redis confirms its channel: from then on nothing
+published is missed, so that is when a client catches up.
 
 Pub/sub is fire-and-forget: whatever is published while no one listens, or while the
 subscriber connection is being re-established, is gone. Listeners are told so (a
-``None`` in their queue, also when a queue overflows), and catch up from the rows
+``Gap`` in their backlog, also when a backlog overflows), and catch up from the rows
 (``messages(after:)``, ``notifications(after:)``), which are the truth.
 """
 
@@ -125,9 +125,6 @@ class RealtimeBus:
 
     def listening_users(self) -> int:
         return len(self._listeners)
-
-    def live_channels(self) -> int:
-        return len(self._live)
 
     def _add(self, listener: Listener) -> None:
         self._ensure_started()
