@@ -15,6 +15,8 @@ import logging
 from collections.abc import Sequence
 from datetime import datetime
 
+import numpy as np
+
 from db.explore import repository as explore_repo
 from db.explore.repository import InteractionRow
 from db.posts.records import PostRecord
@@ -157,8 +159,12 @@ async def _ranked_rows(
         interacted = (await explore_repo.items_of(session, [viewer_id]))[viewer_id]
     candidates = [post_id for post_id in candidates if post_id not in interacted]
     window = max(4 * wanted, 16)
+    rows: list[PostRecord] = []
+    checked = 0
     while True:
-        rows = await visibility.discoverable(candidates[:window])
+        # The rule is per post: a wider window only checks what the last one did not.
+        rows += await visibility.discoverable(candidates[checked:window])
+        checked = window
         complete = window >= len(candidates)
         by_id = {row.id: row for row in rows}
         ranked = spread_authors(
@@ -220,9 +226,14 @@ async def taste_scores(state: AppState, viewer_id: int, item_ids: Sequence[int])
     if model is None or viewer_id not in model.users:
         return [0.0] * len(item_ids)
     person = model.user_factors[model.users.index_of(viewer_id)]
-    scores: list[float] = []
-    for item_id in item_ids:
+    positions: list[int] = []
+    indices: list[int] = []
+    for position, item_id in enumerate(item_ids):
         index = model.items.get(item_id)
-        value = 0.0 if index is None else float(model.item_factors[index] @ person)
-        scores.append(min(1.0, max(0.0, value)))
-    return scores
+        if index is not None:
+            positions.append(position)
+            indices.append(index)
+    scores = np.zeros(len(item_ids), dtype=np.float32)
+    if indices:
+        scores[positions] = model.item_factors[indices] @ person
+    return [float(score) for score in np.clip(scores, 0.0, 1.0)]
