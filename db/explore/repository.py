@@ -3,7 +3,6 @@ the person who acted."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import ColumnElement, delete, select
@@ -73,13 +72,9 @@ async def of_user(session: AsyncSession, user_id: int) -> list[InteractionRow]:
     return await _rows(session, ExploreInteraction.user_id == user_id)
 
 
-async def items_of(session: AsyncSession, user_ids: Sequence[int]) -> dict[int, set[int]]:
-    result = await session.execute(
-        select(ExploreInteraction.user_id, ExploreInteraction.item_id).where(
-            ExploreInteraction.user_id.in_(user_ids)
-        )
+async def items_of(session: AsyncSession, user_id: int) -> set[int]:
+    """What one person interacted with: Explore leaves it out for them."""
+    result = await session.scalars(
+        select(ExploreInteraction.item_id).where(ExploreInteraction.user_id == user_id)
     )
-    found: dict[int, set[int]] = {user_id: set() for user_id in user_ids}
-    for user_id, item_id in result.all():
-        found[user_id].add(item_id)
-    return found
+    return set(result)

@@ -50,7 +50,6 @@ class ExploreStore:
     # Models -----------------------------------------------------------------------------
 
     async def save_model(self, version: str, artifact: bytes) -> None:
-
         await self.objects.put(
             key=f"{MODEL_PREFIX}{version}.npz", body=artifact, content_type="application/x-npz"
         )

@@ -156,7 +156,7 @@ async def _ranked_rows(
     trending = await _trending(state, sessions, stored_trending)
     candidates = list(dict.fromkeys([*(mine or []), *trending]))
     async with sessions.for_id(viewer_id) as session:
-        interacted = (await explore_repo.items_of(session, [viewer_id]))[viewer_id]
+        interacted = await explore_repo.items_of(session, viewer_id)
     candidates = [post_id for post_id in candidates if post_id not in interacted]
     window = max(4 * wanted, 16)
     rows: list[PostRecord] = []
