@@ -206,7 +206,8 @@ async def _object(source: Any, plans: list[FieldPlan], run: Run) -> dict[str, An
             value = await _resolve(source, plan, run)
         assert plan.complete is not None
         completed = plan.complete(value, run)
-        result[plan.key] = await completed if plan.nested else completed
+        # An object completer hands back None, not an awaitable, for a null value.
+        result[plan.key] = await completed if plan.nested and completed is not None else completed
     return result
 
 
@@ -449,10 +450,11 @@ class Compiler:
 
 
 def _nested(output_type: GraphQLOutputType) -> bool:
-    """Whether a field's completer is a coroutine: lists and objects are, leaves not."""
+    """Whether a field's completer is a coroutine: lists and objects are, leaves (scalars
+    and enums) not."""
     while isinstance(output_type, GraphQLNonNull):
         output_type = output_type.of_type
-    return not isinstance(output_type, GraphQLScalarType)
+    return not isinstance(output_type, GraphQLScalarType | GraphQLEnumType)
 
 
 class _PlanCache:
