@@ -20,12 +20,13 @@ import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from enum import StrEnum
 from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp  # type: ignore[import-untyped]
+
+from recommender.signals import Signal
 
 Int64Array = npt.NDArray[np.int64]
 Float32Array = npt.NDArray[np.float32]
@@ -34,16 +35,6 @@ Float64Array = npt.NDArray[np.float64]
 CSRMatrix = Any
 
 SECONDS_PER_DAY = 86_400.0
-
-
-class Signal(StrEnum):
-    """What a person did with an item (a post or a reel)."""
-
-    LIKE = "like"
-    COMMENT = "comment"
-    SAVE = "save"
-    REEL_VIEW = "reel_view"
-    STORY_VIEW = "story_view"
 
 
 @dataclass(frozen=True, slots=True)

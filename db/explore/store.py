@@ -12,8 +12,8 @@ Keys:
 from __future__ import annotations
 
 import contextlib
+import struct
 
-import numpy as np
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -33,13 +33,13 @@ def candidates_key(user_id: int) -> str:
 
 
 def _pack(ids: list[int]) -> bytes:
-    return np.asarray(ids, dtype="<i8").tobytes()
+    return struct.pack(f"<{len(ids)}q", *ids)
 
 
 def _unpack(raw: bytes | str | None) -> list[int] | None:
     if raw is None or isinstance(raw, str):
         return None
-    return [int(value) for value in np.frombuffer(raw, dtype="<i8")]
+    return list(struct.unpack(f"<{len(raw) // 8}q", raw))
 
 
 class ExploreStore:

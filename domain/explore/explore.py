@@ -23,7 +23,8 @@ from db.posts.records import PostRecord
 from db.session import ShardSessions
 from domain.state import AppState
 from domain.visibility import Visibility
-from recommender.interactions import Interaction, Signal
+from recommender.interactions import Interaction
+from recommender.signals import Signal
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,6 @@ import logging
 from db.explore.store import claim_training
 from db.session import ShardSessions
 from domain.events import handles
-from domain.explore import explore
-from domain.explore.training import train
 from domain.jobs import periodic
 from domain.posts.events import (
     COMMENT_ADDED,
@@ -24,11 +22,30 @@ from domain.posts.posts import load_posts
 from domain.reels.events import REEL_VIEWED, ReelViewed
 from domain.state import AppState
 from domain.stories.events import STORY_VIEWED, StoryViewed
-from recommender.interactions import Signal
+from recommender.signals import Signal
 
 log = logging.getLogger(__name__)
 
 EXPLORE_QUEUE = "explore"
+
+
+async def _record(
+    state: AppState,
+    sessions: ShardSessions,
+    *,
+    user_id: int,
+    item_id: int,
+    author_id: int,
+    signal: Signal,
+) -> None:
+    # Imported here, not at the top: the recommender's numeric stack (numpy, scipy,
+    # implicit: some 60 MiB) stays out of every process that loads this registry but never
+    # runs Explore's work, such as a media worker (docs/benchmarks.md, worker memory).
+    from domain.explore import explore
+
+    await explore.record(
+        state, sessions, user_id=user_id, item_id=item_id, author_id=author_id, signal=signal
+    )
 
 
 async def _on_post(
@@ -37,7 +54,7 @@ async def _on_post(
     (post,) = await load_posts(state, sessions, [post_id])
     if post is None or post.author_id == user_id:
         return  # gone since, or one's own: nothing to learn
-    await explore.record(
+    await _record(
         state, sessions, user_id=user_id, item_id=post_id, author_id=post.author_id, signal=signal
     )
 
@@ -72,7 +89,7 @@ async def reel_viewed(state: AppState, sessions: ShardSessions, event: ReelViewe
 
 @handles(STORY_VIEWED, name="explore.story_view", queue=EXPLORE_QUEUE, inline=True)
 async def story_viewed(state: AppState, sessions: ShardSessions, event: StoryViewed) -> None:
-    await explore.record(
+    await _record(
         state,
         sessions,
         user_id=event.viewer_id,
@@ -90,4 +107,6 @@ async def story_viewed(state: AppState, sessions: ShardSessions, event: StoryVie
 async def retrain(state: AppState) -> None:
     interval = state.runtime.settings.explore_retrain_interval_seconds
     if await claim_training(state.runtime.redis, seconds=interval * 0.9):
+        from domain.explore.training import train  # see _record
+
         await train(state)

@@ -6,9 +6,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from db.explore.store import ExploreStore
-from recommender.model import ALSRecommender
+
+if TYPE_CHECKING:
+    from recommender.model import ALSRecommender
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +38,10 @@ class ServedModel:
             version = await self._store.current_version()
             if version is not None and (self._model is None or self._model.version != version):
                 artifact = await self._store.load_model(version)
+                # Imported here: every process holds a ServedModel (AppState), but only
+                # those that serve Explore need implicit, numpy and scipy (~60 MiB).
+                from recommender.model import ALSRecommender
+
                 self._model = await asyncio.to_thread(ALSRecommender.from_bytes, artifact)
                 log.info("explore: serving model %s", version)
             self._checked_at = time.monotonic()

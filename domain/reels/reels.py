@@ -22,7 +22,6 @@ from db.scored_sets import score_ms
 from db.session import ShardSessions
 from domain import events
 from domain.errors import BadUserInput
-from domain.explore.explore import taste_scores
 from domain.posts.comments import comment_counts
 from domain.posts.likes import like_counts
 from domain.posts.posts import load_posts
@@ -136,7 +135,10 @@ async def ranked_reel_ids(
     comments = await comment_counts(state, sessions, ids)
     views = await view_counts(state, sessions, ids)
     followed = dict(zip(authors, await visibility.facts.follows(authors), strict=True))
-    # Explore's model, once trained, lifts the reels this viewer's taste predicts.
+    # Explore's model, once trained, lifts the reels this viewer's taste predicts. Imported
+    # here so that a worker indexing reels does not load numpy with Explore.
+    from domain.explore.explore import taste_scores
+
     taste = await taste_scores(state, visibility.viewer_id or 0, ids)
     now = state.clock()
     scored = [

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from recommender.interactions import Interaction, MatrixConfig, Signal, build_matrix
+from recommender.interactions import Interaction, MatrixConfig, build_matrix
 from recommender.model import ALSConfig, ALSRecommender
+from recommender.signals import Signal
 
 NOW = 1_800_000_000.0  # a fixed "now", Unix seconds
 CLUSTERS = 3

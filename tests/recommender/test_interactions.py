@@ -11,11 +11,11 @@ from recommender.interactions import (
     IdMap,
     Interaction,
     MatrixConfig,
-    Signal,
     SignalWeights,
     build_matrix,
     decay,
 )
+from recommender.signals import Signal
 
 NOW = 1_800_000_000.0
 DAY = 86_400.0
