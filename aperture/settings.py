@@ -245,6 +245,11 @@ class Settings(BaseSettings):
     )
     max_image_bytes: int = Field(default=30 * 1024 * 1024, ge=1024)
     max_video_bytes: int = Field(default=200 * 1024 * 1024, ge=1024)
+    media_decoder_processes: int = Field(
+        default=0,
+        ge=0,
+        description="Child processes that decode and render uploads; 0: one per core.",
+    )
     story_purge_after_seconds: int = Field(
         default=86400,
         ge=0,

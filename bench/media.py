@@ -7,8 +7,8 @@ rates (``constant-arrival-rate``):
   ``finalizeUpload``, then ``media(id)`` polled every 50 ms until READY. Two photos: a
   12-megapixel camera JPEG (4000x3000), and the 1080x1350 JPEG that Instagram's app
   sends after resizing on the phone. The web server runs no jobs; one ``aperture
-  worker`` processes uploads, and its peak RSS (``VmHWM``) is read from /proc: the
-  worker-only memory figure.
+  worker`` processes uploads, and the peak RSS (``VmHWM``) of it and of each of its
+  decoder processes is read from /proc.
 * ``reads``: 500 accounts followed by every viewer, 100 of them with 1 to 3 live stories,
   every post carrying seeded media (``aperture.seed.seed_media``). In the same server and
   the same run, interleaved run by run (``bench/k6/media_reads.js``): the warm
@@ -112,24 +112,55 @@ class UploadRun:
     processing_p99_ms: float
     storage_p50_ms: float
     polls_per_upload: float
-    worker_peak_mib: float
+    worker_peak: WorkerMemory
     failure_samples: list[str]
 
 
-def memory_kib(child: Child, field: str) -> int:
-    """The largest ``field`` (VmHWM, VmRSS) of the processes in ``child``'s group."""
-    largest = 0
+def memory_kib(child: Child, field: str) -> dict[int, int]:
+    """``field`` (VmHWM, VmRSS) of ``child`` and of every process under it, by pid: the
+    worker itself and its decoder processes (which run in sessions of their own)."""
+    parents: dict[int, int] = {}
+    values: dict[int, int] = {}
     for status in Path("/proc").glob("[0-9]*/status"):
         try:
             stat = (status.parent / "stat").read_text().rsplit(")", 1)[1].split()
-            if int(stat[2]) != child.process.pid:
-                continue
+            pid = int(status.parent.name)
+            parents[pid] = int(stat[1])
             for line in status.read_text().splitlines():
                 if line.startswith(f"{field}:"):
-                    largest = max(largest, int(line.split()[1]))
+                    values[pid] = int(line.split()[1])
         except OSError:
             continue
-    return largest
+
+    def under_child(pid: int) -> bool:
+        while pid > 1:
+            if pid == child.process.pid:
+                return True
+            pid = parents.get(pid, 0)
+        return False
+
+    return {pid: value for pid, value in values.items() if under_child(pid)}
+
+
+@dataclass(frozen=True)
+class WorkerMemory:
+    """MiB: the job runner (the ``aperture worker`` process) and its decoder processes."""
+
+    runner: float
+    decoders: list[float]
+
+    @classmethod
+    def read(cls, worker: Child, field: str) -> WorkerMemory:
+        by_pid = memory_kib(worker, field)
+        runner = by_pid.pop(worker.process.pid, 0)
+        return cls(runner / 1024, sorted((kib / 1024 for kib in by_pid.values()), reverse=True))
+
+    def describe(self) -> str:
+        decoders = ", ".join(f"{mib:.0f}" for mib in self.decoders) or "none"
+        return (
+            f"job runner {self.runner:.0f} MiB; decoder processes {decoders} MiB; all "
+            f"together {self.runner + sum(self.decoders):.0f} MiB"
+        )
 
 
 def wait_until_idle(worker: Child, *, limit_s: float = 180) -> None:
@@ -188,7 +219,7 @@ def run_upload_point(
         processing_p99_ms=float(processing.get("p(99)", float("nan"))),
         storage_p50_ms=float(_trend(summary, "latency_storage").get("med", float("nan"))),
         polls_per_upload=polls / max(checked, 1),
-        worker_peak_mib=memory_kib(worker, "VmHWM") / 1024,
+        worker_peak=WorkerMemory.read(worker, "VmHWM"),
         failure_samples=[
             line.strip() for line in output_path.read_text().splitlines() if "FAILED" in line
         ][:3],
@@ -221,7 +252,7 @@ def run_uploads(env: BenchEnv, options: Options) -> list[str]:
         env.settings, env.servers, env.code, {}, env.work_dir / "worker-upload.log"
     )
     try:
-        idle_mib = memory_kib(worker, "VmRSS") / 1024
+        idle = WorkerMemory.read(worker, "VmRSS")
         runs: list[UploadRun] = []
         for round_index in range(options.runs):
             points = UPLOAD_POINTS if round_index % 2 == 0 else UPLOAD_POINTS[::-1]
@@ -242,20 +273,20 @@ def run_uploads(env: BenchEnv, options: Options) -> list[str]:
                 )
                 runs.append(result)
                 wait_until_idle(worker)
-        peak_mib = memory_kib(worker, "VmHWM") / 1024
+        peak = WorkerMemory.read(worker, "VmHWM")
     finally:
         worker.stop()
         server.stop()
     sizes = {label: path.stat().st_size for label, path in photos.items()}
-    return render_uploads(runs, options, idle_mib=idle_mib, peak_mib=peak_mib, sizes=sizes)
+    return render_uploads(runs, options, idle=idle, peak=peak, sizes=sizes)
 
 
 def render_uploads(
     runs: Sequence[UploadRun],
     options: Options,
     *,
-    idle_mib: float,
-    peak_mib: float,
+    idle: WorkerMemory,
+    peak: WorkerMemory,
     sizes: dict[str, int],
 ) -> list[str]:
     lines = [
@@ -290,8 +321,10 @@ def render_uploads(
         )
     lines += [
         "",
-        f"Worker memory: {idle_mib:.0f} MiB resident once ready, peak (`VmHWM`) "
-        f"{peak_mib:.0f} MiB over every run above.",
+        f"Worker memory, resident once ready (`VmRSS`): {idle.describe()}.",
+        "",
+        f"Peak of each process over every run above (`VmHWM`; the sum is an upper bound, "
+        f"the peaks need not coincide): {peak.describe()}.",
     ]
     samples = [sample for run in runs for sample in run.failure_samples][:3]
     if samples:

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import TypeVar
 
 from db.media import repository as media_repo
 from db.media.models import Media
 from db.media.records import MediaVariant
 from db.session import ShardSessions
+from domain.media.decoders import DecoderCrashed, decoder_pool
 from domain.media.delivery import variant_key
 from domain.media.processing import (
     Limits,
@@ -34,26 +34,9 @@ from domain.state import AppState
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
-
 # A year: keys are content-addressed, so what is behind one never changes.
 IMMUTABLE = "public, max-age=31536000, immutable"
 VIDEO_EXTENSIONS = {"video/mp4": "mp4", "video/quicktime": "mov", "video/webm": "webm"}
-_cpu_slots: dict[int, asyncio.Semaphore] = {}
-
-
-def _cpu_slot() -> asyncio.Semaphore:
-    """Decoding is CPU-bound: at most one per core at a time in this process, however
-    many jobs the queue runs at once, so memory stays bounded too."""
-    loop_id = id(asyncio.get_running_loop())
-    if loop_id not in _cpu_slots:
-        _cpu_slots[loop_id] = asyncio.Semaphore(os.cpu_count() or 1)
-    return _cpu_slots[loop_id]
-
-
-async def _on_cpu(work: Callable[[], T]) -> T:
-    async with _cpu_slot():
-        return await asyncio.to_thread(work)
 
 
 def limits_for(state: AppState) -> Limits:
@@ -78,43 +61,38 @@ async def process_upload(state: AppState, sessions: ShardSessions, media_id: int
     if head.size > min(limit, media.declared_bytes):
         await _fail(state, sessions, media, "MEDIA_TOO_LARGE")
         return
-    data = await store.get(media.upload_key)
-    limits = limits_for(state)
     try:
-        video: ProcessedVideo | None = None
-        if media.kind == "image":
-            image = await _on_cpu(
-                lambda: process_image(data, declared_type=media.content_type, limits=limits)
-            )
-        else:
-            processed_video = await _on_cpu(
-                lambda: process_video(data, declared_type=media.content_type, limits=limits)
-            )
-            video, image = processed_video, processed_video.poster
+        image, video = await _fetch_and_decode(state, media)
     except MediaRejected as rejected:
         log.info("media %s rejected: %s (%s)", media_id, rejected.code, rejected)
         await _fail(state, sessions, media, rejected.code)
+        return
+    except DecoderCrashed:
+        await _fail(state, sessions, media, "MEDIA_UNDECODABLE")
         return
     variants = await _store_variants(state, media, image)
     video_key = None
     if video is not None:
         video_key = variant_key(
             owner_id=media.owner_id,
-            content_sha256=video.content_sha256,
+            content_sha256=video.processed.content_sha256,
             name="video",
             extension=VIDEO_EXTENSIONS.get(media.content_type, "mp4"),
         )
         await store.put(
-            key=video_key, body=data, content_type=media.content_type, cache_control=IMMUTABLE
+            key=video_key,
+            body=video.original,
+            content_type=media.content_type,
+            cache_control=IMMUTABLE,
         )
     async with sessions.for_id(media_id) as session:
         ready = await media_repo.mark_ready(
             session,
             media_id,
-            content_sha256=video.content_sha256 if video is not None else image.content_sha256,
-            width=video.width if video is not None else image.width,
-            height=video.height if video is not None else image.height,
-            duration_ms=round(video.duration_seconds * 1000) if video is not None else None,
+            content_sha256=(video.processed if video else image).content_sha256,
+            width=(video.processed if video else image).width,
+            height=(video.processed if video else image).height,
+            duration_ms=round(video.processed.duration_seconds * 1000) if video else None,
             placeholder=image.placeholder,
             variants=variants,
             video_key=video_key,
@@ -123,6 +101,32 @@ async def process_upload(state: AppState, sessions: ShardSessions, media_id: int
     if ready is not None:
         await state.media_cache.store(media_id, ready)
     await store.delete([media.upload_key])
+
+
+@dataclass(frozen=True)
+class _DecodedVideo:
+    processed: ProcessedVideo
+    original: bytes  # kept as uploaded, beside its poster frames
+
+
+async def _fetch_and_decode(
+    state: AppState, media: Media
+) -> tuple[ProcessedImage, _DecodedVideo | None]:
+    """The upload's bytes, decoded in a decoder process. A turn of the pool is held from
+    the fetch to the answer, so that a worker holds only the inputs being decoded."""
+    decoders = decoder_pool(state.runtime.settings.media_decoder_processes)
+    limits = limits_for(state)
+    async with decoders.turn():
+        data = await state.runtime.object_store.get(media.upload_key)
+        if media.kind == "image":
+            image = await decoders.run(
+                process_image, data, declared_type=media.content_type, limits=limits
+            )
+            return image, None
+        video = await decoders.run(
+            process_video, data, declared_type=media.content_type, limits=limits
+        )
+        return video.poster, _DecodedVideo(video, data)
 
 
 def named_variants(

@@ -23,11 +23,13 @@ import io
 import random
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import av
 import fast_thumbhash
 import pyvips
+
+if TYPE_CHECKING:
+    import av
 
 ImageFormat = Literal["webp", "jpeg"]
 
@@ -77,6 +79,10 @@ class MediaRejected(Exception):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
+
+    def __reduce__(self) -> tuple[type[MediaRejected], tuple[str, str]]:
+        # Raised in a decoder process (domain.media.decoders) and pickled back to the job.
+        return (MediaRejected, (self.code, str(self)))
 
 
 @dataclass(frozen=True)
@@ -243,6 +249,11 @@ def process_video(data: bytes, *, declared_type: str, limits: Limits) -> Process
     if len(data) > limits.max_bytes_video:
         raise MediaRejected("MEDIA_TOO_LARGE", f"Videos are at most {limits.max_bytes_video} bytes")
     _check_declared(data, declared_type, VIDEO_TYPES)
+    # Imported on first use: PyAV and the FFmpeg it loads cost a process some 18 MiB, and
+    # most processes that import this module (web processes, image-only workers) never
+    # decode a video.
+    import av
+
     try:
         with av.open(io.BytesIO(data), mode="r") as container:
             demuxers = set(container.format.name.split(","))
@@ -289,6 +300,8 @@ def process_video(data: bytes, *, declared_type: str, limits: Limits) -> Process
 
 
 def _duration(container: av.container.InputContainer, stream: av.VideoStream) -> float:
+    import av  # see process_video
+
     if stream.duration is not None and stream.time_base is not None:
         return float(stream.duration * stream.time_base)
     if container.duration is not None:
@@ -338,6 +351,8 @@ def generate_demo_video(
     *, seed: int, seconds: float, width: int, height: int, fps: int = 24
 ) -> bytes:
     """An H.264 MP4 of shapes drifting across a gradient."""
+    import av  # see process_video
+
     output = io.BytesIO()
     with av.open(output, mode="w", format="mp4") as container:
         stream = container.add_stream("libx264", rate=fps)
