@@ -295,10 +295,13 @@ def start_worker(
     code: CodeSnapshot,
     overrides: dict[str, str],
     log_path: Path,
+    *,
+    queues: Sequence[str] = (),
 ) -> Child:
-    """``aperture worker`` against our servers; returns once it says it is ready."""
+    """``aperture worker`` (of ``queues``, all by default) against our servers; returns
+    once it says it is ready."""
     env = server_env(settings, servers, code, overrides)
-    child = spawn(["worker"], env, code.root, log_path)
+    child = spawn(["worker", *(f"--queue={queue}" for queue in queues)], env, code.root, log_path)
     deadline = time.monotonic() + 90
     while "worker ready" not in child.log_text():
         if child.process.poll() is not None or time.monotonic() > deadline:

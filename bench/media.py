@@ -66,6 +66,7 @@ from bench.feed_common import (
     warm_feeds,
 )
 from db.session import ShardSessions
+from domain.media.jobs import MEDIA_QUEUE
 from domain.media.processing import generate_demo_image
 from domain.state import AppState
 from migrations.runner import migrate
@@ -249,7 +250,14 @@ def run_uploads(env: BenchEnv, options: Options) -> list[str]:
         env.settings, env.servers, env.code, SERVE_SETTINGS, env.work_dir / "serve-upload.log"
     )
     worker = start_worker(
-        env.settings, env.servers, env.code, {}, env.work_dir / "worker-upload.log"
+        env.settings,
+        env.servers,
+        env.code,
+        {},
+        env.work_dir / "worker-upload.log",
+        # A media worker, as deployed: one that also ran Explore's training would carry
+        # numpy, scipy and implicit (about 55 MiB more) from its first retrain on.
+        queues=[MEDIA_QUEUE],
     )
     try:
         idle = WorkerMemory.read(worker, "VmRSS")
@@ -294,7 +302,7 @@ def render_uploads(
         "",
         f"k6 `constant-arrival-rate` for {options.duration} s per run, {options.runs} runs per "
         "point, interleaved, each run starting once the worker is idle; one web process (no "
-        "jobs) and one `aperture worker`. Latency: "
+        "jobs) and one `aperture worker --queue media`. Latency: "
         "createUpload sent to READY seen (p50 / p99 of each run); processing: finalizeUpload "
         "sent to READY. Photos: "
         + ", ".join(f"{label} {size / 1e6:.2f} MB" for label, size in sizes.items())
