@@ -5,9 +5,10 @@ doing the same renditions, in the same run; and a 1080p video's poster time thro
 
 The parent generates the photo once and writes it to a file. Each measurement runs in
 fresh spawned processes that read it, warm up on one photo, then time the rest: in one
-process with 1 or 2 threads (as ``aperture worker`` runs jobs: one thread per core at a
-time), and in 2 single-threaded processes. Peak RSS is each process's high-water mark,
-generation excluded. Storing the variants is not in these figures (``bench.media``
+process with 1 or 2 threads, and in 2 single-threaded processes; and through the worker's
+own ``DecoderPool`` (how ``aperture worker`` decodes: one decoder process per core, one
+photo at a time each, every photo queued at once). Peak RSS is each process's high-water
+mark, generation excluded. Storing the variants is not in these figures (``bench.media``
 measures the whole path, store included).
 
     .venv/bin/python -m bench.media_pipeline [--photos 40] [--runs 3]
@@ -16,6 +17,7 @@ measures the whole path, store included).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import io
 import multiprocessing
 import resource
@@ -27,6 +29,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from domain.media.decoders import DecoderPool
 from domain.media.processing import (
     VARIANT_WIDTHS,
     Limits,
@@ -84,6 +87,31 @@ def _throughput(
     return share * processes / slowest, max(rss for _, rss in results)
 
 
+def _peak_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+async def _through_decoders(data: bytes, *, photos: int, processes: int) -> tuple[float, int]:
+    """Photos per second through a fresh ``DecoderPool``, after one warm-up photo per
+    decoder, and the largest decoder's peak RSS (KiB)."""
+    pool = DecoderPool(processes)
+    try:
+
+        async def one() -> None:
+            await pool.run(process_image, data, declared_type="image/jpeg", limits=Limits())
+
+        await asyncio.gather(*(one() for _ in range(processes)))
+        started = time.perf_counter()
+        await asyncio.gather(*(one() for _ in range(photos)))
+        seconds = time.perf_counter() - started
+        return photos / seconds, max(_peak_kib(pid) for pid in pool.pids())
+    finally:
+        pool.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--photos", type=int, default=40)
@@ -106,12 +134,15 @@ def main() -> None:
                     )
                     rates.append(rate)
                     peaks.append(peak)
-                print(
-                    f"{library:7} {processes} process(es) x {threads} thread(s): "
-                    f"{statistics.median(rates):5.1f} photos/s "
-                    f"(runs {', '.join(f'{rate:.1f}' for rate in rates)}), "
-                    f"peak RSS per process {max(peaks) / 1024:.0f} MiB"
-                )
+                _report(f"{library:7} {processes} process(es) x {threads} thread(s)", rates, peaks)
+        rates, peaks = [], []
+        for _ in range(arguments.runs):
+            rate, peak = asyncio.run(
+                _through_decoders(photo.read_bytes(), photos=arguments.photos, processes=2)
+            )
+            rates.append(rate)
+            peaks.append(peak)
+        _report("DecoderPool, 2 decoder processes", rates, peaks)
     clip = generate_demo_video(seed=3, width=1920, height=1080, seconds=5)
     timings = []
     for _ in range(5):
@@ -120,6 +151,14 @@ def main() -> None:
         timings.append(time.perf_counter() - started)
     print(
         f"1080p 5 s clip, probe + poster frames: median {statistics.median(timings) * 1000:.0f} ms"
+    )
+
+
+def _report(label: str, rates: list[float], peaks: list[int]) -> None:
+    print(
+        f"{label}: {statistics.median(rates):5.1f} photos/s "
+        f"(runs {', '.join(f'{rate:.1f}' for rate in rates)}), "
+        f"peak RSS per process {max(peaks) / 1024:.0f} MiB"
     )
 
 

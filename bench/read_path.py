@@ -308,18 +308,20 @@ class CeilingRound:
     fields: int  # in one response
 
 
-async def _ceiling_round(schema: strawberry.Schema, requests: int, after: str) -> CeilingRound:
-    result = await schema.execute(FEED_QUERY_20)
+async def _ceiling_round(
+    schema: strawberry.Schema, requests: int, after: str, query: str
+) -> CeilingRound:
+    result = await schema.execute(query)
     if result.errors or result.data is None:
         raise RuntimeError(f"the ceiling schema failed: {result.errors}")
     fields = count_fields(result.data)
     for _ in range(max(10, requests // 10)):
-        await schema.execute(FEED_QUERY_20)
+        await schema.execute(query)
     gc.collect()
     cpu = time.process_time()
     wall = time.perf_counter()
     for _ in range(requests):
-        await schema.execute(FEED_QUERY_20)
+        await schema.execute(query)
     cpu = time.process_time() - cpu
     wall = time.perf_counter() - wall
     return CeilingRound(
@@ -331,8 +333,11 @@ async def _ceiling_round(schema: strawberry.Schema, requests: int, after: str) -
     )
 
 
-def ceiling_round(schema: strawberry.Schema, requests: int, after: str) -> CeilingRound:
-    measured = asyncio.run(_ceiling_round(schema, requests, after))
+def ceiling_round(
+    schema: strawberry.Schema, requests: int, after: str, *, query: str = FEED_QUERY_20
+) -> CeilingRound:
+    """Stock Strawberry executing ``query`` over objects in memory, ``requests`` times."""
+    measured = asyncio.run(_ceiling_round(schema, requests, after, query))
     log(f"ceiling ({after}): {measured.cpu_ms:.3f} ms CPU/request, {measured.fields} fields")
     return measured
 

@@ -3,7 +3,8 @@
 //
 // Driven by bench/media.py; every knob comes from -e VAR=value:
 //   TARGET    base URL of an `aperture serve` process (http://127.0.0.1:PORT)
-//   KIND      feed | feed_media | tray (see QUERIES)
+//   KIND      feed | feed_media | tray: what the answer is checked for
+//   QUERY     the document (bench/media.py READ_QUERIES)
 //   DATA      JSON file {"tokens": [...]}: bearer tokens of the viewers, picked uniformly
 //   RATE      requests per second; DURATION seconds; PRE_VUS / MAX_VUS as in common.js
 //   TIMEOUT   per-request timeout ("5s")
@@ -18,29 +19,17 @@ const KIND = __ENV.KIND || 'feed';
 const URL = `${__ENV.TARGET}/graphql`;
 const TIMEOUT = __ENV.TIMEOUT || '5s';
 
-const FEED =
-  'query { homeFeed(first: 20) { edges { node { id caption author { username } ' +
-  'likeCount commentCount viewerHasLiked } } } }';
-// What a client lays a post out with: every media item's size, placeholder and the
-// rendition for a 640 px wide screen, and the author's avatar.
-const FEED_MEDIA =
-  'query { homeFeed(first: 20) { edges { node { id caption author { username ' +
-  'avatar { url(width: 320) } } likeCount commentCount viewerHasLiked isReel ' +
-  'media { id kind width height aspectRatio placeholder url(width: 640) } } } } }';
-const TRAY =
-  'query { storiesTray(first: 20) { pageInfo { hasNextPage endCursor } edges { node { ' +
-  'user { username avatar { url(width: 320) } } hasUnseen unseenCount storyCount ' +
-  'stories(first: 3) { id createdAt viewerHasSeen media { aspectRatio placeholder ' +
-  'url(width: 640) } } } } } }';
-const QUERIES = { feed: FEED, feed_media: FEED_MEDIA, tray: TRAY };
-if (!(KIND in QUERIES)) {
-  throw new Error(`KIND must be one of ${Object.keys(QUERIES).join(', ')}, not ${KIND}`);
+if (!['feed', 'feed_media', 'tray'].includes(KIND)) {
+  throw new Error(`KIND must be feed, feed_media or tray, not ${KIND}`);
+}
+if (!__ENV.QUERY) {
+  throw new Error('QUERY (the document of this kind, from bench/media.py) is missing');
 }
 // Each answer must hold what was asked for: a feed page of posts, a tray of accounts.
 const EXPECTED = { feed: /"node":\{"id"/, feed_media: /"media":\[/, tray: /"storyCount":[1-9]/ };
 
 const tokens = new SharedArray('tokens', () => JSON.parse(open(__ENV.DATA)).tokens);
-const BODY = JSON.stringify({ query: QUERIES[KIND] });
+const BODY = JSON.stringify({ query: __ENV.QUERY });
 
 export const options = fixedRateOptions(KIND);
 

@@ -186,6 +186,11 @@ class DecoderPool:
         with self._lock:
             self._all.discard(decoder)
 
+    def pids(self) -> list[int]:
+        """The decoder processes running now (for measurements)."""
+        with self._lock:
+            return [decoder.process.pid for decoder in self._all if decoder.alive()]
+
     def close(self) -> None:
         self._threads.shutdown(wait=True, cancel_futures=True)
         with self._lock:
