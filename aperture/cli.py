@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
+from aperture.malloc import limit_malloc_arenas
 from aperture.settings import ConfigurationError, Settings, get_settings
 
 app = typer.Typer(
@@ -28,26 +29,6 @@ def _log_to_console() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     # saq warns on every shutdown that its idle dequeue loops had to be cancelled.
     logging.getLogger("saq").setLevel(logging.ERROR)
-
-
-_M_ARENA_MAX = -8  # glibc's mallopt parameter
-
-
-def _limit_malloc_arenas(arenas: int = 2) -> None:
-    """glibc gives each thread that allocates its own malloc arena, up to 8 per core, and
-    freed memory stays in the arena it came from: a worker's decoding threads would each
-    keep a photo's worth of pages resident. Two arenas keep a worker's peak near what
-    it is processing now (bench.media). Not glibc (musl): nothing to do."""
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name) if name else None
-    except OSError:
-        libc = None
-    if libc is not None and hasattr(libc, "mallopt"):
-        libc.mallopt(_M_ARENA_MAX, arenas)
 
 
 def _fail(error: ConfigurationError) -> typer.Exit:
@@ -258,7 +239,8 @@ def worker(
     from workers.runner import UnknownQueue, run_workers, selected_queues
 
     _log_to_console()
-    _limit_malloc_arenas()
+    # Two arenas keep a worker's peak near what it is processing now (bench.media).
+    limit_malloc_arenas(2)
     try:
         selected_queues(load_features(), queue)
     except UnknownQueue as error:

@@ -4,26 +4,12 @@ answers each with its outcome on stdout, until stdin ends."""
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
 import pickle
 import sys
 from typing import IO, Any
 
-_M_ARENA_MAX = -8  # glibc's mallopt parameter
-
-
-def _one_malloc_arena() -> None:
-    """A decoder runs one call at a time: more arenas would only keep freed photos
-    resident (glibc gives each allocating thread its own, and libvips has threads)."""
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name) if name else None
-    except OSError:
-        libc = None
-    if libc is not None and hasattr(libc, "mallopt"):
-        libc.mallopt(_M_ARENA_MAX, 1)
+from aperture.malloc import limit_malloc_arenas
 
 
 def _answer(call: bytes) -> tuple[str, Any]:
@@ -50,7 +36,8 @@ def serve(requests: IO[bytes], answers: IO[bytes]) -> None:
 
 
 def main() -> None:
-    _one_malloc_arena()
+    # One call at a time: more arenas would only keep freed photos resident.
+    limit_malloc_arenas(1)
     # Answers go on a copy of stdout; whatever a C library prints goes to stderr instead
     # of into the stream of answers.
     answers = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
