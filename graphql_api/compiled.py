@@ -49,9 +49,12 @@ from graphql import (
     GraphQLScalarType,
     GraphQLSchema,
     InlineFragmentNode,
+    ListValueNode,
+    ObjectValueNode,
     OperationDefinitionNode,
     OperationType,
     SelectionSetNode,
+    VariableNode,
 )
 from graphql.execution import ExecutionResult as GraphQLExecutionResult
 from graphql.execution.values import get_argument_values, get_variable_values
@@ -157,6 +160,9 @@ class FieldPlan:
     resolver: Callable[..., Any] | None = None
     info_parameter: str | None = None
     argument_names: dict[str, str] = field(default_factory=dict)
+    # The keyword arguments, when the document spells them out without variables
+    # (``url(width: 640)``): coerced once, when compiling, instead of for every value.
+    fixed_arguments: dict[str, Any] | None = None
     permissions: tuple[type[BasePermission], ...] = ()
     constant: str | None = None
     selected: list[Selection] = field(default_factory=list)
@@ -214,7 +220,9 @@ async def _object(source: Any, plans: list[FieldPlan], run: Run) -> dict[str, An
 async def _resolve(source: Any, plan: FieldPlan, run: Run) -> Any:
     info = PlanInfo(context=run.context, selected_fields=plan.selected)
     kwargs: dict[str, Any] = {}
-    if plan.argument_names:
+    if plan.fixed_arguments is not None:
+        kwargs = dict(plan.fixed_arguments)
+    elif plan.argument_names:
         given = get_argument_values(plan.definition, plan.node, run.variables)
         kwargs = {plan.argument_names[name]: value for name, value in given.items()}
     for permission in plan.permissions:
@@ -341,6 +349,11 @@ class Compiler:
         plan.permissions = tuple(strawberry_field.permission_classes)
         if len(nodes) > 1 and any(n.arguments for n in nodes):
             raise NotCompiled
+        if plan.argument_names and not _uses_variables(node):
+            given = get_argument_values(definition, node, None)
+            plan.fixed_arguments = {
+                plan.argument_names[name]: value for name, value in given.items()
+            }
         returns = str(inspect.get_annotations(function).get("return", "Awaitable"))
         plan.may_await = inspect.iscoroutinefunction(function) or "Awaitable" in returns
         plan.plain = not (
@@ -447,6 +460,19 @@ class Compiler:
 
             return abstract
         raise NotCompiled  # unions: the stock executor's
+
+
+def _uses_variables(node: FieldNode) -> bool:
+    def walk(value: Any) -> bool:
+        if isinstance(value, VariableNode):
+            return True
+        if isinstance(value, ListValueNode):
+            return any(walk(item) for item in value.values)
+        if isinstance(value, ObjectValueNode):
+            return any(walk(entry.value) for entry in value.fields)
+        return False
+
+    return any(walk(argument.value) for argument in node.arguments or ())
 
 
 def _nested(output_type: GraphQLOutputType) -> bool:
