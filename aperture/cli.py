@@ -93,6 +93,10 @@ def serve(
     assert isinstance(servers, Servers)
     bind_host = host or settings.host
     bind_port = settings.port if port is None else port
+    # What the app derives from its own address (the default CDN base URL of media) must
+    # name the address it serves on, not the setting that --host and --port override.
+    settings = settings.model_copy(update={"host": bind_host, "port": bind_port})
+    os.environ["APERTURE_HOST"], os.environ["APERTURE_PORT"] = bind_host, str(bind_port)
     process_count = processes or settings.web_processes
     run_workers_here = (
         settings.serve_runs_workers

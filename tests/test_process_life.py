@@ -19,6 +19,10 @@ from typing import Any
 import httpx
 import pytest
 
+from domain.media.processing import generate_demo_image
+from tests.helpers import SIGN_UP
+from tests.media_helpers import CREATE_UPLOAD, FINALIZE, MEDIA
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 APERTURE = str(PROJECT_ROOT / ".venv" / "bin" / "aperture")
 
@@ -95,12 +99,15 @@ def data_dir() -> Iterator[Path]:
 class Serve:
     """`aperture serve` in a process group of its own, as a shell runs a foreground job."""
 
-    def __init__(self, env: dict[str, str], data_dir: Path) -> None:
+    def __init__(self, env: dict[str, str], data_dir: Path, *, port_flag: bool = False) -> None:
         self.port = _free_port()
+        # The port as a setting, or (port_flag) as `--port` over the setting's default.
+        where = ["--port", str(self.port)] if port_flag else []
+        port_setting = {} if port_flag else {"APERTURE_PORT": str(self.port)}
         self.process = subprocess.Popen(
-            [APERTURE, "serve"],
+            [APERTURE, "serve", *where],
             cwd=PROJECT_ROOT,
-            env={**env, "APERTURE_DATA_DIR": str(data_dir), "APERTURE_PORT": str(self.port)},
+            env={**env, "APERTURE_DATA_DIR": str(data_dir), **port_setting},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -115,9 +122,14 @@ class Serve:
         _, stderr = self.process.communicate(timeout=10)
         raise AssertionError(f"serve did not start:\n{stderr}")
 
-    def graphql(self, query: str) -> Any:
+    def graphql(
+        self, query: str, variables: dict[str, Any] | None = None, *, token: str | None = None
+    ) -> Any:
         response = httpx.post(
-            f"http://127.0.0.1:{self.port}/graphql", json={"query": query}, timeout=10
+            f"http://127.0.0.1:{self.port}/graphql",
+            json={"query": query, "variables": variables or {}},
+            headers={"Authorization": f"Bearer {token}"} if token else {},
+            timeout=10,
         )
         body = response.json()
         assert "errors" not in body, body
@@ -149,12 +161,12 @@ class Serve:
 
 
 @pytest.fixture
-def serve(life_env: dict[str, str], data_dir: Path) -> Iterator[Callable[[], Serve]]:
+def serve(life_env: dict[str, str], data_dir: Path) -> Iterator[Callable[..., Serve]]:
     """Starts `aperture serve` on ``data_dir`` and waits until it is ready."""
     started: list[Serve] = []
 
-    def start() -> Serve:
-        server = Serve(life_env, data_dir)
+    def start(*, port_flag: bool = False) -> Serve:
+        server = Serve(life_env, data_dir, port_flag=port_flag)
         started.append(server)
         server.wait_ready()
         return server
@@ -276,3 +288,35 @@ def test_reset_stops_orphans_and_serve_starts_empty(
     assert again.graphql('{ user(username: "ada") { username } }') == {"user": None}
     _assert_clean(again.stop())
     assert _wait_until_none_use(data_dir) == {}
+
+
+@pytest.mark.slow
+def test_media_urls_name_the_port_given_on_the_command_line(
+    serve: Callable[..., Serve],
+) -> None:
+    # `--port` overrides APERTURE_PORT; the default CDN base URL (the app's own /media
+    # route) must follow it, or a browser is sent to a port nothing listens on.
+    server = serve(port_flag=True)
+    owner = server.graphql(
+        SIGN_UP, {"username": "port.ana", "email": "pa@example.com", "password": "password123"}
+    )["signUp"]
+    photo = generate_demo_image(seed=4, width=640, height=480)
+    upload = server.graphql(
+        CREATE_UPLOAD,
+        {"kind": "IMAGE", "type": "image/jpeg", "size": len(photo)},
+        token=owner["token"],
+    )["createUpload"]["upload"]
+    fields = {field["name"]: field["value"] for field in upload["fields"]}
+    sent = httpx.post(upload["url"], data=fields, files={"file": ("p.jpg", photo, "image/jpeg")})
+    assert sent.status_code in (200, 201, 204), sent.text
+    media_id = upload["media"]["id"]
+    server.graphql(FINALIZE, {"id": media_id}, token=owner["token"])
+    deadline = time.monotonic() + 60
+    media = server.graphql(MEDIA, {"id": media_id}, token=owner["token"])["media"]
+    while media["status"] != "READY" and time.monotonic() < deadline:
+        time.sleep(0.2)
+        media = server.graphql(MEDIA, {"id": media_id}, token=owner["token"])["media"]
+    assert media["url"].startswith(f"http://127.0.0.1:{server.port}/media/"), media
+    fetched = httpx.get(media["url"], timeout=10)
+    assert fetched.status_code == 200
+    assert fetched.headers["content-type"] == "image/webp"
