@@ -96,7 +96,6 @@ def serve(
     # What the app derives from its own address (the default CDN base URL of media) must
     # name the address it serves on, not the setting that --host and --port override.
     settings = settings.model_copy(update={"host": bind_host, "port": bind_port})
-    os.environ["APERTURE_HOST"], os.environ["APERTURE_PORT"] = bind_host, str(bind_port)
     process_count = processes or settings.web_processes
     run_workers_here = (
         settings.serve_runs_workers
@@ -118,6 +117,7 @@ def serve(
         # servers this process started or was given.
         os.environ.update(servers_environment(servers))
         os.environ["APERTURE_SERVE_RUNS_WORKERS"] = "true" if run_workers_here else "false"
+        os.environ["APERTURE_HOST"], os.environ["APERTURE_PORT"] = bind_host, str(bind_port)
         _announce_when_healthy(bind_host, bind_port, announce)
         try:
             uvicorn.run(

@@ -10,6 +10,7 @@ import sys
 from typing import IO, Any
 
 from aperture.malloc import limit_malloc_arenas
+from domain.media.decoders import read_frame, write_frame
 
 
 def _answer(call: bytes) -> tuple[str, Any]:
@@ -29,8 +30,6 @@ def _encode(outcome: tuple[str, Any]) -> bytes:
 
 
 def serve(requests: IO[bytes], answers: IO[bytes]) -> None:
-    from domain.media.decoders import read_frame, write_frame
-
     while (call := read_frame(requests)) is not None:
         write_frame(answers, _encode(_answer(call)))
 

@@ -85,13 +85,15 @@ async def process_upload(state: AppState, sessions: ShardSessions, media_id: int
             content_type=media.content_type,
             cache_control=IMMUTABLE,
         )
+    # The size and hash of what was uploaded, not of a rendition.
+    original = video.processed if video else image
     async with sessions.for_id(media_id) as session:
         ready = await media_repo.mark_ready(
             session,
             media_id,
-            content_sha256=(video.processed if video else image).content_sha256,
-            width=(video.processed if video else image).width,
-            height=(video.processed if video else image).height,
+            content_sha256=original.content_sha256,
+            width=original.width,
+            height=original.height,
             duration_ms=round(video.processed.duration_seconds * 1000) if video else None,
             placeholder=image.placeholder,
             variants=variants,
