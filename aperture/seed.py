@@ -388,8 +388,10 @@ class _MediaWriter:
         self.pending: list[Awaitable[object]] = []
 
     def row(self, owner_id: int, item: _PaletteItem, *, attached_to: int) -> dict[str, object]:
+        # Demo data stores each picture once per owner: its media share keys (media_id None).
         named = named_variants(
             owner_id=owner_id,
+            media_id=None,
             content_sha256=item.content_sha256,
             variants=item.processed.variants,
         )
@@ -399,7 +401,11 @@ class _MediaWriter:
         video_key = None
         if item.video is not None:
             video_key = variant_key(
-                owner_id=owner_id, content_sha256=item.content_sha256, name="video", extension="mp4"
+                owner_id=owner_id,
+                media_id=None,
+                content_sha256=item.content_sha256,
+                name="video",
+                extension="mp4",
             )
             self._put(owner_id, video_key, item.video, item.content_type)
         return {

@@ -235,6 +235,12 @@ class Settings(BaseSettings):
     media_url_ttl_seconds: int = Field(
         default=3600, ge=60, description="Lifetime of a signed URL to a private account's media."
     )
+    media_public_max_age_seconds: int = Field(
+        default=86400,
+        ge=0,
+        description="How long a CDN or browser may cache a public account's media: the "
+        "longest deleted media can go on showing from a cache.",
+    )
     upload_url_ttl_seconds: int = Field(
         default=900, ge=30, description="Lifetime of a presigned upload URL."
     )
@@ -249,6 +255,27 @@ class Settings(BaseSettings):
         default=0,
         ge=0,
         description="Child processes that decode and render uploads; 0: one per core.",
+    )
+    max_unfinished_uploads: int = Field(
+        default=20,
+        ge=1,
+        description="Uploads one account may have asked for and not yet seen processed.",
+    )
+    max_unfinished_upload_bytes: int = Field(
+        default=1024 * 1024 * 1024,
+        ge=1024,
+        description="Declared bytes of one account's unfinished uploads, all together.",
+    )
+    max_media_bytes_per_account: int = Field(
+        default=50 * 1024 * 1024 * 1024,
+        ge=1024,
+        description="Declared bytes of all the media one account keeps (not failed).",
+    )
+    unpublished_media_seconds: int = Field(
+        default=86400,
+        ge=60,
+        description="Processed media never put on a post, story, message or avatar this "
+        "long is deleted, and so are the rows of failed uploads.",
     )
     story_purge_after_seconds: int = Field(
         default=86400,

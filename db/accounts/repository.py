@@ -141,6 +141,14 @@ async def get_user(session: AsyncSession, user_id: int) -> User | None:
     return rows[0] if rows else None
 
 
+async def live_user_for_update(session: AsyncSession, user_id: int) -> User | None:
+    """The user's row, locked until the transaction ends; None once deleted."""
+    user: User | None = await session.scalar(
+        select(User).where(User.id == user_id, User.deleted_at.is_(None)).with_for_update()
+    )
+    return user
+
+
 # Sessions -----------------------------------------------------------------------------
 
 

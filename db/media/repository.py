@@ -4,14 +4,18 @@ the owner's shard."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, literal, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.media.models import Media
 from db.media.records import MediaVariant
+
+# pg_advisory_xact_lock's first key for an owner's uploads ("MEDI").
+UPLOAD_LOCK_SPACE = 0x4D454449
 
 
 async def insert_media(
@@ -164,3 +168,106 @@ async def unfinished_before(session: AsyncSession, cutoff: datetime, *, limit: i
 async def delete_media(session: AsyncSession, ids: Sequence[int]) -> None:
     if ids:
         await session.execute(delete(Media).where(Media.id.in_(ids)))
+
+
+async def attached_to(session: AsyncSession, publisher_ids: Sequence[int]) -> list[Media]:
+    """The media that the posts, stories, messages or users ``publisher_ids`` carry."""
+    if not publisher_ids:
+        return []
+    result = await session.scalars(select(Media).where(Media.attached_to.in_(publisher_ids)))
+    return list(result)
+
+
+async def media_of_owner(
+    session: AsyncSession, owner_id: int, *, after_id: int | None, limit: int
+) -> list[Media]:
+    """An owner's media in id order, ``limit`` at a time."""
+    query = select(Media).where(Media.owner_id == owner_id)
+    if after_id is not None:
+        query = query.where(Media.id > after_id)
+    return list(await session.scalars(query.order_by(Media.id).limit(limit)))
+
+
+async def keys_shared_with_others(
+    session: AsyncSession, *, owner_id: int, content_hashes: Sequence[str], excluding: Sequence[int]
+) -> set[str]:
+    """Object keys of the owner's other media with the same content. Keys are unique per
+    media since s0008's era; older rows and demo data may share them."""
+    if not content_hashes:
+        return set()
+    result = await session.scalars(
+        select(Media).where(
+            Media.owner_id == owner_id,
+            Media.content_sha256.in_(content_hashes),
+            Media.id.not_in(excluding),
+        )
+    )
+    return {key for media in result for key in object_keys(media)}
+
+
+def object_keys(media: Media) -> list[str]:
+    """Every object a media row names: its variants, its video, its raw upload."""
+    keys = [variant.key for variant in media.variants]
+    if media.video_key is not None:
+        keys.append(media.video_key)
+    keys.append(media.upload_key)
+    return keys
+
+
+@dataclass(frozen=True)
+class UploadUsage:
+    unfinished_uploads: int
+    unfinished_bytes: int
+    kept_bytes: int
+
+
+async def lock_upload_usage(session: AsyncSession, owner_id: int) -> UploadUsage:
+    """What the owner holds now, under a lock on their uploads until the transaction ends,
+    so that two uploads at once cannot both pass a quota."""
+    await session.execute(
+        select(func.pg_advisory_xact_lock(literal(UPLOAD_LOCK_SPACE), literal(owner_id % 2**31)))
+    )
+    unfinished = Media.status.in_(("pending", "processing"))
+    row = (
+        await session.execute(
+            select(
+                func.count().filter(unfinished),
+                func.coalesce(func.sum(Media.declared_bytes).filter(unfinished), 0),
+                func.coalesce(func.sum(Media.declared_bytes).filter(Media.status != "failed"), 0),
+            ).where(Media.owner_id == owner_id)
+        )
+    ).one()
+    return UploadUsage(
+        unfinished_uploads=int(row[0]), unfinished_bytes=int(row[1]), kept_bytes=int(row[2])
+    )
+
+
+async def unpublished_before(session: AsyncSession, cutoff: datetime, *, limit: int) -> list[Media]:
+    """Media processed (ready or failed) before ``cutoff`` and never published."""
+    result = await session.scalars(
+        select(Media)
+        .where(
+            Media.attached_to.is_(None),
+            Media.status.in_(("ready", "failed")),
+            Media.processed_at < cutoff,
+        )
+        .order_by(Media.processed_at)
+        .limit(limit)
+    )
+    return list(result)
+
+
+async def delete_media_of(
+    session: AsyncSession, ids: Sequence[int], *, attached_to: int | None
+) -> list[int]:
+    """Delete media rows still attached to ``attached_to`` (None: still unpublished);
+    returns the ids deleted. A row attached meanwhile is left alone."""
+    if not ids:
+        return []
+    condition = (
+        Media.attached_to.is_(None) if attached_to is None else Media.attached_to == attached_to
+    )
+    result = await session.scalars(
+        delete(Media).where(Media.id.in_(ids), condition).returning(Media.id)
+    )
+    return list(result)

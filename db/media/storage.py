@@ -194,6 +194,10 @@ class ObjectStore:
         data: bytes = await asyncio.to_thread(answer["Body"].read)
         return data
 
+    async def ping(self) -> None:
+        """The bucket answers, with our credentials (for readiness)."""
+        await self._call("head_bucket")
+
     async def head(self, key: str) -> ObjectHead | None:
         try:
             answer = await self._call("head_object", Key=key)
@@ -218,14 +222,18 @@ class ObjectStore:
             )
 
     async def list_keys(self, *, prefix: str) -> list[str]:
-        keys: list[str] = []
+        return [key for key, _ in await self.list_objects(prefix=prefix)]
+
+    async def list_objects(self, *, prefix: str) -> list[tuple[str, datetime]]:
+        """Every key under ``prefix`` with when it was last written."""
+        found: list[tuple[str, datetime]] = []
         token: str | None = None
         while True:
             extra = {"ContinuationToken": token} if token else {}
             answer = await self._call("list_objects_v2", Prefix=prefix, **extra)
-            keys.extend(item["Key"] for item in answer.get("Contents", []))
+            found.extend((item["Key"], item["LastModified"]) for item in answer.get("Contents", []))
             if not answer.get("IsTruncated"):
-                return keys
+                return found
             token = answer["NextContinuationToken"]
 
     async def open(

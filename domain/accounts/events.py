@@ -34,3 +34,21 @@ class SessionEnded:
 
 # A session was revoked (logged out): its open sockets stop receiving.
 SESSION_ENDED = Topic("account.session_ended", SessionEnded)
+
+
+@dataclass(frozen=True)
+class AccountDeleted:
+    user_id: int
+
+
+# An account was deleted: what it stored goes with it.
+ACCOUNT_DELETED = Topic("account.deleted", AccountDeleted)
+
+
+@dataclass(frozen=True)
+class AvatarReplaced:
+    user_id: int
+    media_id: int  # the avatar that was replaced or removed
+
+
+AVATAR_REPLACED = Topic("account.avatar_replaced", AvatarReplaced)

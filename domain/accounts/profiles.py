@@ -6,6 +6,13 @@ from db.accounts import repository as accounts_repo
 from db.accounts.records import UserRecord
 from db.media import repository as media_repo
 from db.session import ShardSessions
+from domain import events
+from domain.accounts.events import (
+    ACCOUNT_DELETED,
+    AVATAR_REPLACED,
+    AccountDeleted,
+    AvatarReplaced,
+)
 from domain.accounts.relations import user_record
 from domain.accounts.validation import profile_changes, validate_search_prefix
 from domain.errors import MediaNotReady, NotFound
@@ -34,8 +41,14 @@ async def update_profile(
 
 async def delete_account(state: AppState, sessions: ShardSessions, viewer_id: int) -> None:
     async with sessions.for_id(viewer_id) as session:
-        await accounts_repo.mark_user_deleted(session, viewer_id)
+        deleted = await accounts_repo.mark_user_deleted(session, viewer_id)
         tokens = await accounts_repo.revoke_all_sessions(session, viewer_id)
+        owed = (
+            await events.emit(session, ACCOUNT_DELETED, AccountDeleted(user_id=viewer_id))
+            if deleted
+            else []
+        )
+    await events.relay(state, sessions, owed)
     await state.user_cache.store(viewer_id, None)
     await state.session_cache.revoke(tokens)
 
@@ -68,17 +81,34 @@ async def search_users(
 async def set_avatar(
     state: AppState, sessions: ShardSessions, viewer_id: int, *, media_id: int | None
 ) -> UserRecord:
-    """Make one of the viewer's processed images their avatar (None removes it)."""
+    """Make one of the viewer's processed, unpublished images their avatar (None removes
+    it). The avatar publishes the image, as a post would; the one it replaces is deleted
+    through ``account.avatar_replaced``."""
     async with sessions.for_id(viewer_id) as session:
-        if media_id is not None:
-            kinds = await media_repo.kinds_of_ready(session, [media_id], owner_id=viewer_id)
-            if kinds.get(media_id) != "image":
+        current = await accounts_repo.live_user_for_update(session, viewer_id)
+        if current is None:
+            raise NotFound("Your account no longer exists")
+        replaced = current.avatar_media_id
+        if media_id is not None and media_id != replaced:
+            attached = await media_repo.attach_media(
+                session, media_ids=[media_id], owner_id=viewer_id, attach_to=viewer_id
+            )
+            if not attached or attached[0].kind != "image":
+                # Raising rolls the attach back with the rest of the transaction.
                 raise MediaNotReady(
-                    "An avatar must be one of your own processed images",
+                    "An avatar must be one of your own processed images, not published "
+                    "on a post, story or message",
                     mediaIds=[str(media_id)],
                 )
         user = await accounts_repo.update_user(session, viewer_id, {"avatar_media_id": media_id})
-    if user is None:
-        raise NotFound("Your account no longer exists")
+        assert user is not None  # locked above
+        owed = (
+            await events.emit(
+                session, AVATAR_REPLACED, AvatarReplaced(user_id=viewer_id, media_id=replaced)
+            )
+            if replaced is not None and replaced != media_id
+            else []
+        )
+    await events.relay(state, sessions, owed)
     await state.user_cache.store(user.id, user)
     return user_record(user)

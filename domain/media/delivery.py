@@ -1,9 +1,11 @@
-"""Where media is fetched from: CDN-style URLs on immutable, content-addressed keys.
+"""Where media is fetched from: CDN-style URLs on immutable keys that belong to one media.
 
-A variant's key is ``m/<owner id>/<sha-256 of the upload>/<width>.<format>`` (a video's
-``.../video.<ext>``): the same bytes always get the same key, so every response may be
-cached for a year. The owner id in the key lets the edge tell whose media it serves
-without a lookup by key.
+A variant's key is ``m/<owner id>/<object segment>/<width>.<format>`` (a video's
+``.../video.<ext>``), the segment a hash of the media's id and of its content: what is
+behind a key never changes, so a response may be cached, and no two media share a key,
+so deleting one media's objects never takes another's (two uploads of the same bytes
+used to share them). The segment is unguessable without the content; the owner id in the
+key lets the edge tell whose media it serves without a lookup by key.
 
 A private account's media is reachable only through a signed URL: ``?exp=<unix>&sig=<mac>``,
 an HMAC over the key and expiry under a key derived from the cluster's secret. Expiries
@@ -23,8 +25,20 @@ from datetime import datetime
 _KEY_PATTERN = re.compile(r"^m/(?P<owner>[0-9]{1,20})/[0-9a-f]{32}/[a-z0-9]{1,16}\.[a-z0-9]{2,5}$")
 
 
-def variant_key(*, owner_id: int, content_sha256: str, name: str, extension: str) -> str:
-    return f"m/{owner_id}/{content_sha256[:32]}/{name}.{extension}"
+def variant_key(
+    *, owner_id: int, media_id: int | None, content_sha256: str, name: str, extension: str
+) -> str:
+    """The key of one rendition. ``media_id`` None shares keys between every media of the
+    owner with the same bytes: only the demo seeder does that, to store each picture once
+    per owner; deleting media checks for such sharers (``domain/media/lifecycle.py``)."""
+    segment = object_segment(media_id=media_id, content_sha256=content_sha256)
+    return f"m/{owner_id}/{segment}/{name}.{extension}"
+
+
+def object_segment(*, media_id: int | None, content_sha256: str) -> str:
+    if media_id is None:
+        return content_sha256[:32]
+    return hashlib.sha256(f"{media_id}:{content_sha256}".encode()).hexdigest()[:32]
 
 
 def upload_key(*, owner_id: int, token: str) -> str:

@@ -75,6 +75,7 @@ async def process_upload(state: AppState, sessions: ShardSessions, media_id: int
     if video is not None:
         video_key = variant_key(
             owner_id=media.owner_id,
+            media_id=media.id,
             content_sha256=video.processed.content_sha256,
             name="video",
             extension=VIDEO_EXTENSIONS.get(media.content_type, "mp4"),
@@ -132,14 +133,15 @@ async def _fetch_and_decode(
 
 
 def named_variants(
-    *, owner_id: int, content_sha256: str, variants: Sequence[Variant]
+    *, owner_id: int, media_id: int | None, content_sha256: str, variants: Sequence[Variant]
 ) -> list[tuple[MediaVariant, Variant]]:
-    """Each rendition beside the record that names its content-addressed key. A video's
+    """Each rendition beside the record that names its key (``variant_key``). A video's
     poster frames are named after the video's bytes: its hash is the media's."""
     named = []
     for variant in variants:
         key = variant_key(
             owner_id=owner_id,
+            media_id=media_id,
             content_sha256=content_sha256,
             name=f"{variant.width}",
             extension="jpg" if variant.format == "jpeg" else variant.format,
@@ -160,7 +162,10 @@ async def _store_variants(
 ) -> list[MediaVariant]:
     store = state.runtime.object_store
     named = named_variants(
-        owner_id=media.owner_id, content_sha256=image.content_sha256, variants=image.variants
+        owner_id=media.owner_id,
+        media_id=media.id,
+        content_sha256=image.content_sha256,
+        variants=image.variants,
     )
     await asyncio.gather(
         *(

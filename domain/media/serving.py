@@ -1,9 +1,11 @@
 """Serving a media key to whoever holds its URL (the CDN's origin, or a browser in
 embedded mode): who may fetch what is decided here, the bytes come from the object store.
 
-A public account's media is served to anyone with the key, cacheable for a year. A
-private account's needs a valid, unexpired signature, and is cacheable only privately
-until the signature expires. Nothing else under the bucket (raw uploads, other prefixes)
+A public account's media is served to anyone with the key, cacheable for
+``media_public_max_age_seconds`` (a day by default: the longest a CDN or browser may go on
+showing media after it was deleted, or after its account turned private). A private
+account's needs a valid, unexpired signature, and is cacheable only privately until the
+signature expires. Nothing else under the bucket (raw uploads, other prefixes)
 is reachable at all.
 """
 
@@ -16,7 +18,6 @@ from db.session import ShardSessions
 from domain.accounts.relations import load_user
 from domain.errors import ApertureError, NotFound
 from domain.media.delivery import owner_of_key
-from domain.media.pipeline import IMMUTABLE
 from domain.state import AppState
 
 
@@ -72,5 +73,6 @@ async def open_media(
         remaining = max(0, int(expires) - int(now.timestamp()))
         cache_control = f"private, max-age={remaining}"
     else:
-        cache_control = IMMUTABLE
+        max_age = state.runtime.settings.media_public_max_age_seconds
+        cache_control = f"public, max-age={max_age}, immutable"
     return MediaResponse(stored=stored, cache_control=cache_control)

@@ -22,6 +22,7 @@ from domain import events
 from domain.errors import BadUserInput, NotFound
 from domain.media.delivery import upload_key
 from domain.media.events import MEDIA_UPLOADED, MediaUploaded
+from domain.media.lifecycle import check_upload_quota
 from domain.state import AppState
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ async def create_upload(
         raise BadUserInput(f"byteSize must be between 1 and {limit} for {kind}s", field="byteSize")
     key = upload_key(owner_id=viewer_id, token=secrets.token_urlsafe(24))
     async with sessions.for_id(viewer_id) as session:
+        await check_upload_quota(state, session, viewer_id, byte_size=byte_size)
         media = await media_repo.insert_media(
             session,
             owner_id=viewer_id,

@@ -33,3 +33,14 @@ class MembersChanged:
 
 MESSAGE_SENT = Topic("message.sent", MessageSent)
 THREAD_MEMBERS_CHANGED = Topic("thread.members_changed", MembersChanged)
+
+
+@dataclass(frozen=True)
+class MediaSent:
+    message_id: int
+    sender_id: int
+    media_id: int
+
+
+# A message carries the sender's media: it is published there, as on a post.
+MEDIA_SENT = Topic("message.media_sent", MediaSent)

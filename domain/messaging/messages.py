@@ -16,7 +16,7 @@ from db.session import ShardSessions
 from domain import events, realtime
 from domain.errors import BadUserInput, Forbidden, MediaNotReady, NotFound
 from domain.media.uploads import own_media
-from domain.messaging.events import MESSAGE_SENT, MessageSent
+from domain.messaging.events import MEDIA_SENT, MESSAGE_SENT, MediaSent, MessageSent
 from domain.messaging.threads import require_member
 from domain.realtime import EventKind, LiveEvent
 from domain.state import AppState
@@ -57,8 +57,11 @@ async def _kind_of(
         return "post"
     if content.media_id is not None:
         media = await own_media(state, sessions, viewer_id, content.media_id)
-        if media.status != "ready":
-            raise MediaNotReady("Send media once it is processed", mediaIds=[str(media.id)])
+        if media.status != "ready" or media.attached_to is not None:
+            raise MediaNotReady(
+                "Send media once it is processed, and only media not published elsewhere",
+                mediaIds=[str(media.id)],
+            )
         return "media"
     if content.text is None:
         raise BadUserInput("Send some text, a post or media", field="text")
@@ -117,6 +120,12 @@ async def send_message(
                 story_id=content.story_id,
             ),
         )
+        if content.media_id is not None:
+            owed += await events.emit(
+                session,
+                MEDIA_SENT,
+                MediaSent(message_id=row.id, sender_id=viewer_id, media_id=content.media_id),
+            )
         message = message_record(row)
     await events.relay(state, sessions, owed)
     return message

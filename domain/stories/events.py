@@ -15,3 +15,13 @@ class StoryViewed:
 
 
 STORY_VIEWED = Topic("story.viewed", StoryViewed)
+
+
+@dataclass(frozen=True)
+class StoryDeleted:
+    story_id: int
+    author_id: int
+
+
+# Deleted by its author, or purged after it expired.
+STORY_DELETED = Topic("story.deleted", StoryDeleted)

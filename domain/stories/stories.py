@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from db.events.repository import Delivery
 from db.media import repository as media_repo
 from db.redis import read_epoch, read_together
 from db.scored_sets import score_ms
@@ -26,7 +27,7 @@ from db.stories.records import StoryAudience, StoryRecord
 from domain import events
 from domain.errors import BadUserInput, Forbidden, MediaNotReady, RateLimited
 from domain.state import AppState
-from domain.stories.events import STORY_VIEWED, StoryViewed
+from domain.stories.events import STORY_DELETED, STORY_VIEWED, StoryDeleted, StoryViewed
 from domain.stories.reads import close_friend_ids, load_stories
 from domain.visibility import direct
 
@@ -106,7 +107,15 @@ async def delete_story(
     if story.author_id != viewer_id:
         raise Forbidden("Only the author can delete this story")
     async with sessions.for_id(story_id) as session:
-        await stories_repo.delete_story(session, story_id)
+        deleted = await stories_repo.delete_story(session, story_id)
+        owed = (
+            await events.emit(
+                session, STORY_DELETED, StoryDeleted(story_id=story_id, author_id=viewer_id)
+            )
+            if deleted is not None
+            else []
+        )
+    await events.relay(state, sessions, owed)
     await state.story_cache.store(story_id, None)
     await state.story_index.changed(viewer_id)
     return story
@@ -291,37 +300,26 @@ async def change_close_friends(
 
 async def purge_expired(state: AppState) -> int:
     """Delete stories expired longer than ``story_purge_after_seconds`` ago, with their
-    views and their files. Reads stopped showing them at expiry already."""
+    views; their media goes through ``story.deleted``. Reads stopped showing them at expiry
+    already."""
     sessions = ShardSessions(state.runtime.databases)
     before = state.clock() - timedelta(seconds=state.runtime.settings.story_purge_after_seconds)
 
-    async def per_shard(session: AsyncSession) -> list[Story]:
-        return await stories_repo.purge_expired(session, before=before, limit=PURGE_BATCH)
+    async def per_shard(session: AsyncSession) -> tuple[list[Story], list[Delivery]]:
+        stories = await stories_repo.purge_expired(session, before=before, limit=PURGE_BATCH)
+        owed: list[Delivery] = []
+        for story in stories:
+            owed += await events.emit(
+                session, STORY_DELETED, StoryDeleted(story_id=story.id, author_id=story.author_id)
+            )
+        return stories, owed
 
-    purged = [
-        story for stories in (await sessions.scatter_all(per_shard)).values() for story in stories
-    ]
+    purged: list[Story] = []
+    for stories, owed in (await sessions.scatter_all(per_shard)).values():
+        await events.relay(state, sessions, owed)
+        purged += stories
     if not purged:
         return 0
-    media = await state.media_cache.load(
-        [story.media_id for story in purged], sessions=sessions, fetch=media_repo.get_media
-    )
-    keys = [
-        key
-        for row in media
-        if row is not None
-        for key in [*(variant.key for variant in row.variants), row.video_key]
-        if key is not None
-    ]
-    if keys:
-        await state.runtime.object_store.delete(keys)
-
-    async def drop_media(session: AsyncSession, shard_ids: list[int]) -> list[None]:
-        await media_repo.delete_media(session, shard_ids)
-        return []
-
-    await sessions.scatter_ids([story.media_id for story in purged], drop_media)
-    await state.media_cache.invalidate(*[story.media_id for story in purged])
     for story in purged:
         await state.story_cache.store(story.id, None)
     await state.story_index.changed(*{story.author_id for story in purged})
