@@ -115,12 +115,11 @@ def create_app(
     async def readyz() -> JSONResponse:
         checks = await check_dependencies(runtime)
         # Redis is a cache: without it the API still serves, slower, from PostgreSQL.
-        databases_ok = all(
-            result == "ok" for name, result in checks.items() if name.startswith("database_")
-        )
-        if databases_ok and checks["redis"] == "ok":
+        # The databases and the object store (every photo and video) it cannot do without.
+        required_ok = all(result == "ok" for name, result in checks.items() if name != "redis")
+        if required_ok and checks["redis"] == "ok":
             status = "ready"
-        elif databases_ok:
+        elif required_ok:
             status = "degraded"
         else:
             status = "unavailable"
@@ -141,8 +140,13 @@ async def check_dependencies(runtime: Runtime) -> dict[str, str]:
         # Through the breaker: "degraded" while Redis is down, without a WARNING per call.
         return await probe_redis(runtime.redis)
 
-    names = [f"database_{index}" for index in range(len(runtime.databases.engines))] + ["redis"]
-    probes = [database(index) for index in range(len(runtime.databases.engines))] + [redis()]
+    async def object_store() -> str:
+        await runtime.object_store.ping()
+        return "ok"
+
+    engines = range(len(runtime.databases.engines))
+    names = [f"database_{index}" for index in engines] + ["redis", "object_store"]
+    probes = [database(index) for index in engines] + [redis(), object_store()]
 
     async def bounded(probe: Coroutine[Any, Any, str]) -> str:
         # The reason goes to the log, never to the caller: it can name hosts and users.
