@@ -21,9 +21,12 @@ The rules:
   is hidden from anyone on either side of a block with its sender, and so are the live
   events that actor causes (``domain/realtime.py``);
 - a **notification** is its recipient's alone, and names only actors visible to them;
-- **media** is visible through what publishes it (a visible post, story or avatar) or to
-  its owner; a private account's media URLs are signed and expire
-  (``domain/media/delivery.py``).
+- **media** is visible through what publishes it (a visible post, story, message or
+  avatar) or to its owner; a private account's media URLs, and those of media sent in a
+  message, are signed and expire (``media_urls_signed``; ``domain/media/delivery.py``);
+- a **message request**: a thread is one for a private member who does not follow its
+  sender (``message_request_members``);
+- a story's **views** (who saw it, how many) are its author's alone.
 
 The policy asks ``Facts`` for what it needs, in batches. How the facts are fetched is the
 caller's business: per-operation DataLoaders in the API (``graphql_api/loaders.py``),
@@ -116,6 +119,38 @@ class Facts(Protocol):
     def now(self) -> datetime:
         """The time stories expire against."""
         ...
+
+
+class IndexedStory(Protocol):
+    """A live story as the stories index knows it (``domain/stories/stories.py``)."""
+
+    @property
+    def close_friends(self) -> bool: ...
+
+
+IndexedStoryT = TypeVar("IndexedStoryT", bound=IndexedStory)
+
+
+def media_urls_signed(owner: UserRecord | None, *, in_message: bool = False) -> bool:
+    """Whether the URLs of media need a signature that expires: a private account's
+    media, and anything sent in a direct message. Every surface that hands out a media URL
+    asks this, and so does the route that serves one without a signature."""
+    return in_message or owner is None or owner.is_private
+
+
+async def message_request_members(
+    state: AppState, sessions: ShardSessions, actor_id: int, member_ids: Sequence[int]
+) -> list[int]:
+    """The members for whom a thread from ``actor_id`` is a message request (their
+    REQUESTS folder, not PRIMARY): private accounts that do not follow the actor."""
+    users = await direct(state, sessions, actor_id).users(list(member_ids))
+    private = [user.id for user in users if user is not None and user.is_private]
+    found = []
+    for member_id in private:
+        (follows,) = await following_flags(state, sessions, member_id, [actor_id])
+        if not follows:
+            found.append(member_id)
+    return found
 
 
 def private_account() -> Forbidden:
@@ -257,6 +292,36 @@ class Visibility:
         return {self.viewer_id} | {
             author_id for author_id, flag in zip(others, flags, strict=True) if flag
         }
+
+    async def tray_entries(
+        self, entries: Mapping[int, Sequence[IndexedStoryT]]
+    ) -> dict[int, list[IndexedStoryT]]:
+        """Of each author's live stories as the index lists them (no rows read), those the
+        viewer may see: authors whose content is visible, and close-friends stories only
+        of lists the viewer is on. Authors with nothing left are left out."""
+        authors = await self.story_authors(
+            [author_id for author_id, live in entries.items() if live]
+        )
+        inner_circles = await self.close_friend_audiences(
+            [
+                author_id
+                for author_id in authors
+                if any(entry.close_friends for entry in entries[author_id])
+            ]
+        )
+        shown = {
+            author_id: [
+                entry
+                for entry in entries[author_id]
+                if not entry.close_friends or author_id in inner_circles
+            ]
+            for author_id in authors
+        }
+        return {author_id: live for author_id, live in shown.items() if live}
+
+    def sees_story_views(self, story: StoryRecord) -> bool:
+        """Only a story's author learns who saw it, or how many."""
+        return self.viewer_id is not None and self.viewer_id == story.author_id
 
     async def stories(self, ids: Sequence[int]) -> list[StoryRecord | None]:
         now = self.facts.now()

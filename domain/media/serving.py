@@ -19,6 +19,7 @@ from domain.accounts.relations import load_user
 from domain.errors import ApertureError, NotFound
 from domain.media.delivery import owner_of_key
 from domain.state import AppState
+from domain.visibility import media_urls_signed
 
 
 class MediaRefused(ApertureError):
@@ -60,7 +61,7 @@ async def open_media(
         owner = await load_user(state, ShardSessions(state.runtime.databases), owner_id)
         if owner is None or owner.deleted_at is not None:
             raise NotFound("No such media")
-        if owner.is_private:
+        if media_urls_signed(owner):
             raise MediaRefused(
                 "This account is private: its media needs a signed link", reason="UNSIGNED"
             )

@@ -11,29 +11,13 @@ from db.messaging.models import ThreadMember
 from db.messaging.records import ThreadRecord, thread_record
 from db.session import ShardSessions
 from domain import events
-from domain.accounts.relations import following_flags
 from domain.errors import BadUserInput, Forbidden, NotFound
 from domain.messaging.events import THREAD_MEMBERS_CHANGED, MembersChanged
 from domain.state import AppState
-from domain.visibility import Visibility, direct
+from domain.visibility import Visibility, direct, message_request_members
 
 MAX_GROUP_MEMBERS = 32
 MAX_TITLE = 100
-
-
-async def request_members(
-    state: AppState, sessions: ShardSessions, actor_id: int, member_ids: Sequence[int]
-) -> list[int]:
-    """Members for whom a thread from ``actor_id`` is a request: private accounts that do
-    not follow the actor."""
-    users = await direct(state, sessions, actor_id).users(list(member_ids))
-    private = [user.id for user in users if user is not None and user.is_private]
-    found = []
-    for member_id in private:
-        (follows,) = await following_flags(state, sessions, member_id, [actor_id])
-        if not follows:
-            found.append(member_id)
-    return found
 
 
 async def _require_reachable(visibility: Visibility, user_ids: Sequence[int]) -> None:
@@ -66,7 +50,7 @@ async def direct_thread(
         await messaging_repo.add_members(
             session, thread.id, [viewer_id, other_id], added_by=viewer_id
         )
-        requests = await request_members(state, sessions, viewer_id, [other_id])
+        requests = await message_request_members(state, sessions, viewer_id, [other_id])
         owed = await events.emit(
             session,
             THREAD_MEMBERS_CHANGED,
@@ -108,7 +92,7 @@ async def create_group(
         raise BadUserInput(f"Groups have at most {MAX_GROUP_MEMBERS} members", field="userIds")
     title = _validate_title(title)
     await _require_reachable(direct(state, sessions, viewer_id), others)
-    requests = await request_members(state, sessions, viewer_id, others)
+    requests = await message_request_members(state, sessions, viewer_id, others)
     async with sessions.for_id(viewer_id) as session:
         thread = await messaging_repo.insert_thread(
             session, kind="group", title=title, created_by=viewer_id
@@ -179,7 +163,7 @@ async def change_members(
         raise BadUserInput(f"Groups have at most {MAX_GROUP_MEMBERS} members", field="userIds")
     if adding:
         await _require_reachable(direct(state, sessions, viewer_id), adding)
-    requests = await request_members(state, sessions, viewer_id, adding)
+    requests = await message_request_members(state, sessions, viewer_id, adding)
     now = state.clock()
     async with sessions.for_id(thread_id) as session:
         await messaging_repo.add_members(session, thread_id, adding, added_by=viewer_id)

@@ -246,7 +246,7 @@ async def require_own_story(
     """The author's own story, expired or not (they may look at who saw it until it is
     purged); anyone else gets the same answer as for a story that does not exist."""
     (story,) = await load_stories(state, sessions, [story_id])
-    if story is None or story.author_id != viewer_id:
+    if story is None or not direct(state, sessions, viewer_id).sees_story_views(story):
         raise Forbidden("Only the author can see who viewed a story")
     return story
 

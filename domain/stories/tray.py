@@ -44,33 +44,16 @@ async def tray(
         state, sessions, viewer_id, cached=replies[1][viewer_id] if replies is not None else None
     )
     entries = await live_entries(state, sessions, sorted(following | {viewer_id}))
-    with_stories = [author_id for author_id, live in entries.items() if live]
-    authors = await visibility.story_authors(with_stories)
-    inner_circles = await visibility.close_friend_audiences(
-        [
-            author_id
-            for author_id in authors
-            if any(entry.close_friends for entry in entries[author_id])
-        ]
-    )
-    tray_entries = []
-    for author_id in authors:
-        shown = [
-            entry
-            for entry in entries[author_id]
-            if not entry.close_friends or author_id in inner_circles
-        ]
-        if not shown:
-            continue
-        tray_entries.append(
-            TrayEntry(
-                author_id=author_id,
-                story_ids=[entry.story_id for entry in shown],
-                unseen=sum(1 for entry in shown if entry.story_id not in seen),
-                seen=frozenset(entry.story_id for entry in shown if entry.story_id in seen),
-                latest_expires_ms=max(entry.expires_ms for entry in shown),
-            )
+    tray_entries = [
+        TrayEntry(
+            author_id=author_id,
+            story_ids=[entry.story_id for entry in shown],
+            unseen=sum(1 for entry in shown if entry.story_id not in seen),
+            seen=frozenset(entry.story_id for entry in shown if entry.story_id in seen),
+            latest_expires_ms=max(entry.expires_ms for entry in shown),
         )
+        for author_id, shown in (await visibility.tray_entries(entries)).items()
+    ]
     tray_entries.sort(
         key=lambda entry: (
             entry.author_id != viewer_id,

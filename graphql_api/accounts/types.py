@@ -135,7 +135,7 @@ class User(Node):
 
         if self.row.avatar_media_id is None:
             return None
-        found = await media_of(info, [self.row.avatar_media_id], owner_private=self.row.is_private)
+        found = await media_of(info, [self.row.avatar_media_id], owner=self.row)
         return found[0] if found else None
 
     @strawberry.field(

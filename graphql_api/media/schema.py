@@ -9,6 +9,7 @@ import strawberry
 from domain.accounts import profiles
 from domain.errors import NotFound
 from domain.media import uploads
+from domain.visibility import media_urls_signed
 from graphql_api.accounts.types import User
 from graphql_api.context import Info, SignedIn
 from graphql_api.media.types import Media, MediaKind
@@ -29,7 +30,7 @@ async def _own_media(info: Info, media_id: int) -> Media | None:
     except NotFound:
         return None
     owner = await ctx.loaders.accounts.user.load(row.owner_id)
-    return Media(row=row, signed=owner is not None and owner.is_private)
+    return Media(row=row, signed=media_urls_signed(owner))
 
 
 # Media has no page of its own for others: they reach it through a post, story or avatar.
@@ -108,7 +109,7 @@ class MediaMutations:
         owner = await ctx.loaders.accounts.user.load(ctx.signed_in_id)
         return CreateUploadPayload(
             upload=Upload(
-                media=Media(row=ticket.media, signed=owner is not None and owner.is_private),
+                media=Media(row=ticket.media, signed=media_urls_signed(owner)),
                 url=ticket.target.url,
                 method="POST",
                 fields=[
@@ -131,7 +132,7 @@ class MediaMutations:
             ctx.state, ctx.sessions, ctx.signed_in_id, media_id_from(media_id)
         )
         owner = await ctx.loaders.accounts.user.load(ctx.signed_in_id)
-        return MediaPayload(media=Media(row=row, signed=owner is not None and owner.is_private))
+        return MediaPayload(media=Media(row=row, signed=media_urls_signed(owner)))
 
     @strawberry.mutation(
         description="Make one of your processed images your avatar; null removes it.",

@@ -7,9 +7,11 @@ from datetime import datetime
 
 import strawberry
 
+from db.accounts.records import UserRecord
 from db.media.records import MediaRecord as MediaRow
 from db.media.records import MediaVariant as VariantRow
 from domain.errors import BadUserInput
+from domain.visibility import media_urls_signed
 from graphql_api.context import Info
 from graphql_api.node import Node
 from graphql_api.relay import to_global_id
@@ -48,6 +50,7 @@ ERROR_MESSAGES = {
     "MEDIA_UNDECODABLE": "The file could not be decoded.",
     "MEDIA_TOO_MANY_PIXELS": "The image or video has too many pixels.",
     "MEDIA_TOO_LARGE": "The file is larger than allowed.",
+    "MEDIA_SIZE_MISMATCH": "The file's size is not the byteSize declared for it.",
     "MEDIA_TOO_LONG": "The video is longer than 90 seconds.",
     "MEDIA_UNSUPPORTED_TYPE": "This type of file is not accepted.",
     "MEDIA_MISSING": "The upload was not found in storage.",
@@ -181,13 +184,15 @@ class Media(Node):
         return self.row.created_at
 
 
-async def media_of(info: Info, media_ids: list[int], *, owner_private: bool) -> list[Media]:
-    """Published media by id, in order; anything not ready (or gone) is left out."""
+async def media_of(
+    info: Info, media_ids: list[int], *, owner: UserRecord | None, in_message: bool = False
+) -> list[Media]:
+    """Published media by id, in order; anything not ready (or gone) is left out. Its URLs
+    are signed as the policy says for ``owner`` (``media_urls_signed``)."""
     if not media_ids:
         return []
     rows = await info.context.loaders.media.media.load_many(media_ids)
+    signed = media_urls_signed(owner, in_message=in_message)
     return [
-        Media(row=row, signed=owner_private)
-        for row in rows
-        if row is not None and row.status == "ready"
+        Media(row=row, signed=signed) for row in rows if row is not None and row.status == "ready"
     ]

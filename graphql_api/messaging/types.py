@@ -102,7 +102,7 @@ class Message:
         if self.row.media_id is None:
             return None
         # Shared privately: always through signed, expiring URLs.
-        found = await media_of(info, [self.row.media_id], owner_private=True)
+        found = await media_of(info, [self.row.media_id], owner=None, in_message=True)
         return found[0] if found else None
 
     @strawberry.field

@@ -20,7 +20,7 @@ from domain.posts import comments, posts
 from domain.posts.pages import PostFields, PostPageAhead, read_ahead
 from domain.posts.text import parse_hashtags
 from domain.state import CACHED_LIST_LENGTH
-from domain.visibility import KnownFacts, known_or_loaded
+from domain.visibility import KnownFacts, known_or_loaded, media_urls_signed
 from graphql_api.context import Info
 from graphql_api.node import Node
 from graphql_api.relay import (
@@ -138,15 +138,15 @@ class Post(Node):
             author = page.authors.get(self.row.author_id)
         if author is None:
             author = await info.context.loaders.accounts.user.load(self.row.author_id)
-        private = author is not None and author.is_private
         if page is not None and all(media_id in page.media for media_id in self.row.media_ids):
             found = (page.media[media_id] for media_id in self.row.media_ids)
+            signed = media_urls_signed(author)
             return [
-                Media(row=row, signed=private)
+                Media(row=row, signed=signed)
                 for row in found
                 if row is not None and row.status == "ready"
             ]
-        return await media_of(info, list(self.row.media_ids), owner_private=private)
+        return await media_of(info, list(self.row.media_ids), owner=author)
 
     @strawberry.field(description="A post of one video: shown in reelsFeed, counts views.")
     def is_reel(self) -> bool:

@@ -15,6 +15,7 @@ from db.media.records import MediaRecord as MediaRow
 from db.stories.records import StoryRecord as StoryRow
 from domain.stories import stories
 from domain.stories.tray import TrayEntry
+from domain.visibility import media_urls_signed
 from graphql_api.context import Info
 from graphql_api.media.types import Media, media_of
 from graphql_api.node import Node
@@ -81,15 +82,14 @@ class Story(Node):
             author = page.authors.get(self.row.author_id)
             row = page.media[self.row.media_id]
             if author is not None and row is not None and row.status == "ready":
-                return Media(row=row, signed=author.is_private)
+                return Media(row=row, signed=media_urls_signed(author))
             if author is not None:
                 return None
         return self._load_media(info)
 
     async def _load_media(self, info: Info) -> Media | None:
         author = await info.context.loaders.accounts.user.load(self.row.author_id)
-        private = author is not None and author.is_private
-        found = await media_of(info, [self.row.media_id], owner_private=private)
+        found = await media_of(info, [self.row.media_id], owner=author)
         return found[0] if found else None
 
     @strawberry.field
@@ -112,7 +112,7 @@ class Story(Node):
 
     @strawberry.field(description="How many people saw it; only its author is told.")
     async def view_count(self, info: Info) -> int | None:
-        if info.context.viewer_id != self.row.author_id:
+        if not info.context.loaders.visibility.sees_story_views(self.row):
             return None
         (count,) = await stories.view_counts(info.context.sessions, [self.row.id])
         return count
