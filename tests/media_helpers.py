@@ -73,7 +73,14 @@ async def upload_media(
     )
     sent = await send_bytes(upload, data, content_type=declared_type or content_type)
     assert sent.status_code in (200, 201, 204), sent.text
-    media_id = upload["media"]["id"]
+    return await finalize_and_process(gql, state, owner, upload["media"]["id"])
+
+
+async def finalize_and_process(
+    gql: GraphQLClient, state: AppState, owner: Account, media_id: str
+) -> dict[str, Any]:
+    """Finalize an upload whose bytes are in storage, and run the worker until the media
+    is ready or failed; returns it as ``MEDIA`` reads it."""
     (await gql(FINALIZE, {"id": media_id}, token=owner.token)).ok()
     # On a loaded machine a drain can end before the job does (saq cancels it at its
     # grace period; the job is retried): drain again until the media is settled.
