@@ -370,7 +370,7 @@ async def _palette(*, images: int, videos: int, seed: int) -> list[_PaletteItem]
             width=done.width,
             height=done.height,
             duration_ms=round(done.duration_seconds * 1000),
-            video=data,
+            video=done.data,  # as an upload would be stored: without its tags
             content_sha256=done.content_sha256,
         )
 

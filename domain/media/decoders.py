@@ -71,7 +71,7 @@ def read_frame(stream: IO[bytes]) -> bytes | None:
 
 
 class _Decoder:
-    """One child process and the count of calls it has answered."""
+    """One child process, the count of calls it has answered, and whether it is on one."""
 
     def __init__(self) -> None:
         self.process = subprocess.Popen(
@@ -84,18 +84,21 @@ class _Decoder:
             start_new_session=True,
         )
         self.calls = 0
+        self.busy = False
 
     def call(self, payload: bytes, *, timeout_seconds: float) -> tuple[str, Any]:
         assert self.process.stdin is not None
         assert self.process.stdout is not None
         timer = threading.Timer(timeout_seconds, self.process.kill)
         timer.start()
+        self.busy = True
         try:
             write_frame(self.process.stdin, payload)
             answer = read_frame(self.process.stdout)
         except (BrokenPipeError, OSError):
             answer = None
         finally:
+            self.busy = False
             timer.cancel()
         self.calls += 1
         if answer is None:
@@ -190,6 +193,11 @@ class DecoderPool:
         """The decoder processes running now (for measurements)."""
         with self._lock:
             return [decoder.process.pid for decoder in self._all if decoder.alive()]
+
+    def busy_pids(self) -> list[int]:
+        """The decoder processes in the middle of a call now (to watch, or stop, one)."""
+        with self._lock:
+            return [decoder.process.pid for decoder in self._all if decoder.busy]
 
     def close(self) -> None:
         self._threads.shutdown(wait=True, cancel_futures=True)

@@ -3,22 +3,24 @@ under content-addressed keys, and mark the media ready, or failed with a typed c
 
 Nothing of a rejected upload is kept: its raw object is deleted and no variant is
 written. The raw object of an accepted one is deleted too, once its variants are stored;
-a video keeps its original bytes (not transcoded) beside its poster frames.
+a video keeps its streams (not transcoded) in a new container without the upload's
+metadata, beside its poster frames. The raw object goes only once the row is ready or
+failed: a worker that dies before then leaves it for the job's retry.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from datetime import timedelta
+from typing import TypeVar
 
 from db.media import repository as media_repo
 from db.media.models import Media
 from db.media.records import MediaVariant
 from db.session import ShardSessions
-from domain.media.decoders import DecoderCrashed, decoder_pool
+from domain.media.decoders import DecoderCrashed, DecoderPool, decoder_pool
 from domain.media.delivery import variant_key
 from domain.media.processing import (
     Limits,
@@ -33,6 +35,8 @@ from domain.media.uploads import max_bytes_for
 from domain.state import AppState
 
 log = logging.getLogger(__name__)
+
+Decoded = TypeVar("Decoded", ProcessedImage, ProcessedVideo)
 
 # A year: keys are content-addressed, so what is behind one never changes.
 IMMUTABLE = "public, max-age=31536000, immutable"
@@ -50,16 +54,29 @@ async def process_upload(state: AppState, sessions: ShardSessions, media_id: int
     async with sessions.for_id(media_id) as session:
         found = await media_repo.get_media(session, [media_id])
     media = found[0] if found else None
-    if media is None or media.status != "processing":
-        return  # delivered twice, or swept: nothing left to do
     store = state.runtime.object_store
+    if media is None or media.status != "processing":
+        # Delivered twice, or swept: nothing left to do but what a worker that died
+        # between settling the row and deleting the raw upload left undone.
+        if media is not None and media.status in ("ready", "failed"):
+            await store.delete([media.upload_key])
+        return
     head = await store.head(media.upload_key)
     if head is None:
         await _fail(state, sessions, media, "MEDIA_MISSING")
         return
     limit = max_bytes_for(state, "image" if media.kind == "image" else "video")
-    if head.size > min(limit, media.declared_bytes):
+    if head.size > limit:
         await _fail(state, sessions, media, "MEDIA_TOO_LARGE")
+        return
+    if head.size != media.declared_bytes:
+        log.info(
+            "media %s refused: %s bytes arrived, %s declared",
+            media_id,
+            head.size,
+            media.declared_bytes,
+        )
+        await _fail(state, sessions, media, "MEDIA_SIZE_MISMATCH")
         return
     try:
         image, video = await _fetch_and_decode(state, media)
@@ -67,7 +84,8 @@ async def process_upload(state: AppState, sessions: ShardSessions, media_id: int
         log.info("media %s rejected: %s (%s)", media_id, rejected.code, rejected)
         await _fail(state, sessions, media, rejected.code)
         return
-    except DecoderCrashed:
+    except DecoderCrashed as crashed:
+        log.warning("media %s refused: its second decoder %s too", media_id, crashed)
         await _fail(state, sessions, media, "MEDIA_UNDECODABLE")
         return
     variants = await _store_variants(state, media, image)
@@ -76,18 +94,18 @@ async def process_upload(state: AppState, sessions: ShardSessions, media_id: int
         video_key = variant_key(
             owner_id=media.owner_id,
             media_id=media.id,
-            content_sha256=video.processed.content_sha256,
+            content_sha256=video.content_sha256,
             name="video",
             extension=VIDEO_EXTENSIONS.get(media.content_type, "mp4"),
         )
         await store.put(
             key=video_key,
-            body=video.original,
+            body=video.data,
             content_type=media.content_type,
             cache_control=IMMUTABLE,
         )
-    # The size and hash of what was uploaded, not of a rendition.
-    original = video.processed if video else image
+    # The hash of what was uploaded (of a video, as stored), not of a rendition.
+    original = video or image
     async with sessions.for_id(media_id) as session:
         ready = await media_repo.mark_ready(
             session,
@@ -95,7 +113,7 @@ async def process_upload(state: AppState, sessions: ShardSessions, media_id: int
             content_sha256=original.content_sha256,
             width=original.width,
             height=original.height,
-            duration_ms=round(video.processed.duration_seconds * 1000) if video else None,
+            duration_ms=round(video.duration_seconds * 1000) if video else None,
             placeholder=image.placeholder,
             variants=variants,
             video_key=video_key,
@@ -106,15 +124,9 @@ async def process_upload(state: AppState, sessions: ShardSessions, media_id: int
     await store.delete([media.upload_key])
 
 
-@dataclass(frozen=True)
-class _DecodedVideo:
-    processed: ProcessedVideo
-    original: bytes  # kept as uploaded, beside its poster frames
-
-
 async def _fetch_and_decode(
     state: AppState, media: Media
-) -> tuple[ProcessedImage, _DecodedVideo | None]:
+) -> tuple[ProcessedImage, ProcessedVideo | None]:
     """The upload's bytes, decoded in a decoder process. A turn of the pool is held from
     the fetch to the answer, so that a worker holds only the inputs being decoded."""
     decoders = decoder_pool(state.runtime.settings.media_decoder_processes)
@@ -122,14 +134,28 @@ async def _fetch_and_decode(
     async with decoders.turn():
         data = await state.runtime.object_store.get(media.upload_key)
         if media.kind == "image":
-            image = await decoders.run(
-                process_image, data, declared_type=media.content_type, limits=limits
-            )
+            image = await _decode(decoders, process_image, data, media=media, limits=limits)
             return image, None
-        video = await decoders.run(
-            process_video, data, declared_type=media.content_type, limits=limits
-        )
-        return video.poster, _DecodedVideo(video, data)
+        video = await _decode(decoders, process_video, data, media=media, limits=limits)
+        return video.poster, video
+
+
+async def _decode(
+    decoders: DecoderPool,
+    work: Callable[..., Decoded],
+    data: bytes,
+    *,
+    media: Media,
+    limits: Limits,
+) -> Decoded:
+    """``work`` on the upload in a decoder; once more in another if the first one dies.
+    A decoder can die of something else than the bytes it holds (killed for memory, a
+    restart): only a second death is taken as theirs, and fails the upload."""
+    try:
+        return await decoders.run(work, data, declared_type=media.content_type, limits=limits)
+    except DecoderCrashed as crashed:
+        log.warning("media %s: its decoder %s; trying another", media.id, crashed)
+    return await decoders.run(work, data, declared_type=media.content_type, limits=limits)
 
 
 def named_variants(

@@ -12,7 +12,10 @@ decompression bomb is refused from its header), the size, and a video's duration
 rejection is a ``MediaRejected`` with a stable code, and nothing of the upload is kept.
 
 Outputs carry no metadata at all (no EXIF, so no GPS position; no XMP, no IPTC): each
-image is rotated upright by its EXIF orientation and converted to sRGB first.
+image is rotated upright by its EXIF orientation and converted to sRGB first. A video's
+packets are copied, not transcoded, into a fresh container of its type with none of the
+upload's tags (a phone's QuickTime ``©xyz`` location among them), chapters or extra
+streams.
 """
 
 from __future__ import annotations
@@ -60,6 +63,8 @@ _DEMUXERS = {
     "video/quicktime": ("mov", "mp4"),
     "video/webm": ("matroska", "webm"),
 }
+# The muxer that writes the stored copy of each type.
+_MUXERS = {"video/mp4": "mp4", "video/quicktime": "mov", "video/webm": "webm"}
 
 
 @dataclass(frozen=True)
@@ -111,7 +116,8 @@ class ProcessedVideo:
     video_codec: str
     container: str
     poster: ProcessedImage
-    content_sha256: str
+    data: bytes  # what is stored and served: the upload's streams, without its metadata
+    content_sha256: str  # of ``data``
 
 
 def sniff(data: bytes) -> str | None:
@@ -181,7 +187,9 @@ def process_image(data: bytes, *, declared_type: str, limits: Limits) -> Process
             min(VARIANT_WIDTHS[0], width),
             height=10 * VARIANT_WIDTHS[0],
             size="down",
-            fail_on="error",
+            # To the loader: thumbnail's own fail_on does not reach it, and a truncated
+            # JPEG or PNG would otherwise come out with its missing rows grey.
+            option_string="fail_on=error",
         )
         return _render(largest.copy_memory(), width=width, height=height, source=data)
     except pyvips.Error:
@@ -278,6 +286,7 @@ def process_video(data: bytes, *, declared_type: str, limits: Limits) -> Process
             line = rgb.planes[0].line_size
             codec = stream.codec_context.name
             container_name = container.format.name.split(",")[0]
+        stored = _without_metadata(data, muxer=_MUXERS[declared_type])
     except MediaRejected:
         raise
     except (av.FFmpegError, StopIteration, ValueError):
@@ -287,7 +296,7 @@ def process_video(data: bytes, *, declared_type: str, limits: Limits) -> Process
         poster = poster.crop(0, 0, width, height)
     if poster.width > VARIANT_WIDTHS[0]:
         poster = poster.thumbnail_image(VARIANT_WIDTHS[0])
-    poster_image = _render(poster.copy_memory(), width=width, height=height, source=data)
+    poster_image = _render(poster.copy_memory(), width=width, height=height, source=stored)
     return ProcessedVideo(
         duration_seconds=duration,
         width=width,
@@ -295,8 +304,37 @@ def process_video(data: bytes, *, declared_type: str, limits: Limits) -> Process
         video_codec=codec,
         container=container_name,
         poster=poster_image,
+        data=stored,
         content_sha256=poster_image.content_sha256,
     )
+
+
+def _without_metadata(data: bytes, *, muxer: str) -> bytes:
+    """The first video stream and the first audio stream of ``data``, their packets
+    copied as they are into a new container: the upload's tags (title, comment, a
+    QuickTime ``©xyz`` or ``mdta`` location, XMP), its chapters and every other stream
+    (timecode, data, subtitles, cover art) stay behind, and so do the streams' own tags.
+    What playback needs travels in each stream's codec parameters: a rotation, too."""
+    import av  # see process_video
+
+    output = io.BytesIO()
+    with av.open(io.BytesIO(data), mode="r") as source:
+        kept = [source.streams.video[0], *source.streams.audio[:1]]
+        # bitexact: no "encoder" tag naming our FFmpeg either.
+        with av.open(output, mode="w", format=muxer, options={"fflags": "+bitexact"}) as copy:
+            targets = {}
+            for stream in kept:
+                target = targets[stream.index] = copy.add_stream_from_template(stream)
+                # The muxer would pick its default tag: an iPhone's HEVC (hvc1) would turn
+                # hev1, which Apple's players refuse.
+                if stream.codec_context.codec_tag.strip("\0"):
+                    target.codec_context.codec_tag = stream.codec_context.codec_tag
+            for packet in source.demux(kept):
+                if packet.dts is None:
+                    continue  # the empty packet that ends each stream
+                packet.stream = targets[packet.stream.index]
+                copy.mux(packet)
+    return output.getvalue()
 
 
 def _duration(container: av.container.InputContainer, stream: av.VideoStream) -> float:
