@@ -51,7 +51,6 @@ ERROR_MESSAGES = {
     "MEDIA_TOO_MANY_PIXELS": "The image or video has too many pixels.",
     "MEDIA_TOO_LARGE": "The file is larger than allowed.",
     "MEDIA_SIZE_MISMATCH": "The file's size is not the byteSize declared for it.",
-    "MEDIA_SIZE_MISMATCH": "The file's size is not the byteSize declared for it.",
     "MEDIA_TOO_LONG": "The video is longer than 90 seconds.",
     "MEDIA_UNSUPPORTED_TYPE": "This type of file is not accepted.",
     "MEDIA_MISSING": "The upload was not found in storage.",
