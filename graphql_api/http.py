@@ -201,7 +201,9 @@ class GraphQLEndpoint:
     async def _read_body(self, receive: Receive, headers: Headers) -> bytes:
         limit = self.settings.max_body_bytes
         declared = headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
+        # isdigit() alone admits "²", which int() refuses (httptools and h11 refuse it
+        # before us, other servers may not).
+        if declared and declared.isascii() and declared.isdigit() and int(declared) > limit:
             raise _too_large(limit)
         chunks: list[bytes] = []
         size = 0
@@ -509,14 +511,14 @@ def _json(raw: bytes) -> Any:
                 400, "BAD_USER_INPUT", f"A string contains an unpaired UTF-16 surrogate ({reason})"
             ) from None
         raise RequestRefused(400, "BAD_REQUEST", f"The body is not valid JSON: {reason}") from None
-    if _nesting(value) > MAX_JSON_NESTING:
+    if json_nesting(value) > MAX_JSON_NESTING:
         raise RequestRefused(
             400, "BAD_REQUEST", f"JSON is nested more than {MAX_JSON_NESTING} deep"
         )
     return value
 
 
-def _nesting(value: Any) -> int:
+def json_nesting(value: Any) -> int:
     """Depth of a JSON value, iteratively (orjson parses up to 1024 levels)."""
     deepest = 0
     stack: list[tuple[Any, int]] = [(value, 1)]

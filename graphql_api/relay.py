@@ -34,6 +34,9 @@ def from_global_id(global_id: str, *, expected: str | None = None) -> tuple[str,
     """Decode ``Type:123``; malformed ids are the client's mistake, not a server error."""
     try:
         type_name, raw_id = relay.from_base64(global_id)
+        # int() also reads "1_2", " 12", "+12" and other scripts' digits: one id, one spelling.
+        if not (raw_id.isascii() and raw_id.isdigit()):
+            raise ValueError(raw_id)
         object_id = int(raw_id)
     except (ValueError, binascii.Error, TypeError):
         raise BadUserInput(f"{global_id!r} is not a valid id", field="id") from None
@@ -186,7 +189,8 @@ def position_cursor(cursor: str | None, *, field: str) -> int | None:
     since the list it pages is the viewer's own and its positions are theirs to see."""
     if cursor is None:
         return None
-    if not cursor.isdigit() or len(cursor) > MAX_POSITION_DIGITS:
+    # isdigit() alone admits "²", which int() refuses, and Arabic-Indic digits, which it reads.
+    if not (cursor.isascii() and cursor.isdigit()) or len(cursor) > MAX_POSITION_DIGITS:
         raise BadUserInput("This cursor is not one of this list's positions", field=field)
     return int(cursor)
 

@@ -49,7 +49,8 @@ def upload_key(*, owner_id: int, token: str) -> str:
 def owner_of_key(key: str) -> int | None:
     """The owner a media key belongs to, or None for anything that is not a media key
     (uploads, traversal attempts, junk)."""
-    match = _KEY_PATTERN.match(key)
+    # fullmatch: "$" alone also matches before a trailing newline, another spelling.
+    match = _KEY_PATTERN.fullmatch(key)
     return int(match["owner"]) if match else None
 
 
@@ -73,7 +74,11 @@ class UrlSigner:
 
     def verify(self, key: str, *, expires: str, signature: str, now: datetime) -> str | None:
         """None when the signature holds; otherwise why not (a short, stable reason)."""
-        if not expires.isdigit() or len(expires) > 12:
+        # isdigit() alone admits "²", which int() refuses; compare_digest refuses
+        # non-ASCII text. Both are a client's junk, not our failure.
+        if not (expires.isascii() and expires.isdigit()) or len(expires) > 12:
+            return "BAD_SIGNATURE"
+        if not signature.isascii():
             return "BAD_SIGNATURE"
         if not hmac.compare_digest(self._mac(key, int(expires)), signature):
             return "BAD_SIGNATURE"
