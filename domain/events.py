@@ -35,7 +35,15 @@ from db.events import repository as events_repo
 from db.events.repository import Delivery
 from db.ids import lowest_id_at
 from db.session import ShardSessions
-from domain.jobs import DEFAULT_QUEUE, enqueue, job, load_features, periodic
+from domain.jobs import (
+    DEFAULT_QUEUE,
+    DEFAULT_RETRY,
+    RetryPolicy,
+    enqueue,
+    job,
+    load_features,
+    periodic,
+)
 from domain.state import AppState
 
 log = logging.getLogger(__name__)
@@ -78,6 +86,7 @@ def handles(
     queue: str = DEFAULT_QUEUE,
     inline: bool = False,
     timeout_seconds: int = 600,
+    retry: RetryPolicy = DEFAULT_RETRY,
 ) -> Callable[
     [Callable[[AppState, ShardSessions, P], Awaitable[None]]],
     Callable[[AppState, ShardSessions, P], Awaitable[None]],
@@ -86,6 +95,8 @@ def handles(
 
     ``inline`` handlers run right after the writer's commit, in its process, so that the
     writer sees their effect at once (a follow's backfilled feed); they must be cheap.
+    A failed delivery runs again on a worker as ``retry`` says; once those runs are spent,
+    its row is still owed and the sweeper queues it again.
     """
 
     def register(
@@ -106,7 +117,7 @@ def handles(
         async def deliver_job(state: AppState, *, delivery_id: int) -> bool:
             return await deliver(state, ShardSessions(state.runtime.databases), delivery_id)
 
-        job(name, queue=queue, timeout_seconds=timeout_seconds)(deliver_job)
+        job(name, queue=queue, timeout_seconds=timeout_seconds, retry=retry)(deliver_job)
         return run
 
     return register

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,12 +31,34 @@ PeriodicFunction = Callable[[AppState], Awaitable[object]]
 
 
 @dataclass(frozen=True)
+class RetryPolicy:
+    """How a failed job runs again: up to ``attempts`` runs in all, the first retry after
+    about ``first_delay_seconds``, each next wait twice the last, up to
+    ``max_delay_seconds``. The default rides out an outage of a minute (the waits add up
+    to 61 to 123 s) before the outbox's sweeper takes over."""
+
+    attempts: int = 8
+    first_delay_seconds: float = 1.0
+    max_delay_seconds: float = 60.0
+
+    def delay_after(self, attempt: int) -> float:
+        """Seconds to wait after run number ``attempt`` (from 1) failed: the step, less up
+        to half of it at random, so that jobs failed together by one outage come back
+        spread out, never sooner than half the step."""
+        step = min(self.max_delay_seconds, self.first_delay_seconds * 2.0 ** max(attempt - 1, 0))
+        return step * (1 - random.random() / 2)
+
+
+DEFAULT_RETRY = RetryPolicy()
+
+
+@dataclass(frozen=True)
 class JobKind:
     name: str
     queue: str
     run: JobFunction  # (state, **kwargs)
     timeout_seconds: int
-    retries: int
+    retry: RetryPolicy
 
 
 @dataclass(frozen=True)
@@ -78,15 +101,17 @@ _loaded = False
 
 
 def job(
-    name: str, *, queue: str = DEFAULT_QUEUE, timeout_seconds: int = 600, retries: int = 3
+    name: str,
+    *,
+    queue: str = DEFAULT_QUEUE,
+    timeout_seconds: int = 600,
+    retry: RetryPolicy = DEFAULT_RETRY,
 ) -> Callable[[JobFunction], JobFunction]:
     """Register ``async def run(state, **kwargs)`` as the job ``name``."""
 
     def register(run: JobFunction) -> JobFunction:
         _registry.add_job(
-            JobKind(
-                name=name, queue=queue, run=run, timeout_seconds=timeout_seconds, retries=retries
-            )
+            JobKind(name=name, queue=queue, run=run, timeout_seconds=timeout_seconds, retry=retry)
         )
         return run
 
@@ -131,5 +156,5 @@ async def enqueue(state: AppState, name: str, *, key: str, **kwargs: Any) -> boo
         key=key,
         kwargs=kwargs,
         timeout_seconds=kind.timeout_seconds,
-        retries=kind.retries,
+        retries=kind.retry.attempts,
     )

@@ -18,6 +18,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from saq import Job, Queue, Worker
 from saq.types import Context
 
+from db.errors import is_unavailable
 from db.queue import UNREACHABLE
 from domain.jobs import JobKind, PeriodicTask, Registry, load_features
 from domain.state import AppState
@@ -46,10 +47,40 @@ def selected_queues(registry: Registry, names: Sequence[str] | None) -> list[str
 
 def _saq_function(state: AppState, kind: JobKind) -> Callable[..., Awaitable[Any]]:
     async def run(ctx: Context, **kwargs: Any) -> Any:
-        return await kind.run(state, **kwargs)
+        try:
+            return await kind.run(state, **kwargs)
+        except Exception as error:
+            _back_off(ctx["job"], kind, error)
+            raise
 
     run.__name__ = kind.name
     return run
+
+
+def _back_off(job: Job, kind: JobKind, error: Exception) -> None:
+    """Left to itself, saq runs a failed job again at once: every run spent within a
+    moment of an outage. The next run waits instead, longer after each failure (saq
+    reads ``retry_delay`` when it queues the job again). A job cut off by a stopping
+    worker raises no exception here and is queued again at once."""
+    job.retry_delay = kind.retry.delay_after(job.attempts)
+    job.retry_backoff = False
+    if not is_unavailable(error):
+        return  # saq logs it with its traceback: ours to fix
+    # A dependency is down (its breaker logs the outage); saq's traceback is dropped.
+    if job.retryable:
+        log.warning(
+            "job %s (%s) failed, run %d of %d: %s; again in %.1fs",
+            job.key,
+            kind.name,
+            job.attempts,
+            job.retries,
+            error,
+            job.retry_delay,
+        )
+    else:
+        log.warning(
+            "job %s (%s) failed all %d runs, the last: %s", job.key, kind.name, job.retries, error
+        )
 
 
 def build_worker(
@@ -139,10 +170,12 @@ async def _queued(queue: Queue) -> int:
 
 class _DropUnreachableTracebacks(logging.Filter):
     """saq logs a traceback for every failed upkeep round (several a second) while Redis
-    is unreachable; the breaker has already said so once."""
+    is unreachable, and for every job run failed by a dependency that is down; the
+    breaker has already said so once, and ``_back_off`` once per run."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.exc_info and isinstance(record.exc_info[1], UNREACHABLE))
+        error = record.exc_info[1] if record.exc_info else None
+        return error is None or not (isinstance(error, UNREACHABLE) or is_unavailable(error))
 
 
 _SAQ_LOG_FILTER = _DropUnreachableTracebacks()
