@@ -91,12 +91,3 @@ class ExploreStore:
         except RedisError:
             return None, None
         return _unpack(mine), _unpack(trending)
-
-
-async def claim_training(redis: Redis, *, seconds: float) -> bool:
-    """True for one caller per ``seconds``: every worker runs the periodic task, and only
-    one of them trains each time."""
-    try:
-        return bool(await redis.set("explore:training", "1", ex=max(1, int(seconds)), nx=True))
-    except RedisError:
-        return False

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 
-from db.explore.store import claim_training
+from db.claims import claim_round
 from db.session import ShardSessions
 from domain.events import handles
 from domain.jobs import periodic
@@ -106,7 +106,7 @@ async def story_viewed(state: AppState, sessions: ShardSessions, event: StoryVie
 )
 async def retrain(state: AppState) -> None:
     interval = state.runtime.settings.explore_retrain_interval_seconds
-    if await claim_training(state.runtime.redis, seconds=interval * 0.9):
+    if await claim_round(state.runtime.redis, "explore.retrain", seconds=interval * 0.9):
         from domain.explore.training import train  # see _record
 
         await train(state)
