@@ -1,0 +1,316 @@
+"""Faults with writes in flight (docs/reliability.md): a real server or process is stopped
+or killed while a loop of mutations runs over HTTP. Each test asserts what the clients
+saw (typed errors, never a 500), that every acknowledged write is in PostgreSQL
+afterwards, and that the same requests succeed again, with no human step, once the
+component is back."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+from aperture.embedded import EmbeddedPostgres
+from aperture.runtime import Runtime, Servers, shard_map_for
+from aperture.settings import Settings
+from db.posts.models import Post
+from db.session import ShardSessions
+from graphql_api.relay import from_global_id
+from migrations.runner import migrate
+from tests.conftest import serve_in_thread
+from tests.helpers import Account, GraphQLClient, sign_up
+from tests.test_login_security import TunedGql
+
+CREATE_POST = "mutation($c: String!) { createPost(input: {caption: $c}) { post { id } } }"
+# What a client may see while a dependency is away: never INTERNAL_SERVER_ERROR.
+FAULT_CODES = {"SERVICE_UNAVAILABLE", "TIMEOUT", "OVERLOADED"}
+
+
+@dataclass
+class Outcome:
+    """One createPost as its client saw it."""
+
+    caption: str
+    author: Account
+    status: int | None = None
+    post_id: int | None = None  # set when acknowledged
+    codes: list[str] = field(default_factory=list)
+    transport_error: str | None = None  # the connection broke: not known either way
+    seconds: float = 0.0
+
+
+@dataclass
+class Writes:
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    def acknowledged(self, *, of: Account | None = None) -> list[Outcome]:
+        return [
+            outcome
+            for outcome in self.outcomes
+            if outcome.post_id is not None and (of is None or outcome.author is of)
+        ]
+
+    def refused(self, *, of: Account | None = None) -> list[Outcome]:
+        """Answered SERVICE_UNAVAILABLE: not written (createPost catches what fails after
+        its commit)."""
+        return [
+            outcome
+            for outcome in self.outcomes
+            if "SERVICE_UNAVAILABLE" in outcome.codes and (of is None or outcome.author is of)
+        ]
+
+
+async def post_once(http: httpx.AsyncClient, author: Account, caption: str) -> Outcome:
+    """createPost over HTTP; fails the test on a 500, a body that is not JSON, or an
+    error code outside FAULT_CODES."""
+    outcome = Outcome(caption=caption, author=author)
+    started = time.monotonic()
+    try:
+        response = await http.post(
+            "/graphql",
+            json={"query": CREATE_POST, "variables": {"c": caption}},
+            headers={"Authorization": f"Bearer {author.token}"},
+        )
+    except httpx.TransportError as error:
+        outcome.transport_error = type(error).__name__
+        return outcome
+    finally:
+        outcome.seconds = time.monotonic() - started
+    outcome.status = response.status_code
+    assert response.status_code in (200, 503), (response.status_code, response.text)
+    assert response.headers["content-type"].startswith("application/"), response.text
+    body = response.json()
+    outcome.codes = [error["extensions"]["code"] for error in body.get("errors") or []]
+    assert set(outcome.codes) <= FAULT_CODES, body
+    created = (body.get("data") or {}).get("createPost")
+    if created is not None:
+        assert not outcome.codes, body
+        outcome.post_id = from_global_id(created["post"]["id"])[1]
+    else:
+        assert outcome.codes, body
+    return outcome
+
+
+async def keep_posting(
+    http: httpx.AsyncClient,
+    authors: list[Account],
+    writes: Writes,
+    stop: asyncio.Event,
+    *,
+    client: int = 0,
+) -> None:
+    """createPost by each author in turn until ``stop``, every outcome recorded."""
+    number = 0
+    while not stop.is_set():
+        author = authors[number % len(authors)]
+        caption = f"{author.username} {client}.{number}"
+        writes.outcomes.append(await post_once(http, author, caption))
+        number += 1
+        await asyncio.sleep(0.01)
+
+
+@asynccontextmanager
+async def posting(
+    http: httpx.AsyncClient, authors: list[Account], writes: Writes, *, clients: int = 1
+) -> AsyncIterator[None]:
+    """``clients`` loops of createPost, each one request at a time, for the block's time."""
+    stop = asyncio.Event()
+    loops = [
+        asyncio.create_task(keep_posting(http, authors, writes, stop, client=n))
+        for n in range(clients)
+    ]
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.gather(*loops)
+
+
+async def until(condition: Callable[[], bool], *, seconds: float, what: str) -> float:
+    """Waits up to ``seconds`` for ``condition`` (state the loop updates); how long it took."""
+    started = time.monotonic()
+    while not condition():
+        assert time.monotonic() - started < seconds, f"{what}: not within {seconds} s"
+        await asyncio.sleep(0.02)
+    return time.monotonic() - started
+
+
+async def posts_in_postgres(sessions: ShardSessions, captions: list[str]) -> dict[str, int]:
+    """Post id by caption, of the posts with ``captions`` PostgreSQL holds (every shard);
+    a caption written twice fails the test."""
+
+    async def on_shard(session: AsyncSession) -> list[tuple[str, int]]:
+        rows = await session.execute(
+            select(Post.caption, Post.id).where(Post.caption.in_(captions))
+        )
+        return [(row.caption, row.id) for row in rows]
+
+    found: dict[str, int] = {}
+    for rows in (await sessions.scatter_all(on_shard)).values():
+        for caption, post_id in rows:
+            assert caption not in found, f"{caption!r} was written twice"
+            found[caption] = post_id
+    return found
+
+
+async def assert_acknowledged_kept(sessions: ShardSessions, writes: Writes) -> None:
+    """Every acknowledged post is in PostgreSQL, under the id its client was given; no
+    refused one was written after all."""
+    acknowledged = writes.acknowledged()
+    assert acknowledged, "some writes were acknowledged"
+    stored = await posts_in_postgres(sessions, [o.caption for o in writes.outcomes])
+    assert {o.caption: o.post_id for o in acknowledged}.items() <= stored.items()
+    refused = {o.caption for o in writes.refused()}
+    assert not refused & stored.keys(), "a refused write was applied"
+
+
+# A full database pool ---------------------------------------------------------------
+
+
+async def test_a_full_pool_makes_writes_wait_then_refuses_them_typed_and_recovers(
+    tuned_gql: TunedGql, sessions: ShardSessions
+) -> None:
+    gql, state = await tuned_gql(db_pool_size=1)
+    authors = [await sign_up(gql, f"pool.{n}") for n in range(2)]
+    writes = Writes()
+    held: list[AsyncConnection] = []
+    try:
+        async with posting(gql.http, authors, writes, clients=4):
+            await until(lambda: len(writes.acknowledged()) >= 4, seconds=10, what="writes")
+            # Every connection each database's pool may open (1 + 1 overflow), held, as by
+            # the slow statements of other requests.
+            for engine in state.runtime.databases.engines:
+                for _ in range(2):
+                    held.append(await engine.connect())
+            full_from = len(writes.outcomes)
+            await until(
+                lambda: len(Writes(writes.outcomes[full_from:]).refused()) >= 4,
+                seconds=20,
+                what="each client refused",
+            )
+            for connection in held:
+                await connection.close()
+            held.clear()
+            drained_from = len(writes.outcomes)
+            await until(
+                lambda: len(Writes(writes.outcomes[drained_from:]).acknowledged()) >= 4,
+                seconds=15,
+                what="writes once the pool has room",
+            )
+    finally:
+        for connection in held:
+            await connection.close()
+    # A refusal came after the pool's wait (5 s): not at once, and not for ever.
+    refused = writes.refused()
+    assert all(4 < o.seconds < 7 for o in refused), [o.seconds for o in refused]
+    assert all(o.seconds < 12 for o in writes.outcomes)
+    assert all(o.transport_error is None for o in writes.outcomes)
+    await assert_acknowledged_kept(sessions, writes)
+
+
+# One physical PostgreSQL database stopped -------------------------------------------
+
+
+@contextmanager
+def second_database(settings: Settings, servers: Servers) -> Iterator[tuple[Servers, Path]]:
+    """A cluster whose database 0 is the session's and database 1 a PostgreSQL of this
+    test's own (its data dir is yielded), so stopping it stops nothing the others use."""
+    data_dir = Path(tempfile.mkdtemp(prefix="apt-f-"))  # short: a socket path lives in it
+    local = EmbeddedPostgres(data_dir=data_dir / "pg", databases=1, cleanup_mode="delete")
+    try:
+        (url,) = local.start()
+        yield (
+            Servers(
+                database_urls=[servers.database_urls[0], url],
+                redis_url=servers.redis_url,
+                s3=servers.s3,
+            ),
+            data_dir / "pg",
+        )
+    finally:
+        local.stop(discard=True)
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def stop_immediately(postgres: EmbeddedPostgres) -> None:
+    """``pg_ctl stop -m immediate`` (which refuses to run as root here): SIGQUIT to the
+    postmaster, which ends every backend at once, without a checkpoint, as a crash would."""
+    pid = postgres.running_pid()
+    assert pid is not None
+    os.kill(pid, signal.SIGQUIT)
+    deadline = time.monotonic() + 10
+    while postgres.running_pid() is not None:
+        assert time.monotonic() < deadline, "PostgreSQL did not stop"
+        time.sleep(0.02)
+
+
+async def test_one_database_stopped_fails_only_its_users_and_comes_back(
+    settings: Settings, servers: Servers, runtime: Runtime
+) -> None:
+    with second_database(settings, servers) as (split, pg_dir):
+        shard_map = shard_map_for(settings, split)
+        migrate(shard_map)
+        verifier = Runtime.connect(settings, split)
+        sessions = ShardSessions(verifier.databases)
+        postgres = EmbeddedPostgres(data_dir=pg_dir, databases=1)
+        try:
+            with serve_in_thread(settings, split) as url:
+                async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+                    gql = GraphQLClient(http)
+                    on: dict[int, list[Account]] = {0: [], 1: []}
+                    n = 0
+                    while len(on[0]) < 2 or len(on[1]) < 2:
+                        name = f"split{n}"
+                        n += 1
+                        database = shard_map.database_of(shard_map.shard_for_username(name))
+                        if len(on[database]) < 2:
+                            on[database].append(await sign_up(gql, name))
+                    writes = Writes()
+                    async with posting(http, on[0] + on[1], writes, clients=2):
+                        await until(
+                            lambda: len(writes.acknowledged()) >= 8, seconds=15, what="writes"
+                        )
+                        stop_immediately(postgres)
+                        down_from = len(writes.outcomes)
+                        await until(
+                            lambda: all(
+                                Writes(writes.outcomes[down_from:]).refused(of=a) for a in on[1]
+                            ),
+                            seconds=20,
+                            what="each user of the stopped database refused",
+                        )
+                        ready = await http.get("/readyz")
+                        assert ready.status_code == 503
+                        assert ready.json()["checks"]["database_1"] != "ok"
+                        assert ready.json()["checks"]["database_0"] == "ok"
+                        during = Writes(writes.outcomes[down_from:])
+                        # The other database's users go on writing.
+                        assert all(during.acknowledged(of=a) for a in on[0])
+                        assert not [o for a in on[0] for o in during.refused(of=a)]
+                        # It comes back on its own socket; nobody touches the app.
+                        await asyncio.to_thread(postgres.start)
+                        back_from = len(writes.outcomes)
+                        await until(
+                            lambda: all(
+                                Writes(writes.outcomes[back_from:]).acknowledged(of=a)
+                                for a in on[1]
+                            ),
+                            seconds=15,
+                            what="the stopped database's users writing again",
+                        )
+                    assert (await http.get("/readyz")).json()["checks"]["database_1"] == "ok"
+            assert all(o.transport_error is None for o in writes.outcomes)
+            await assert_acknowledged_kept(sessions, writes)
+        finally:
+            await verifier.close()
