@@ -203,6 +203,9 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         # 50 KB (tracemalloc, docs/benchmarks.md), and every browser asks for it; our
         # frames are small JSON events that it would barely shrink.
         "ws_per_message_deflate": False,
+        # A frame over the HTTP body limit is refused (1009) as it arrives, not buffered
+        # whole first (uvicorn's default is 16 MiB); the app checks again, before parsing.
+        "ws_max_size": settings.max_body_bytes,
         "proxy_headers": True,
         "forwarded_allow_ips": settings.forwarded_allow_ips,
         "server_header": False,

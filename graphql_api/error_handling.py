@@ -19,7 +19,10 @@ from collections.abc import Iterator
 from typing import Any
 
 from graphql import GraphQLError, GraphQLSyntaxError
+from strawberry.exceptions import MissingQueryError
 from strawberry.extensions import SchemaExtension
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
+from strawberry.types import ExecutionResult, StreamExecutionResult
 from strawberry.types.execution import ExecutionContext
 
 from db.errors import is_unavailable
@@ -42,6 +45,13 @@ def classify(error: GraphQLError) -> tuple[str, dict[str, Any]]:
         return NotFound.code, {}
     if original is not None and is_unavailable(original):
         return "SERVICE_UNAVAILABLE", {}
+    if isinstance(original, CannotGetOperationTypeError):
+        # No operation by the name sent, as HTTP answers it (graphql_api/http.py).
+        return "GRAPHQL_VALIDATION_FAILED", {}
+    if isinstance(original, (InvalidOperationTypeError, MissingQueryError)):
+        # An operation the transport does not run (a mutation over the legacy
+        # graphql-ws protocol's start), or none at all.
+        return "BAD_REQUEST", {}
     existing = (error.extensions or {}).get("code")
     if isinstance(existing, str):
         return existing, {}
@@ -151,3 +161,9 @@ class TypedErrors(SchemaExtension):
         result = self.execution_context.result
         if result is not None and result.errors:
             result.errors = [typed(error) for error in result.errors]
+
+    def on_stream_result(self, result: StreamExecutionResult) -> Iterator[None]:
+        # Over a websocket each result is sent as it comes, before the operation ends.
+        if isinstance(result, ExecutionResult) and result.errors:
+            result.errors = [typed(error) for error in result.errors]
+        yield

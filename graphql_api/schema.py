@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from typing import Any
 
 import strawberry
@@ -98,6 +99,23 @@ class Subscription(MessagingSubscriptions, NotificationSubscriptions):
     pass
 
 
+class StreamSafeParserCache(ParserCache):
+    """Strawberry's ParserCache parses before Strawberry's own error handling: over a
+    websocket (``Schema.stream``) a syntax error escaped as an exception, logged at ERROR
+    as our failure. A document that does not parse is left to Strawberry, which parses it
+    again where the error becomes the operation's (a second parse of refused text only)."""
+
+    def on_parse(self) -> Iterator[None]:
+        execution = self.execution_context
+        try:
+            execution.graphql_document = self.cached_parse_document(
+                execution.query, **execution.parse_options
+            )
+        except GraphQLError:
+            execution.graphql_document = None
+        yield
+
+
 class ApertureSchema(strawberry.Schema):
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
@@ -112,7 +130,7 @@ def build_schema() -> strawberry.Schema:
     extensions: list[Any] = [
         OperationScope,
         TokenLimit,
-        lambda: ParserCache(maxsize=DOCUMENT_CACHE_SIZE),
+        lambda: StreamSafeParserCache(maxsize=DOCUMENT_CACHE_SIZE),
         OperationGuard,
         CompiledExecution,
         TypedErrors,
