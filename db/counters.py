@@ -12,7 +12,7 @@ Redis answers again (before any cached read), so it is recounted rather than lef
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
@@ -100,6 +100,33 @@ class HotCounters:
 
         return PlannedRead(queue=lambda pipe: pipe.mget(keys), replies=1, parse=parse)
 
+    async def cached_batches(self, *, batch: int = 500) -> AsyncIterator[dict[int, int]]:
+        """Every counter cached now, a ``SCAN`` step at a time: {object id: value}. Each
+        step is bounded; a key written during the scan may be missed, none is lost."""
+        cursor = 0
+        while True:
+            cursor, keys = await self.redis.scan(cursor, match=f"{self.name}:*", count=batch)
+            ids = [_object_id(key, prefix=f"{self.name}:") for key in keys]
+            found = [
+                (object_id, key)
+                for object_id, key in zip(ids, keys, strict=True)
+                if object_id is not None
+            ]
+            if found:
+                raws = await self.redis.mget([key for _, key in found])
+                yield {
+                    object_id: int(raw)
+                    for (object_id, _), raw in zip(found, raws, strict=True)
+                    if raw is not None
+                }
+            if cursor == 0:
+                return
+
+    async def discard(self, ids: Sequence[int]) -> None:
+        """Drop these counters: the next read recounts them from the rows."""
+        if ids:
+            await self.redis.delete(*(self.key(object_id) for object_id in ids))
+
     async def adjust(self, object_id: int, delta: int) -> None:
         """Call after the row change committed."""
         key = self.key(object_id)
@@ -107,3 +134,9 @@ class HotCounters:
             await self._incr(keys=[key], args=[delta])
         except RedisError as error:
             invalidate_later(self.redis, error, key)
+
+
+def _object_id(key: bytes | str, *, prefix: str) -> int | None:
+    text = key.decode() if isinstance(key, bytes) else key
+    suffix = text.removeprefix(prefix)
+    return int(suffix) if suffix.isascii() and suffix.isdigit() else None

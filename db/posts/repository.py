@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, delete, func, select, update
+from sqlalchemy import ColumnElement, delete, func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -149,6 +149,87 @@ async def hashtag_post_ids(
         query = query.where(HashtagPost.post_id < before_id)
     result = await session.scalars(query.order_by(HashtagPost.post_id.desc()).limit(limit))
     return list(result)
+
+
+# The hashtag index's repair (domain/posts/repairs.py) ---------------------------------
+
+TagPair = tuple[str, int]  # (tag, post id)
+
+
+async def live_post_tags_page(
+    session: AsyncSession, *, after: tuple[int, str] | None, limit: int
+) -> list[tuple[int, str]]:
+    """A keyset page of this shard's ``post_hashtags`` of live posts, (post id, tag) in key
+    order after ``after``."""
+    query = (
+        select(PostHashtag.post_id, PostHashtag.tag)
+        .join(Post, Post.id == PostHashtag.post_id)
+        .where(Post.deleted_at.is_(None))
+    )
+    if after is not None:
+        query = query.where(tuple_(PostHashtag.post_id, PostHashtag.tag) > tuple_(*after))
+    rows = await session.execute(query.order_by(PostHashtag.post_id, PostHashtag.tag).limit(limit))
+    return [(post_id, tag) for post_id, tag in rows]
+
+
+async def live_post_tags_among(session: AsyncSession, pairs: Sequence[TagPair]) -> set[TagPair]:
+    """Which of these (tag, post id) pairs a live post of this shard has."""
+    if not pairs:
+        return set()
+    rows = await session.execute(
+        select(PostHashtag.tag, PostHashtag.post_id)
+        .join(Post, Post.id == PostHashtag.post_id)
+        .where(tuple_(PostHashtag.tag, PostHashtag.post_id).in_(pairs), Post.deleted_at.is_(None))
+    )
+    return {(tag, post_id) for tag, post_id in rows}
+
+
+async def hashtag_index_page(
+    session: AsyncSession, *, after: TagPair | None, limit: int
+) -> list[TagPair]:
+    """A keyset page of this shard's ``hashtag_posts``, in key order after ``after``."""
+    query = select(HashtagPost.tag, HashtagPost.post_id)
+    if after is not None:
+        query = query.where(tuple_(HashtagPost.tag, HashtagPost.post_id) > tuple_(*after))
+    rows = await session.execute(query.order_by(HashtagPost.tag, HashtagPost.post_id).limit(limit))
+    return [(tag, post_id) for tag, post_id in rows]
+
+
+async def indexed_among(session: AsyncSession, pairs: Sequence[TagPair]) -> set[TagPair]:
+    """Which of these (tag, post id) pairs this shard's ``hashtag_posts`` holds."""
+    if not pairs:
+        return set()
+    rows = await session.execute(
+        select(HashtagPost.tag, HashtagPost.post_id).where(
+            tuple_(HashtagPost.tag, HashtagPost.post_id).in_(pairs)
+        )
+    )
+    return {(tag, post_id) for tag, post_id in rows}
+
+
+async def index_pairs(session: AsyncSession, pairs: Sequence[TagPair]) -> list[TagPair]:
+    """Add (tag, post id) pairs to this shard's index; returns those that were missing."""
+    if not pairs:
+        return []
+    rows = await session.execute(
+        insert(HashtagPost)
+        .values([{"tag": tag, "post_id": post_id} for tag, post_id in pairs])
+        .on_conflict_do_nothing()
+        .returning(HashtagPost.tag, HashtagPost.post_id)
+    )
+    return [(tag, post_id) for tag, post_id in rows]
+
+
+async def unindex_pairs(session: AsyncSession, pairs: Sequence[TagPair]) -> list[TagPair]:
+    """Remove (tag, post id) pairs from this shard's index; returns those it held."""
+    if not pairs:
+        return []
+    rows = await session.execute(
+        delete(HashtagPost)
+        .where(tuple_(HashtagPost.tag, HashtagPost.post_id).in_(pairs))
+        .returning(HashtagPost.tag, HashtagPost.post_id)
+    )
+    return [(tag, post_id) for tag, post_id in rows]
 
 
 # Comments -----------------------------------------------------------------------------
