@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from db.accounts.models import (
     AuthSession,
@@ -24,6 +25,7 @@ from db.accounts.models import (
     UniqueKey,
     User,
 )
+from db.posts.models import Post
 
 
 async def get_users(session: AsyncSession, ids: Sequence[int]) -> list[User]:
@@ -134,6 +136,90 @@ async def adjust_counter(session: AsyncSession, user_id: int, column: str, delta
     await session.execute(
         update(User).where(User.id == user_id).values({target: func.greatest(target + delta, 0)})
     )
+
+
+# The denormalised counts and the rows they count, all in the user's own shard.
+COUNTED_COLUMNS = ("follower_count", "following_count", "post_count")
+
+
+class CountDrift(NamedTuple):
+    user_id: int
+    column: str
+    stored: int
+    counted: int
+
+
+def _counts_of_rows(user: type[User]) -> tuple[Any, Any, Any]:
+    def count_of(*conditions: Any) -> Any:
+        return select(func.count()).where(*conditions).scalar_subquery()
+
+    return (
+        count_of(Follower.followee_id == user.id),
+        count_of(Following.follower_id == user.id),
+        count_of(Post.author_id == user.id, Post.deleted_at.is_(None)),
+    )
+
+
+def _drifts(rows: Iterable[Sequence[int]]) -> list[CountDrift]:
+    """Rows of (user id, three stored counts, three counted), as the counts that differ."""
+    return [
+        CountDrift(row[0], column, row[1 + index], row[4 + index])
+        for row in rows
+        for index, column in enumerate(COUNTED_COLUMNS)
+        if row[1 + index] != row[4 + index]
+    ]
+
+
+async def count_drifts_page(
+    session: AsyncSession, *, after_id: int, limit: int
+) -> tuple[list[CountDrift], list[int]]:
+    """The wrong counts among a keyset page of this shard's live users after ``after_id``,
+    and the ids of the page."""
+    rows = (
+        await session.execute(
+            select(
+                User.id,
+                *(getattr(User, column) for column in COUNTED_COLUMNS),
+                *_counts_of_rows(User),
+            )
+            .where(User.id > after_id, User.deleted_at.is_(None))
+            .order_by(User.id)
+            .limit(limit)
+        )
+    ).all()
+    return _drifts(rows), [row[0] for row in rows]
+
+
+async def fix_counts(session: AsyncSession, user_ids: Sequence[int]) -> list[CountDrift]:
+    """Set these users' counts to a count of their rows, in one UPDATE; returns what
+    changed. The rows are locked first, so that the counts are taken after any follow or
+    post that changed them commits (a count taken inside the UPDATE would not see one
+    that committed while it waited for the row)."""
+    if not user_ids:
+        return []
+    await session.execute(
+        select(User.id).where(User.id.in_(user_ids)).order_by(User.id).with_for_update()
+    )
+    stored = aliased(User)
+    counted = _counts_of_rows(User)
+    rows = await session.execute(
+        update(User)
+        .where(
+            User.id == stored.id,
+            User.id.in_(user_ids),
+            tuple_(*(getattr(User, column) for column in COUNTED_COLUMNS)).is_distinct_from(
+                tuple_(*counted)
+            ),
+        )
+        .values(dict(zip(COUNTED_COLUMNS, counted, strict=True)))
+        .returning(
+            User.id,
+            *(getattr(stored, column) for column in COUNTED_COLUMNS),
+            *(getattr(User, column) for column in COUNTED_COLUMNS),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return _drifts(rows.all())
 
 
 async def get_user(session: AsyncSession, user_id: int) -> User | None:
