@@ -13,6 +13,7 @@ converges.
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from redis.exceptions import RedisError
@@ -24,6 +25,7 @@ from db.redis import redis_available
 from db.session import ShardSessions
 from domain.feed.large_accounts import note_follower_count
 from domain.feed.reads import POSTS_PER_AUTHOR_ON_REBUILD, recent_posts_by_author
+from domain.jobs import enqueue
 from domain.state import AppState
 
 # The name its handler is registered under (domain/feed/jobs.py), kept in its outbox rows.
@@ -52,27 +54,51 @@ async def fan_out(state: AppState, sessions: ShardSessions, post_id: int) -> Fan
     written = await feeds.push([author.id], [post_id])
     if author.follower_count > settings.fanout_follower_threshold:
         # A large account's posts are merged into feeds at read time (workers would take
-        # minutes per post otherwise); make sure readers know it is large.
+        # minutes per post otherwise); make sure readers know it is large, and mark the
+        # post so that it is pushed after all if the author falls back below the threshold.
+        async with sessions.for_id(post_id) as session:
+            await feed_repo.mark_merged_at_read(session, post_id)
         await note_follower_count(state, sessions, author.id, author.follower_count)
         return FanOutResult(post_id, written, 0, merged_at_read_time=True)
 
-    active_since = time.time() - settings.feed_active_days * 86400
-    cursor = post.fanout_cursor
     skipped = 0
+    async for batch in active_follower_batches(
+        state, sessions, author.id, after_follower_id=max(post.fanout_cursor, 0)
+    ):
+        skipped += batch.inactive
+        written += await feeds.push(batch.active, [post_id])
+        async with sessions.for_id(post_id) as session:
+            await feed_repo.save_fanout_cursor(session, post_id, batch.last_follower_id)
+    return FanOutResult(post_id, written, skipped, merged_at_read_time=False)
+
+
+@dataclass(frozen=True)
+class FollowerBatch:
+    active: list[int]
+    inactive: int
+    last_follower_id: int
+
+
+async def active_follower_batches(
+    state: AppState, sessions: ShardSessions, author_id: int, *, after_follower_id: int
+) -> AsyncIterator[FollowerBatch]:
+    """The author's followers after ``after_follower_id``, ``fanout_batch_size`` at a
+    time, with those active within ``feed_active_days`` picked out."""
+    settings = state.runtime.settings
+    active_since = time.time() - settings.feed_active_days * 86400
+    cursor = after_follower_id
     while True:
-        async with sessions.for_id(author.id) as session:
+        async with sessions.for_id(author_id) as session:
             followers = await accounts_repo.follower_ids_page(
-                session, author.id, after_follower_id=cursor, limit=settings.fanout_batch_size
+                session, author_id, after_follower_id=cursor, limit=settings.fanout_batch_size
             )
         if not followers:
-            break
+            return
         active = await state.activity.active_since(followers, active_since)
-        skipped += len(followers) - len(active)
-        written += await feeds.push(active, [post_id])
         cursor = followers[-1]
-        async with sessions.for_id(post_id) as session:
-            await feed_repo.save_fanout_cursor(session, post_id, cursor)
-    return FanOutResult(post_id, written, skipped, merged_at_read_time=False)
+        yield FollowerBatch(
+            active=active, inactive=len(followers) - len(active), last_follower_id=cursor
+        )
 
 
 async def fan_out_pending(sessions: ShardSessions, post_id: int) -> bool:
@@ -117,9 +143,18 @@ async def remove_followee_posts(
     await state.feeds.remove(follower_id, recent.get(followee_id, []))
 
 
+# The job that pushes a shrunk account's merged posts (domain/feed/jobs.py).
+REFILL_JOB = "feed.refill_followers"
+
+
 async def follower_count_changed(state: AppState, sessions: ShardSessions, user_id: int) -> None:
-    """An account may have crossed the fan-out threshold: keep the large set right."""
+    """An account may have crossed the fan-out threshold: keep the large set right, and
+    when it fell back below it, queue the push of the posts readers no longer merge
+    (the daily ``feed.repair_small_accounts`` catches a crossing nobody saw)."""
     async with sessions.for_id(user_id) as session:
         user = await accounts_repo.get_user(session, user_id)
-    if user is not None:
-        await note_follower_count(state, sessions, user_id, user.follower_count)
+    if user is not None and await note_follower_count(
+        state, sessions, user_id, user.follower_count
+    ):
+        # Keyed by time: an account can cross again before a finished job's key expires.
+        await enqueue(state, REFILL_JOB, key=f"{user_id}:{time.time_ns()}", author_id=user_id)

@@ -31,8 +31,12 @@ def plan_large_account_ids(state: AppState) -> PlannedRead[set[int] | None]:
 
 async def note_follower_count(
     state: AppState, sessions: ShardSessions, user_id: int, follower_count: int
-) -> None:
-    """Keep the large-account set right when an account crosses the threshold."""
+) -> bool:
+    """Keep the large-account set right when an account crosses the threshold. True when
+    it has just fallen back below it: readers stop merging its posts, so the ones its
+    fan-out left to them are owed to its followers' feeds (``domain/feed/repairs.py``)."""
     is_large = follower_count > state.runtime.settings.fanout_follower_threshold
-    if (user_id in await large_account_ids(state, sessions)) != is_large:
+    was_large = user_id in await large_account_ids(state, sessions)
+    if was_large != is_large:
         await state.large_accounts.changed(_ALL)
+    return was_large and not is_large
