@@ -9,12 +9,15 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from aperture.malloc import limit_malloc_arenas
 from aperture.settings import ConfigurationError, Settings, get_settings
+
+if TYPE_CHECKING:
+    from domain.state import AppState
 
 app = typer.Typer(
     help="Aperture: a GraphQL backend for an Instagram-style network.",
@@ -502,6 +505,117 @@ def train(
         typer.echo(asyncio.run(run()))
     finally:
         servers.stop()
+
+
+REPAIRS = ("hashtags", "counters", "feeds", "objects")
+
+
+@app.command()
+def repair(
+    what: Annotated[
+        str, typer.Argument(help="hashtags, counters, feeds, objects or all.", show_default=True)
+    ] = "all",
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Report what is wrong; change nothing.")
+    ] = False,
+) -> None:
+    """Run the repairs the workers run daily, once, now, and print what they fixed.
+
+    hashtags: the hashtag index against the posts' tags; counters: users' follower,
+    following and post counts against their rows, and the cached like, comment and view
+    counters; feeds: posts of accounts that fell below the fan-out threshold, pushed to
+    their followers' feeds; objects: stored media objects no row names (older than 6 h).
+    """
+    from aperture.runtime import Runtime, Servers
+    from domain.state import AppState
+
+    if what != "all" and what not in REPAIRS:
+        raise _fail(ConfigurationError("WHAT", f"{what!r} is not one of {', '.join(REPAIRS)}, all"))
+    settings, servers = _prepare()
+    assert isinstance(servers, Servers)
+
+    async def run() -> list[str]:
+        runtime = Runtime.connect(settings, servers)
+        try:
+            return await run_repairs(
+                AppState(runtime), REPAIRS if what == "all" else (what,), dry_run=dry_run
+            )
+        finally:
+            await runtime.close()
+
+    try:
+        for line in asyncio.run(run()):
+            typer.echo(line)
+    finally:
+        servers.stop()
+
+
+async def run_repairs(state: AppState, repairs: tuple[str, ...], *, dry_run: bool) -> list[str]:
+    """Run the named repairs in order (counts before feeds: a fixed follower count can
+    move an account across the fan-out threshold); one line of what each found."""
+
+    from db.session import ShardSessions
+    from domain.accounts.repairs import repair_user_counts
+    from domain.feed.fanout import follower_count_changed
+    from domain.feed.repairs import repair_small_accounts
+    from domain.media.jobs import ORPHAN_GRACE
+    from domain.media.lifecycle import repair_orphaned_objects
+    from domain.posts.repairs import repair_hashtag_index, repair_hot_counters
+
+    verb = "would fix" if dry_run else "fixed"
+    lines: list[str] = []
+    if "hashtags" in repairs:
+        tags = await repair_hashtag_index(state, dry_run=dry_run)
+        lines.append(
+            f"hashtags: {verb} {len(tags.added)} missing and {len(tags.removed)} stale index "
+            f"rows ({tags.examined_post_tags} post tags, {tags.examined_index_rows} index "
+            "rows examined)"
+        )
+        lines += [f"  + #{tag} {post_id}" for tag, post_id in tags.added]
+        lines += [f"  - #{tag} {post_id}" for tag, post_id in tags.removed]
+    if "counters" in repairs:
+        sessions = ShardSessions(state.runtime.databases)
+
+        async def threshold_check(user_id: int) -> None:
+            # A fixed follower count may cross the fan-out threshold, as a follow would.
+            await follower_count_changed(state, sessions, user_id)
+
+        counts = await repair_user_counts(
+            state, dry_run=dry_run, on_follower_count_fixed=threshold_check
+        )
+        lines.append(
+            f"counters: {verb} {len(counts.fixed)} user counts "
+            f"({counts.examined_users} users examined)"
+        )
+        lines += [
+            f"  user {drift.user_id} {drift.column}: {drift.stored} -> {drift.counted}"
+            for drift in counts.fixed
+        ]
+        hot = await repair_hot_counters(state, dry_run=dry_run)
+        lines.append(
+            f"counters: {'would drop' if dry_run else 'dropped'} {len(hot.dropped)} cached "
+            f"counters ({hot.examined} examined)"
+        )
+        lines += [f"  {drift.key}: {drift.cached} -> {drift.counted}" for drift in hot.dropped]
+    if "feeds" in repairs:
+        feeds = await repair_small_accounts(state, dry_run=dry_run)
+        lines.append(
+            f"feeds: {verb} {len(feeds.refilled)} accounts below the fan-out threshold "
+            "with posts left to the read-time merge"
+        )
+        lines += [
+            f"  user {refill.author_id}: {len(refill.post_ids)} posts, "
+            f"{refill.feeds_written} feed entries written"
+            for refill in feeds.refilled
+        ]
+    if "objects" in repairs:
+        objects = await repair_orphaned_objects(state, older_than=ORPHAN_GRACE, dry_run=dry_run)
+        lines.append(
+            f"objects: {'would delete' if dry_run else 'deleted'} {len(objects.deleted)} "
+            f"orphaned objects ({objects.examined} examined)"
+        )
+        lines += [f"  {key}" for key in objects.deleted]
+    return lines
 
 
 recommender_app = typer.Typer(help="The recommender's offline tools.", no_args_is_help=True)
