@@ -1,4 +1,4 @@
-"""The ``aperture`` command: serve, worker, migrate, seed, reset and export-schema."""
+"""The ``aperture`` command: serve, worker, migrate, seed, reset, repair and export-schema."""
 
 from __future__ import annotations
 
