@@ -7,6 +7,7 @@ component is back."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shutil
 import signal
@@ -18,19 +19,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from sqlalchemy import select
+import pytest
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from aperture.embedded import EmbeddedPostgres
 from aperture.runtime import Runtime, Servers, shard_map_for
 from aperture.settings import Settings
+from db.events.models import OutboxEvent
 from db.posts.models import Post
 from db.session import ShardSessions
+from domain.state import AppState
 from graphql_api.relay import from_global_id
 from migrations.runner import migrate
 from tests.conftest import serve_in_thread
-from tests.helpers import Account, GraphQLClient, sign_up
+from tests.helpers import Account, GraphQLClient, follow, sign_up
 from tests.test_login_security import TunedGql
+from tests.test_redis_outage import _free_port, _start_valkey
+from workers.runner import run_workers
 
 CREATE_POST = "mutation($c: String!) { createPost(input: {caption: $c}) { post { id } } }"
 # What a client may see while a dependency is away: never INTERNAL_SERVER_ERROR.
@@ -314,3 +320,105 @@ async def test_one_database_stopped_fails_only_its_users_and_comes_back(
             await assert_acknowledged_kept(sessions, writes)
         finally:
             await verifier.close()
+
+
+# Valkey SIGKILLed and restarted ------------------------------------------------------
+
+FEED = "{ homeFeed(first: 100) { edges { node { id } } } }"
+
+
+async def owed_events(sessions: ShardSessions) -> int:
+    """Outbox rows not yet delivered, on every shard."""
+    per_shard = await sessions.scatter_all(
+        lambda session: session.scalar(select(func.count()).select_from(OutboxEvent))
+    )
+    return sum(int(count or 0) for count in per_shard.values())
+
+
+@asynccontextmanager
+async def workers_of(state: AppState) -> AsyncIterator[None]:
+    """Every queue's workers and periodic tasks (the outbox sweeper among them), as
+    ``aperture worker`` runs them, in this process."""
+    stop = asyncio.Event()
+    running = asyncio.create_task(run_workers(state, stop, handle_signals=False))
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(running, 30)
+
+
+async def test_valkey_killed_mid_writes_loses_no_post_and_recovers(
+    settings: Settings,
+    servers: Servers,
+    runtime: Runtime,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    valkey_dir = tmp_path / "valkey"
+    port = _free_port()
+    valkey = _start_valkey(valkey_dir, port)
+    own = Servers(
+        database_urls=servers.database_urls,
+        redis_url=f"redis://127.0.0.1:{port}/0",
+        s3=servers.s3,
+    )
+    # A sweeper that re-queues an owed event after 1 s instead of 60 s, so the test
+    # need not wait a minute for what a queue lost in the kill.
+    quick = settings.model_copy(
+        update={"event_sweep_grace_seconds": 1, "event_sweep_interval_seconds": 0.5}
+    )
+    worker_runtime = Runtime.connect(quick, own)
+    try:
+        with serve_in_thread(settings, own) as url:
+            async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+                gql = GraphQLClient(http)
+                author = await sign_up(gql, "vk.author")
+                reader = await sign_up(gql, "vk.reader")
+                assert await follow(gql, reader, author) == "FOLLOWING"
+                writes = Writes()
+                caplog.set_level(logging.INFO)
+                async with posting(http, [author], writes, clients=2):
+                    await until(lambda: len(writes.acknowledged()) >= 4, seconds=10, what="writes")
+                    valkey.terminate()  # SIGKILL: no shutdown, the last second of AOF lost
+                    down_from = len(writes.outcomes)
+                    await until(
+                        lambda: len(writes.outcomes) - down_from >= 6,
+                        seconds=15,
+                        what="writes while Valkey is down",
+                    )
+                    assert (await http.get("/readyz")).json()["checks"]["redis"] != "ok"
+                    valkey = _start_valkey(valkey_dir, port)
+                    back = time.monotonic()
+                    while (await http.get("/readyz")).json()["status"] != "ready":
+                        assert time.monotonic() - back < 10, "Valkey not noticed coming back"
+                        await asyncio.sleep(0.1)
+                    back_from = len(writes.outcomes)
+                    await until(
+                        lambda: len(writes.outcomes) - back_from >= 4,
+                        seconds=10,
+                        what="writes after",
+                    )
+                # Valkey is a cache and a queue: nobody saw an error at any point.
+                assert all(o.post_id is not None for o in writes.outcomes), [
+                    (o.codes, o.transport_error) for o in writes.outcomes
+                ]
+                assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+                sessions = ShardSessions(worker_runtime.databases)
+                await assert_acknowledged_kept(sessions, writes)
+
+                # Every post's fan-out is delivered by the workers once they run, the
+                # jobs a dead Valkey lost included (the sweeper queues them again).
+                posted = {o.post_id for o in writes.outcomes}
+                worker_state = AppState(worker_runtime)
+                async with workers_of(worker_state):
+                    deadline = time.monotonic() + 30
+                    while await owed_events(sessions):
+                        assert time.monotonic() < deadline, "owed events not delivered"
+                        await asyncio.sleep(0.2)
+                feed = (await gql(FEED, token=reader.token)).ok()["homeFeed"]["edges"]
+                assert {from_global_id(edge["node"]["id"])[1] for edge in feed} == posted
+    finally:
+        await worker_runtime.close()
+        if valkey.is_running():
+            valkey.stop()
