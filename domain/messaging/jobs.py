@@ -22,6 +22,7 @@ from domain.messaging.events import (
 from domain.messaging.messages import live_members
 from domain.realtime import EventKind, LiveEvent
 from domain.state import AppState
+from domain.visibility import message_request_members
 
 MESSAGING_QUEUE = "messaging"
 
@@ -63,6 +64,21 @@ async def deliver_message(state: AppState, sessions: ShardSessions, event: Messa
     if row is None:
         return
     message = message_record(row)
+    # Inboxes first: a client told of the message (or of its notification) finds the
+    # thread in its inbox when it looks. The folder counts only for an entry made now
+    # (the thread's first activity for that member): a request, as the policy says.
+    others = [member for member in event.member_ids if member != event.sender_id]
+    await _touch_inboxes(
+        sessions,
+        thread_id=event.thread_id,
+        activity_id=event.message_id,
+        member_ids=event.member_ids,
+        request_ids=event.request_member_ids
+        or await message_request_members(state, sessions, event.sender_id, others),
+    )
+    # Replying accepts a request.
+    async with sessions.for_id(event.sender_id) as session:
+        await messaging_repo.set_folder(session, event.sender_id, event.thread_id, folder="primary")
     recipients = await live_members(state, sessions, event.sender_id, event.member_ids)
     await realtime.publish(
         state,
@@ -71,16 +87,6 @@ async def deliver_message(state: AppState, sessions: ShardSessions, event: Messa
             kind=EventKind.MESSAGE, thread_id=event.thread_id, seq=event.seq, message=message
         ),
     )
-    await _touch_inboxes(
-        sessions,
-        thread_id=event.thread_id,
-        activity_id=event.message_id,
-        member_ids=event.member_ids,
-        request_ids=event.request_member_ids,
-    )
-    # Replying accepts a request.
-    async with sessions.for_id(event.sender_id) as session:
-        await messaging_repo.set_folder(session, event.sender_id, event.thread_id, folder="primary")
 
 
 @handles(THREAD_MEMBERS_CHANGED, name="messaging.members", queue=MESSAGING_QUEUE, inline=True)
