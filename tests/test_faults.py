@@ -229,7 +229,7 @@ async def test_a_full_pool_makes_writes_wait_then_refuses_them_typed_and_recover
 
 
 @contextmanager
-def second_database(settings: Settings, servers: Servers) -> Iterator[tuple[Servers, Path]]:
+def second_database(servers: Servers) -> Iterator[tuple[Servers, Path]]:
     """A cluster whose database 0 is the session's and database 1 a PostgreSQL of this
     test's own (its data dir is yielded), so stopping it stops nothing the others use."""
     data_dir = Path(tempfile.mkdtemp(prefix="apt-f-"))  # short: a socket path lives in it
@@ -264,7 +264,7 @@ def stop_immediately(postgres: EmbeddedPostgres) -> None:
 async def test_one_database_stopped_fails_only_its_users_and_comes_back(
     settings: Settings, servers: Servers, runtime: Runtime
 ) -> None:
-    with second_database(settings, servers) as (split, pg_dir):
+    with second_database(servers) as (split, pg_dir):
         shard_map = shard_map_for(settings, split)
         migrate(shard_map)
         verifier = Runtime.connect(settings, split)
