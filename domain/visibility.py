@@ -18,8 +18,9 @@ The rules:
   author's content is visible and, for a close-friends story, the viewer is the author or
   on the author's close-friends list;
 - a **thread** and its messages are visible to its current members only; a **message**
-  is hidden from anyone on either side of a block with its sender, and so are the live
-  events that actor causes (``domain/realtime.py``);
+  is hidden from anyone on either side of a block with its sender (as a thread's last
+  message and in its unread count too, and it takes no reaction from them), and so are
+  the live events that actor causes (``domain/realtime.py``);
 - a **notification** is its recipient's alone, and names only actors visible to them;
 - **media** is visible through what publishes it (a visible post, story, message or
   avatar) or to its owner; a private account's media URLs, and those of media sent in a
@@ -174,9 +175,14 @@ class Visibility:
     def in_thread(self, members: Sequence[ThreadMember]) -> bool:
         return any(member.user_id == self.viewer_id for member in members)
 
+    async def hidden_senders(self) -> set[int]:
+        """Whose messages the viewer may not read, nor have counted as unread: anyone on
+        either side of a block with them."""
+        return await self.facts.blocked()
+
     async def messages(self, rows: Sequence[MessageRecord]) -> list[MessageRecord]:
-        blocked = await self.facts.blocked()
-        return [row for row in rows if row.sender_id not in blocked]
+        hidden = await self.hidden_senders()
+        return [row for row in rows if row.sender_id not in hidden]
 
     async def users(self, ids: Sequence[int]) -> list[UserRecord | None]:
         rows, blocked = await asyncio.gather(self.facts.users(ids), self.facts.blocked())

@@ -3,7 +3,7 @@ are bound to the thread's shard, except the inbox functions, bound to the member
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 
 from sqlalchemy import and_, delete, func, select, update
@@ -276,12 +276,17 @@ async def get_threads(session: AsyncSession, ids: Sequence[int]) -> list[Thread]
 
 
 async def unread_counts(
-    session: AsyncSession, viewer_id: int, thread_ids: Sequence[int]
+    session: AsyncSession,
+    viewer_id: int,
+    thread_ids: Sequence[int],
+    *,
+    hidden_senders: Collection[int] = (),
 ) -> dict[int, int]:
-    """Messages from others after the viewer's read mark, per thread."""
+    """Messages from others after the viewer's read mark, per thread, leaving out those
+    of ``hidden_senders``."""
     if not thread_ids:
         return {}
-    rows = await session.execute(
+    query = (
         select(Message.thread_id, func.count())
         .join(
             ThreadMember,
@@ -292,8 +297,10 @@ async def unread_counts(
             Message.seq > ThreadMember.last_read_seq,
             Message.sender_id != viewer_id,
         )
-        .group_by(Message.thread_id)
     )
+    if hidden_senders:
+        query = query.where(Message.sender_id.not_in(list(hidden_senders)))
+    rows = await session.execute(query.group_by(Message.thread_id))
     return {int(thread_id): int(count) for thread_id, count in rows}
 
 

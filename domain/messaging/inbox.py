@@ -42,23 +42,21 @@ async def inbox(
         )
     more = len(entries) > limit
     entries = entries[:limit]
-    found = await thread_summaries(sessions, viewer_id, [entry.thread_id for entry in entries])
-    visibility = direct(state, sessions, viewer_id)
+    found = await thread_summaries(
+        state, sessions, viewer_id, [entry.thread_id for entry in entries]
+    )
     page = []
     for entry in entries:
         summary = found.get(entry.thread_id)
         if summary is None or viewer_id not in summary.member_ids:
             continue  # left or removed meanwhile
-        last = summary.last_message
-        if last is not None and not await visibility.messages([last]):
-            last = None
         page.append(
             InboxThread(
                 thread=summary.thread,
                 activity_id=entry.last_activity_id,
                 member_ids=summary.member_ids,
                 unread_count=summary.unread_count,
-                last_message=last,
+                last_message=summary.last_message,
                 read_marks=summary.read_marks,
             )
         )
@@ -66,16 +64,21 @@ async def inbox(
 
 
 async def thread_summaries(
-    sessions: ShardSessions, viewer_id: int, thread_ids: Sequence[int]
+    state: AppState, sessions: ShardSessions, viewer_id: int, thread_ids: Sequence[int]
 ) -> dict[int, InboxThread]:
+    """The threads as the viewer may see them: a last message whose sender is hidden from
+    them (a block, either way) is left out, and so are such messages from unread counts."""
+    hidden = await direct(state, sessions, viewer_id).hidden_senders()
+
     async def per_shard(session: AsyncSession, ids: list[int]) -> list[InboxThread]:
         threads = await messaging_repo.get_threads(session, ids)
         members = await messaging_repo.members_of(session, ids)
         last = {
             row.thread_id: message_record(row)
             for row in await messaging_repo.last_messages(session, threads)
+            if row.sender_id not in hidden
         }
-        unread = await messaging_repo.unread_counts(session, viewer_id, ids)
+        unread = await messaging_repo.unread_counts(session, viewer_id, ids, hidden_senders=hidden)
         return [
             InboxThread(
                 thread=thread_record(thread),

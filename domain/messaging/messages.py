@@ -17,7 +17,7 @@ from domain import events, realtime
 from domain.errors import BadUserInput, Forbidden, MediaNotReady, NotFound
 from domain.media.uploads import own_media
 from domain.messaging.events import MEDIA_SENT, MESSAGE_SENT, MediaSent, MessageSent
-from domain.messaging.threads import require_member
+from domain.messaging.threads import direct_thread, require_member
 from domain.realtime import EventKind, LiveEvent
 from domain.state import AppState
 from domain.visibility import direct
@@ -68,6 +68,30 @@ async def _kind_of(
     return "text"
 
 
+async def send_to_user(
+    state: AppState,
+    sessions: ShardSessions,
+    viewer_id: int,
+    user_id: int,
+    content: MessageContent,
+) -> MessageRecord:
+    """A message in the viewer's one-to-one thread with ``user_id``, made on first use
+    only for a message that may be sent: a refused one (a post the viewer may not see)
+    leaves no empty thread in either inbox."""
+    await _kind_of(state, sessions, viewer_id, _checked(content))
+    thread = await direct_thread(state, sessions, viewer_id, user_id)
+    return await send_message(state, sessions, viewer_id, thread.id, content)
+
+
+def _checked(content: MessageContent) -> MessageContent:
+    return MessageContent(
+        text=_validate_text(content.text),
+        post_id=content.post_id,
+        media_id=content.media_id,
+        story_id=content.story_id,
+    )
+
+
 async def send_message(
     state: AppState,
     sessions: ShardSessions,
@@ -75,12 +99,7 @@ async def send_message(
     thread_id: int,
     content: MessageContent,
 ) -> MessageRecord:
-    content = MessageContent(
-        text=_validate_text(content.text),
-        post_id=content.post_id,
-        media_id=content.media_id,
-        story_id=content.story_id,
-    )
+    content = _checked(content)
     kind = await _kind_of(state, sessions, viewer_id, content)
     thread, members = await require_member(state, sessions, viewer_id, thread_id)
     member_ids = [member.user_id for member in members]
@@ -201,16 +220,17 @@ async def react(
         if not emoji or len(emoji) > MAX_EMOJI_LENGTH or any(ch.isspace() for ch in emoji):
             raise BadUserInput("A reaction is one emoji", field="emoji")
     _, members = await require_member(state, sessions, viewer_id, thread_id)
+    # Decided before writing: a reaction to a message the viewer may not read is refused
+    # as if the message did not exist, and leaves nothing behind.
+    hidden = await direct(state, sessions, viewer_id).hidden_senders()
     async with sessions.for_id(thread_id) as session:
         row = await messaging_repo.get_message(session, thread_id, seq)
-        if row is None:
+        if row is None or row.sender_id in hidden:
             raise NotFound("No such message")
         changed = await messaging_repo.set_reaction(
             session, thread_id=thread_id, seq=seq, user_id=viewer_id, emoji=emoji
         )
         message = message_record(row)
-    if not (await direct(state, sessions, viewer_id).messages([message])):
-        raise NotFound("No such message")
     if changed:
         recipients = await live_members(state, sessions, viewer_id, [m.user_id for m in members])
         await realtime.publish(

@@ -44,7 +44,7 @@ def thread_id_from(global_id: strawberry.ID, *, field: str = "threadId") -> int:
 
 async def thread_of(info: Info, thread_id: int) -> Thread:
     ctx = info.context
-    found = await thread_summaries(ctx.sessions, ctx.signed_in_id, [thread_id])
+    found = await thread_summaries(ctx.state, ctx.sessions, ctx.signed_in_id, [thread_id])
     if thread_id not in found:
         raise NotFound("No such thread")
     return Thread(summary=found[thread_id])
@@ -183,22 +183,20 @@ class MessagingMutations:
         ctx = info.context
         if (input.thread_id is None) == (input.user_id is None):
             raise BadUserInput("Give threadId or userId", field="threadId")
-        if input.thread_id is not None:
-            thread_id = thread_id_from(input.thread_id)
-        else:
-            assert input.user_id is not None
-            thread = await threads.direct_thread(
-                ctx.state, ctx.sessions, ctx.signed_in_id, user_id_from(input.user_id)
-            )
-            thread_id = thread.id
         content = MessageContent(
             text=input.text,
             post_id=post_id_from(input.post_id) if input.post_id is not None else None,
             media_id=media_id_from(input.media_id) if input.media_id is not None else None,
         )
-        row = await messages.send_message(
-            ctx.state, ctx.sessions, ctx.signed_in_id, thread_id, content
-        )
+        if input.thread_id is not None:
+            row = await messages.send_message(
+                ctx.state, ctx.sessions, ctx.signed_in_id, thread_id_from(input.thread_id), content
+            )
+        else:
+            assert input.user_id is not None
+            row = await messages.send_to_user(
+                ctx.state, ctx.sessions, ctx.signed_in_id, user_id_from(input.user_id), content
+            )
         return MessagePayload(message=Message(row=row))
 
     @strawberry.mutation(
