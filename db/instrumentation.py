@@ -61,9 +61,16 @@ def record_redis_round_trip() -> None:
         counter.redis_round_trips += 1
 
 
+# Set on a connection's info when its transaction changes rows (``db/session.py`` reads it).
+WROTE = "aperture.wrote"
+_WRITES = ("INSERT", "UPDATE", "DELETE", "MERGE")
+
+
 def _before_cursor_execute(
     conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
 ) -> None:
+    if statement.lstrip()[:6].upper().startswith(_WRITES):
+        conn.info[WROTE] = True
     counter = _current.get()
     if counter is not None:
         counter.sql_statements += 1
@@ -75,7 +82,8 @@ _instrumented = False
 
 
 def instrument_sqlalchemy() -> None:
-    """Listen on every engine once; cheap when no counter is active (one ContextVar get)."""
+    """Listen on every engine once; cheap when no counter is active (one ContextVar get
+    and a look at the statement's first word)."""
     global _instrumented
     if not _instrumented:
         event.listen(Engine, "before_cursor_execute", _before_cursor_execute)

@@ -9,6 +9,7 @@ used: a request touches only the databases its ids route to.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import TypeVar
@@ -16,15 +17,28 @@ from typing import TypeVar
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.ids import shard_of
+from db.instrumentation import WROTE
 from db.shards import Databases, ShardMap
 
 T = TypeVar("T")
+
+
+async def _forget_writes(session: AsyncSession) -> bool:
+    """Whether the session's transaction changed rows (``db/instrumentation.py`` marks its
+    connection), clearing the mark before the connection goes back to the pool."""
+    if not session.in_transaction():
+        return False
+    connection = await session.connection()
+    return bool(connection.info.pop(WROTE, False))
 
 
 class ShardSessions:
     def __init__(self, databases: Databases) -> None:
         self.databases = databases
         self.shards_touched: set[int] = set()
+        # Transactions that changed rows and committed: once there is one, the operation's
+        # answer must not turn into an error its client would retry (graphql_api/http.py).
+        self.committed_writes = 0
 
     @property
     def shard_map(self) -> ShardMap:
@@ -40,10 +54,15 @@ class ShardSessions:
         async with AsyncSession(engine, expire_on_commit=False) as session:
             try:
                 yield session
+                wrote = await _forget_writes(session)
                 await session.commit()
             except BaseException:
+                with contextlib.suppress(Exception):
+                    await _forget_writes(session)
                 await session.rollback()
                 raise
+            if wrote:
+                self.committed_writes += 1
 
     @asynccontextmanager
     async def for_id(self, object_id: int) -> AsyncIterator[AsyncSession]:

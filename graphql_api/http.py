@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 import math
-from collections.abc import AsyncIterator, Awaitable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl
@@ -336,16 +336,19 @@ class GraphQLEndpoint:
             else (OperationType.QUERY, OperationType.MUTATION)
         )
         budget = self.settings.operation_timeout_seconds
+        context.operation_name_given = request.operation_name is not None
         try:
-            async with asyncio.timeout(budget):
-                context.operation_name_given = request.operation_name is not None
-                result = await schema.execute(
+            result = await _within_budget(
+                schema.execute(
                     request.query,
                     variable_values=request.variables,
                     context_value=context,
                     operation_name=request.operation_name,
                     allowed_operation_types=allowed,
-                )
+                ),
+                budget=budget,
+                committed=lambda: context.sessions.committed_writes > 0,
+            )
         except TimeoutError:
             quieted.warning(
                 "timeout",
@@ -453,6 +456,28 @@ def negotiate(accept: str) -> str:
         "NOT_ACCEPTABLE",
         f"Accept {GRAPHQL_RESPONSE_JSON} or {APPLICATION_JSON}",
     )
+
+
+async def _within_budget(work: Awaitable[T], *, budget: float, committed: Callable[[], bool]) -> T:
+    """``work``'s result, or TimeoutError once it has run ``budget`` seconds and is
+    cancelled. Work that has committed a write by then gets as long again to finish what
+    follows its commit (events, caches): cancelled there, its client would get an error
+    for a write that happened, and retry it."""
+    task = asyncio.ensure_future(work)
+    try:
+        done, _ = await asyncio.wait((task,), timeout=budget)
+        if not done and committed():
+            log.warning("operation past its budget after a commit: letting it finish")
+            done, _ = await asyncio.wait((task,), timeout=budget)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    if done:
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    raise TimeoutError
 
 
 async def _until_disconnect(receive: Receive, work: Awaitable[T]) -> T | None:
