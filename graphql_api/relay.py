@@ -6,7 +6,7 @@ import base64
 import binascii
 import hashlib
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -155,13 +155,16 @@ def build_connection(
     cursor_of: Callable[[ItemT], CursorT],
     node_of: Callable[[ItemT], NodeT | None],
     encode: Callable[[CursorT], str] = encode_cursor,  # type: ignore[assignment]
+    has_next: bool | None = None,
 ) -> Connection[NodeT]:
-    """``items`` holds up to ``limit + 1`` rows: the extra one only says there is a next page.
+    """``items`` holds up to ``limit + 1`` rows: the extra one only says there is a next page,
+    unless ``has_next`` says it (a list that hides items: ``has_visible_next``).
 
     Rows whose node resolves to None (deleted, hidden) are dropped from the page but still
     advance the cursor, so a client never sees them and never loops.
     """
-    has_next = len(items) > limit
+    if has_next is None:
+        has_next = len(items) > limit
     page = list(items[:limit])
     edges: list[Edge[NodeT]] = []
     for item in page:
@@ -178,6 +181,40 @@ def build_connection(
             end_cursor=end_cursor,
         ),
     )
+
+
+# How many more reads, past a page whose next item is hidden, look for a visible one.
+MAX_LOOK_AHEAD_READS = 3
+
+
+async def has_visible_next(
+    past_page: Sequence[ItemT],
+    *,
+    visible: Callable[[Sequence[ItemT]], Awaitable[Sequence[bool]]],
+    read_after: Callable[[ItemT, int], Awaitable[Sequence[ItemT]]],
+    limit: int,
+) -> bool:
+    """Whether an item the viewer may see lies past a page: ``hasNextPage`` for a list that
+    hides items (blocked authors, private accounts, deleted rows) after reading them.
+
+    ``past_page``: what was read past the page (the ``limit + 1``-th item); when none of it
+    is visible, ``read_after`` reads on after an item, ``limit`` at a time (at least
+    ``DEFAULT_PAGE_SIZE``), up to ``MAX_LOOK_AHEAD_READS`` times. The common case, a visible
+    next item, costs no read. When the bound is hit the answer is true, which Relay allows:
+    the next page may then be empty, with a cursor that moves on past the hidden items.
+    """
+    batch = max(limit, DEFAULT_PAGE_SIZE)
+    candidates, reads = past_page, 0
+    while candidates:
+        if any(await visible(candidates)):
+            return True
+        if reads == MAX_LOOK_AHEAD_READS:
+            return True
+        if reads and len(candidates) < batch:
+            return False  # the list ended within the last read
+        candidates = await read_after(candidates[-1], batch)
+        reads += 1
+    return False
 
 
 # The most digits a 64-bit id has: a longer "number" cursor is not one we gave.

@@ -252,20 +252,31 @@ async def home_feed_from_sql(
     by_shard = sessions.group_by_shard(authors)
     fetch = limit + 1 + limit // 2
 
-    async def newest(shard: int) -> list[int]:
+    async def newest(shard: int, before: int | None) -> list[int]:
         async with sessions.shard(shard) as session:
             return await feed_repo.newest_posts_of_authors(
-                session, by_shard[shard], before_id=before_id, limit=fetch
+                session, by_shard[shard], before_id=before, limit=fetch
             )
 
-    per_shard = await asyncio.gather(*(newest(shard) for shard in by_shard))
-    candidates = heapq.nlargest(fetch, (post_id for ids in per_shard for post_id in ids))
-    ahead = await _read_ahead(state, visibility, candidates, fields=fields, blocked=None, into=None)
-    visible = await visibility.feed_posts(candidates)
-    page_posts = visible[:limit]
+    collected: list[PostRecord] = []
+    cursor, full = before_id, True
+    ahead: PostPageAhead | None = None
+    # As the precomputed feed: read on while hidden posts leave the page short, bounded.
+    for _ in range(1 + MAX_EXTRA_READS):
+        per_shard = await asyncio.gather(*(newest(shard, cursor) for shard in by_shard))
+        candidates = heapq.nlargest(fetch, (post_id for ids in per_shard for post_id in ids))
+        ahead = await _read_ahead(
+            state, visibility, candidates, fields=fields, blocked=None, into=ahead
+        )
+        collected += await visibility.feed_posts(candidates)
+        full = len(candidates) == fetch
+        cursor = candidates[-1] if candidates else cursor
+        if len(collected) > limit or not full:
+            break
+    page_posts = collected[:limit]
     return FeedSlice(
         posts=page_posts,
-        has_next=len(visible) > limit,
-        resume_after=page_posts[-1].id if page_posts else None,
+        has_next=len(collected) > limit or full,
+        resume_after=page_posts[-1].id if page_posts else cursor,
         ahead=ahead,
     )

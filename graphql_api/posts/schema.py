@@ -74,10 +74,14 @@ class PostQueries:
         self, info: Info, tag: str, first: int | None = None, after: str | None = None
     ) -> Connection[Post]:
         limit = page_size(first)
-        ids = await posts.hashtag_post_ids(
-            info.context.sessions, tag, before_id=decode_cursor(after), limit=limit + 1
-        )
-        return await post_connection(info, ids, limit=limit)
+
+        async def read(before_id: int | None, count: int) -> list[int]:
+            return await posts.hashtag_post_ids(
+                info.context.sessions, tag, before_id=before_id, limit=count
+            )
+
+        ids = await read(decode_cursor(after), limit + 1)
+        return await post_connection(info, ids, limit=limit, read_after=read)
 
     @strawberry.field(
         description="The viewer's saved posts, most recently saved first. Only the viewer "
@@ -89,12 +93,21 @@ class PostQueries:
     ) -> Connection[Post]:
         ctx = info.context
         limit = page_size(first)
-        entries = await saved.saved_post_ids(
-            ctx.sessions, ctx.signed_in_id, after=decode_text_cursor(after), limit=limit + 1
-        )
-        cursor_of = {post_id: encode_text_cursor(cursor) for cursor, post_id in entries}
+        position_of: dict[int, str] = {}
+
+        async def read(after_position: str | None, count: int) -> list[int]:
+            entries = await saved.saved_post_ids(
+                ctx.sessions, ctx.signed_in_id, after=after_position, limit=count
+            )
+            position_of.update((post_id, position) for position, post_id in entries)
+            return [post_id for _, post_id in entries]
+
         return await post_connection(
-            info, [post_id for _, post_id in entries], limit=limit, cursors=cursor_of.__getitem__
+            info,
+            await read(decode_text_cursor(after), limit + 1),
+            limit=limit,
+            read_after=lambda post_id, count: read(position_of[post_id], count),
+            cursors=lambda post_id: encode_text_cursor(position_of[post_id]),
         )
 
 

@@ -28,6 +28,7 @@ from graphql_api.relay import (
     build_connection,
     decode_cursor,
     encode_cursor,
+    has_visible_next,
     page_size,
     to_global_id,
 )
@@ -236,11 +237,28 @@ async def _comment_page(
         )
     rows = await loaders.visibility.comments(ids)
     by_id = {row.id: row for row in rows if row is not None}
+
+    async def visible(comment_ids: Sequence[int]) -> list[bool]:
+        return [row is not None for row in await loaders.visibility.comments(comment_ids)]
+
+    async def read_after(comment_id: int, count: int) -> list[int]:
+        return await comments.comment_page_ids(
+            info.context.state,
+            info.context.sessions,
+            owner_id=owner_id,
+            replies=replies,
+            after_id=comment_id,
+            limit=count,
+        )
+
     return build_connection(
         ids,
         limit=limit,
         cursor_of=lambda comment_id: comment_id,
         node_of=lambda comment_id: Comment(row=by_id[comment_id]) if comment_id in by_id else None,
+        has_next=await has_visible_next(
+            ids[limit:], visible=visible, read_after=read_after, limit=limit
+        ),
     )
 
 
@@ -352,27 +370,45 @@ async def posts_for_page(
     return {row.id: Post(row=row, page=page) for row in rows}
 
 
+# Reads the ids that come after a post id in a connection's list, this many at most.
+ReadAfter = Callable[[int, int], Awaitable[Sequence[int]]]
+
+
 async def post_connection(
     info: Info,
     ids: list[int],
     *,
     limit: int,
+    read_after: ReadAfter,
     cursors: Callable[[int], str] | None = None,
 ) -> Connection[Post]:
     """A page of post ids (``limit + 1`` of them at most) as a connection of visible posts.
-    Cursors are the post ids (keyset paging by id), unless ``cursors`` gives each one."""
-    ahead = await read_ahead_posts(info, ids[:limit], page_fields(info))
-    rows = await info.context.loaders.visibility.posts(ids[:limit])
-    page = await posts_for_page(info, [row for row in rows if row is not None], ahead)
+    Cursors are the post ids (keyset paging by id), unless ``cursors`` gives each one.
+    ``read_after`` reads on past the page when its next post is hidden, so that
+    ``hasNextPage`` counts only posts the viewer may see (``has_visible_next``)."""
+    # The one past the page is read ahead too: whether it is visible is hasNextPage.
+    ahead = await read_ahead_posts(info, ids, page_fields(info))
+    visibility = info.context.loaders.visibility
+    rows = await visibility.posts(ids)
+    page = await posts_for_page(info, [row for row in rows[:limit] if row is not None], ahead)
+
+    async def visible(post_ids: Sequence[int]) -> list[bool]:
+        return [row is not None for row in await visibility.posts(post_ids)]
+
+    has_next = await has_visible_next(
+        ids[limit:], visible=visible, read_after=read_after, limit=limit
+    )
     if cursors is not None:
         return build_connection(
-            ids, limit=limit, cursor_of=cursors, node_of=page.get, encode=lambda cursor: cursor
+            ids,
+            limit=limit,
+            cursor_of=cursors,
+            node_of=page.get,
+            encode=lambda cursor: cursor,
+            has_next=has_next,
         )
     return build_connection(
-        ids,
-        limit=limit,
-        cursor_of=lambda post_id: post_id,
-        node_of=page.get,
+        ids, limit=limit, cursor_of=lambda post_id: post_id, node_of=page.get, has_next=has_next
     )
 
 
@@ -385,10 +421,17 @@ async def ranked_post_page(
     offset = 0 if start is None else start + 1
     if offset < 0:
         raise BadUserInput("'after' is not a cursor of this list", field="after")
-    page = ranked[offset : offset + limit + 1]
-    position = {post_id: offset + index for index, post_id in enumerate(page)}
+    position = {post_id: index for index, post_id in enumerate(ranked)}
+
+    async def read_after(post_id: int, count: int) -> list[int]:
+        return ranked[position[post_id] + 1 : position[post_id] + 1 + count]
+
     return await post_connection(
-        info, page, limit=limit, cursors=lambda post_id: encode_cursor(position[post_id])
+        info,
+        ranked[offset : offset + limit + 1],
+        limit=limit,
+        read_after=read_after,
+        cursors=lambda post_id: encode_cursor(position[post_id]),
     )
 
 
@@ -396,15 +439,19 @@ async def profile_posts(
     info: Info, author: UserRow, *, first: int | None, after: str | None
 ) -> Connection[Post]:
     limit = page_size(first)
-    ids = await posts.author_post_ids(
-        info.context.state,
-        info.context.sessions,
-        info.context.loaders.visibility,
-        author,
-        before_id=decode_cursor(after),
-        limit=limit + 1,
-    )
-    return await post_connection(info, ids, limit=limit)
+
+    async def read(before_id: int | None, count: int) -> list[int]:
+        return await posts.author_post_ids(
+            info.context.state,
+            info.context.sessions,
+            info.context.loaders.visibility,
+            author,
+            before_id=before_id,
+            limit=count,
+        )
+
+    ids = await read(decode_cursor(after), limit + 1)
+    return await post_connection(info, ids, limit=limit, read_after=read)
 
 
 async def resolve_post_node(info: Info, post_id: int) -> Post | None:
