@@ -121,6 +121,13 @@ class BoundedWebSocketAdapter(ASGIWebSocketAdapter):
             else:
                 yield _parse(text)
 
+    async def send_json(self, message: Mapping[str, object]) -> None:
+        if self.ws.application_state == WebSocketState.DISCONNECTED:
+            # Closed here while an operation still ran: Starlette raises a RuntimeError
+            # that Strawberry's handlers do not expect; this is the error they know.
+            raise WebSocketDisconnected
+        await super().send_json(message)
+
     async def close(self, code: int, reason: str) -> None:
         # Strawberry puts what the client sent in some reasons (an unknown type, an id).
         encoded = reason.encode()[:MAX_CLOSE_REASON_BYTES]
@@ -221,6 +228,11 @@ class TransportHandler(BaseGraphQLTransportWSHandler[Context, None]):
             with suppress(Exception):
                 await self.websocket.close(INTERNAL_ERROR_CODE, "Internal server error")
 
+    async def handle_task_exception(self, error: Exception) -> None:
+        if isinstance(error, WebSocketDisconnected):
+            return  # the socket closed while the operation ran: no one is left to tell
+        await super().handle_task_exception(error)
+
     async def handle_subscribe(self, message: SubscribeMessage) -> None:
         # Strawberry closes a socket for a subscribe before the ack (4401) or an id in
         # use (4409); only an operation it would start is refused here.
@@ -296,6 +308,17 @@ class LegacyHandler(BaseGraphQLWSHandler[Context, None]):
             await self.websocket.send_json({"type": "error", "id": operation_id, "payload": error})
         else:
             await self.websocket.send_json({"type": "connection_error", "payload": error})
+
+    async def handle_async_results(
+        self,
+        operation_id: str,
+        query: str,
+        operation_name: str | None,
+        variables: dict[str, object] | None,
+    ) -> None:
+        # The socket closing while the operation runs ends it; no one is left to tell.
+        with suppress(WebSocketDisconnected):
+            await super().handle_async_results(operation_id, query, operation_name, variables)
 
     async def handle_start(self, message: StartMessage) -> None:
         if self.connection_acknowledged:

@@ -6,14 +6,15 @@ nothing a client sends is logged at ERROR."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import json
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
-from websockets.typing import Subprotocol
 
 from aperture.runtime import Servers
 from aperture.settings import Settings
@@ -21,19 +22,9 @@ from db.shards import ShardMap
 from tests.conftest import serve_in_thread
 from tests.helpers import GraphQLClient, sign_up
 from tests.server_logs import describe, errors_logged
-from tests.ws_client import LEGACY_WS, MESSAGE_EVENTS, TRANSPORT_WS, open_socket, ws_url
+from tests.ws_client import LEGACY_WS, MESSAGE_EVENTS, TRANSPORT_WS, open_socket, raw_socket
 
 VIEWER = "query { viewer { username } }"
-
-
-async def raw_socket(url: str, protocol: str) -> ClientConnection:
-    return await connect(
-        ws_url(url),
-        subprotocols=[Subprotocol(protocol)],
-        open_timeout=5,
-        proxy=None,
-        max_size=None,
-    )
 
 
 async def init(connection: ClientConnection, token: str) -> None:
@@ -295,3 +286,33 @@ async def test_the_subscription_limit_is_a_typed_error(
     assert (refused["type"], refused["id"]) == ("error", refused_id), refused
     errors = refused["payload"] if protocol == TRANSPORT_WS else [refused["payload"]]
     assert [e["extensions"]["code"] for e in errors] == ["TOO_MANY_SUBSCRIPTIONS"], refused
+
+
+@pytest.mark.parametrize("protocol", [TRANSPORT_WS, LEGACY_WS])
+async def test_operations_running_when_the_socket_closes_log_no_error(
+    gql: GraphQLClient, live_server_url: str, protocol: str
+) -> None:
+    """Found by tests/test_fuzzing.py: an operation that answered after the server had
+    closed its socket raised a RuntimeError of Starlette's, logged at ERROR."""
+    ana = await sign_up(gql, "ana")
+    start = "subscribe" if protocol == TRANSPORT_WS else "start"
+    # What closes each socket at once: a malformed message, or the client's terminate.
+    closing = "[]" if protocol == TRANSPORT_WS else '{"type": "connection_terminate"}'
+    with errors_logged() as errors:
+        for number in range(10):
+            async with await raw_socket(live_server_url, protocol) as connection:
+                await init(connection, ana.token)
+                for query in ("subscription { nope }", MESSAGE_EVENTS, VIEWER):
+                    operation = {
+                        "id": f"{number}-{query[:5]}",
+                        "type": start,
+                        "payload": {"query": query},
+                    }
+                    await connection.send(json.dumps(operation))
+                await connection.send(closing)
+                with contextlib.suppress(ConnectionClosed):
+                    while True:
+                        await asyncio.wait_for(connection.recv(), 5)
+        # An exception no one retrieved is logged when its task is collected.
+        gc.collect()
+    assert errors == [], describe(errors)

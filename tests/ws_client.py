@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.typing import Subprotocol
 
 TRANSPORT_WS = "graphql-transport-ws"
 LEGACY_WS = "graphql-ws"
@@ -82,6 +83,18 @@ class Socket:
         except TimeoutError:
             return True
         return False
+
+
+async def raw_socket(http_url: str, protocol: str) -> ClientConnection:
+    """A bare connection speaking ``protocol``, for sending frames exactly as given
+    (``async with await raw_socket(...)``); it takes frames of any size from the server."""
+    return await connect(
+        ws_url(http_url),
+        subprotocols=[Subprotocol(protocol)],
+        open_timeout=5,
+        proxy=None,
+        max_size=None,
+    )
 
 
 @asynccontextmanager
