@@ -247,6 +247,8 @@ class _ValkeyRecord:
 class _SeaweedRecord:
     pid: int
     s3_port: int
+    # Every port it was given (absent in records written before they were kept).
+    ports: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -653,6 +655,19 @@ def _free_low_ports(count: int) -> list[int]:
     return ports
 
 
+def _free(ports: dict[str, int]) -> bool:
+    """Every port can be listened on again. SO_REUSEADDR, as Go's listeners set it: the
+    connections of a process just killed linger in TIME_WAIT without holding the port."""
+    for port in ports.values():
+        try:
+            with socket.socket() as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 @dataclass(frozen=True)
 class S3Endpoint:
     url: str
@@ -737,10 +752,17 @@ class EmbeddedSeaweed:
             if _http_answers(record.s3_port):
                 return S3Endpoint(f"http://127.0.0.1:{record.s3_port}", access_key, secret_key)
             self.stop(state)
-        for _ in range(3):
-            ports = dict(zip(_SEAWEED_PORTS, _free_low_ports(len(_SEAWEED_PORTS)), strict=True))
+        # One that died (killed, crashed) comes back on its ports while they are free: the
+        # processes still pointed at its S3 port find it again without a restart.
+        previous = record.ports if record is not None else {}
+        for attempt in range(3):
+            ports = (
+                previous
+                if attempt == 0 and set(previous) == set(_SEAWEED_PORTS) and _free(previous)
+                else dict(zip(_SEAWEED_PORTS, _free_low_ports(len(_SEAWEED_PORTS)), strict=True))
+            )
             process = self._spawn(ports, access_key=access_key, secret_key=secret_key)
-            state.seaweed = _SeaweedRecord(pid=process.pid, s3_port=ports["s3.port"])
+            state.seaweed = _SeaweedRecord(pid=process.pid, s3_port=ports["s3.port"], ports=ports)
             if self._ready(process, ports["s3.port"]):
                 self._process = process
                 return S3Endpoint(f"http://127.0.0.1:{ports['s3.port']}", access_key, secret_key)

@@ -7,6 +7,7 @@ component is back."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import shutil
@@ -23,17 +24,19 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from aperture.embedded import EmbeddedPostgres
-from aperture.runtime import Runtime, Servers, shard_map_for
+from aperture.embedded import STATE_FILE, EmbeddedPostgres, EmbeddedServers
+from aperture.runtime import Runtime, Servers, check_reachable, shard_map_for
 from aperture.settings import Settings
 from db.events.models import OutboxEvent
 from db.posts.models import Post
 from db.session import ShardSessions
+from domain.media.processing import generate_demo_image
 from domain.state import AppState
 from graphql_api.relay import from_global_id
 from migrations.runner import migrate
 from tests.conftest import serve_in_thread
 from tests.helpers import Account, GraphQLClient, follow, sign_up
+from tests.media_helpers import CREATE_UPLOAD, FINALIZE, MEDIA, send_bytes, upload_media
 from tests.test_login_security import TunedGql
 from tests.test_redis_outage import _free_port, _start_valkey
 from workers.runner import run_workers
@@ -459,3 +462,250 @@ async def test_a_write_past_its_budget_after_its_commit_is_answered_not_refused(
     async with sessions.for_id(post_id) as session:
         stored = await session.scalar(select(func.count()).where(Post.id == post_id))
     assert stored == 1
+
+
+# SeaweedFS SIGKILLed and restarted ---------------------------------------------------
+
+PHOTO = generate_demo_image(seed=25, width=320, height=240)
+PUBLISHED_PHOTO = """mutation($m: [ID!]!) {
+  createPost(input: {caption: "shown", mediaIds: $m}) { post { media { url(width: 320) } } }
+}"""
+
+
+@contextmanager
+def own_object_store(servers: Servers) -> Iterator[tuple[Servers, EmbeddedServers]]:
+    """The session's PostgreSQL and Valkey with a SeaweedFS of this test's own, so that
+    killing it kills nothing the other tests use."""
+    data_dir = Path(tempfile.mkdtemp(prefix="apt-s3-"))
+    embedded = EmbeddedServers(data_dir, databases=1)
+    try:
+        embedded.start(want_postgres=False, want_redis=False, want_s3=True)
+        assert embedded.s3 is not None
+        yield (
+            Servers(
+                database_urls=servers.database_urls, redis_url=servers.redis_url, s3=embedded.s3
+            ),
+            embedded,
+        )
+    finally:
+        embedded.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def kill_seaweed(embedded: EmbeddedServers) -> None:
+    """SIGKILL to ``weed mini``: no shutdown, no flush, as the OOM killer would."""
+    pid = json.loads((embedded.data_dir / STATE_FILE).read_text())["seaweed"]["pid"]
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)  # our child: reaped, so that nothing mistakes it for alive
+
+
+@dataclass
+class Upload:
+    """One upload as its client saw it: each step's refusals, until it was finalized."""
+
+    media_id: str | None = None
+    ticket: dict[str, object] | None = None
+    create_codes: list[str] = field(default_factory=list)
+    failed_sends: int = 0
+    sent: bool = False
+    finalize_codes: list[str] = field(default_factory=list)
+    finalized: bool = False
+
+
+async def answered(
+    gql: GraphQLClient, query: str, variables: dict[str, object], token: str
+) -> tuple[dict[str, object] | None, list[str]]:
+    """A GraphQL answer's data and error codes: data or a fault code, never a 500 nor
+    another error."""
+    response = await gql.http.post(
+        "/graphql",
+        json={"query": query, "variables": variables},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert response.status_code in (200, 503), (response.status_code, response.text)
+    body = response.json()
+    codes = [error["extensions"]["code"] for error in body.get("errors") or []]
+    assert set(codes) <= FAULT_CODES, body
+    return body.get("data"), codes
+
+
+async def finalize(gql: GraphQLClient, author: Account, upload: Upload) -> None:
+    _, codes = await answered(gql, FINALIZE, {"id": upload.media_id}, author.token)
+    upload.finalize_codes += codes
+    upload.finalized = not codes
+
+
+async def advance(gql: GraphQLClient, author: Account, upload: Upload) -> None:
+    """The upload's next step, as a client takes it: createUpload, the POST of the bytes
+    to the store (the same ticket again after a failed send), finalizeUpload."""
+    if upload.ticket is None:
+        variables: dict[str, object] = {"kind": "IMAGE", "type": "image/jpeg", "size": len(PHOTO)}
+        data, codes = await answered(gql, CREATE_UPLOAD, variables, author.token)
+        upload.create_codes += codes
+        if data is not None and data["createUpload"] is not None:
+            upload.ticket = data["createUpload"]["upload"]  # type: ignore[index]
+            upload.media_id = upload.ticket["media"]["id"]  # type: ignore[index]
+    elif not upload.sent:
+        try:
+            response = await send_bytes(upload.ticket, PHOTO, content_type="image/jpeg")
+        except httpx.TransportError:
+            upload.failed_sends += 1  # the store is away: the client's own send fails
+            return
+        assert response.status_code in (200, 201, 204), response.text
+        upload.sent = True
+    else:
+        await finalize(gql, author, upload)
+
+
+async def keep_uploading(
+    gql: GraphQLClient, author: Account, uploads: list[Upload], stop: asyncio.Event
+) -> None:
+    """Photo after photo, each step retried until it goes through."""
+    while not stop.is_set():
+        upload = Upload()
+        uploads.append(upload)
+        while not stop.is_set() and not upload.finalized:
+            await advance(gql, author, upload)
+            await asyncio.sleep(0.05)
+
+
+async def media_status(gql: GraphQLClient, author: Account, media_id: str) -> str:
+    media = (await gql(MEDIA, {"id": media_id}, token=author.token)).ok()["media"]
+    status: str = media["status"]
+    return status
+
+
+async def test_seaweedfs_killed_mid_uploads_refuses_typed_loses_no_upload_and_recovers(
+    settings: Settings, servers: Servers, runtime: Runtime, caplog: pytest.LogCaptureFixture
+) -> None:
+    with own_object_store(servers) as (own, embedded):
+        check_reachable(own, settings)  # makes the bucket, as a start does
+        worker_runtime = Runtime.connect(settings, own)
+        worker_state = AppState(worker_runtime)
+        try:
+            with serve_in_thread(settings, own) as url:
+                async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+                    gql = GraphQLClient(http)
+                    author = await sign_up(gql, "s3.author")
+                    # Before: a published photo, served over /media.
+                    shown = await upload_media(gql, worker_state, author, PHOTO)
+                    assert shown["status"] == "READY", shown
+                    published = (
+                        await gql(PUBLISHED_PHOTO, {"m": [shown["id"]]}, token=author.token)
+                    ).ok()
+                    media_url = published["createPost"]["post"]["media"][0]["url"]
+                    before = await http.get(media_url)
+                    assert before.status_code == 200
+                    # Bytes in the store, not yet finalized; and one finalized (acknowledged)
+                    # whose processing has not run: both must survive the kill.
+                    sent_only, acknowledged = Upload(), Upload()
+                    while not sent_only.sent:
+                        await advance(gql, author, sent_only)
+                    while not acknowledged.finalized:
+                        await advance(gql, author, acknowledged)
+
+                    caplog.set_level(logging.INFO)
+                    writes = Writes()
+                    uploads: list[Upload] = []
+                    stop_uploading = asyncio.Event()
+                    uploading = asyncio.create_task(
+                        keep_uploading(gql, author, uploads, stop_uploading)
+                    )
+                    try:
+                        async with posting(http, [author], writes):
+                            await until(lambda: len(uploads) >= 2, seconds=10, what="uploads")
+                            await asyncio.to_thread(kill_seaweed, embedded)
+                            down_from = len(writes.outcomes)
+                            async with workers_of(worker_state):
+                                # The acknowledged upload's processing fails while the
+                                # store is away, and is run again later (RetryPolicy).
+                                await until(
+                                    lambda: any(
+                                        "media.process" in r.getMessage()
+                                        and r.levelno == logging.WARNING
+                                        for r in caplog.records
+                                    ),
+                                    seconds=15,
+                                    what="a failed media job",
+                                )
+                                await until(
+                                    lambda: sum(u.failed_sends for u in uploads) >= 2,
+                                    seconds=15,
+                                    what="an upload sent while the store is away",
+                                )
+                                ready = await http.get("/readyz")
+                                assert ready.status_code == 503
+                                assert ready.json()["checks"]["object_store"] != "ok"
+                                assert ready.json()["checks"]["database_0"] == "ok"
+                                away = await http.get(media_url)
+                                assert away.status_code == 503
+                                assert away.json()["errors"][0]["extensions"]["code"] == (
+                                    "SERVICE_UNAVAILABLE"
+                                )
+                                await finalize(gql, author, sent_only)
+                                assert sent_only.finalize_codes == ["SERVICE_UNAVAILABLE"]
+                                assert len(writes.outcomes) > down_from
+
+                                # The same SeaweedFS, data dir and ports; nobody touches the app.
+                                await asyncio.to_thread(
+                                    embedded.start,
+                                    want_postgres=False,
+                                    want_redis=False,
+                                    want_s3=True,
+                                )
+                                assert embedded.s3 == own.s3
+                                back = time.monotonic()
+                                while (await http.get("/readyz")).status_code != 200:
+                                    assert time.monotonic() - back < 10, "the store not noticed"
+                                    await asyncio.sleep(0.1)
+                                # The upload in flight goes through, and a whole one after it.
+                                back_from = len(uploads)
+                                await until(
+                                    lambda: uploading.done() or len(uploads) >= back_from + 2,
+                                    seconds=15,
+                                    what="uploads once the store is back",
+                                )
+                                stop_uploading.set()
+                                await uploading
+                                # What was refused is accepted now, with the bytes sent
+                                # before the kill: nothing the store had acknowledged is lost.
+                                for upload in [sent_only, *uploads]:
+                                    if upload.sent and not upload.finalized:
+                                        await finalize(gql, author, upload)
+                                        assert upload.finalized, upload
+                                finalized = [
+                                    u.media_id
+                                    for u in [sent_only, acknowledged, *uploads]
+                                    if u.finalized
+                                ]
+                                for media_id in finalized:
+                                    assert media_id is not None
+                                    deadline = time.monotonic() + 30
+                                    while (
+                                        status := await media_status(gql, author, media_id)
+                                    ) != "READY":
+                                        assert status == "PROCESSING", (media_id, status)
+                                        assert time.monotonic() < deadline, media_id
+                                        await asyncio.sleep(0.1)
+                    finally:
+                        stop_uploading.set()
+                        await uploading
+                    after = await http.get(media_url)
+                    assert after.status_code == 200
+                    assert after.content == before.content
+        finally:
+            await worker_runtime.close()
+    # Every client saw data or a typed refusal; text posts never needed the store.
+    assert all(o.post_id is not None for o in writes.outcomes), [
+        (o.codes, o.transport_error) for o in writes.outcomes
+    ]
+    # createUpload needs PostgreSQL alone (the ticket is signed here); the client's POST
+    # to the store fails, finalizeUpload is refused typed.
+    assert {code for u in uploads for code in u.create_codes + u.finalize_codes} <= {
+        "SERVICE_UNAVAILABLE"
+    }
+    assert any(u.failed_sends for u in uploads), "an upload was in flight at the kill"
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], [
+        r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR
+    ]
+    await assert_acknowledged_kept(ShardSessions(runtime.databases), writes)

@@ -107,8 +107,14 @@ async def _run_periodic(state: AppState, task: PeriodicTask, stop: asyncio.Event
     while not stop.is_set():
         try:
             await task.run(state)
-        except Exception:
-            log.exception("periodic task %s failed; retrying in %.0fs", task.name, interval)
+        except Exception as error:
+            if not is_unavailable(error):
+                log.exception("periodic task %s failed; retrying in %.0fs", task.name, interval)
+            else:
+                # A server it needs is down (an object store, a database): no bug of ours.
+                log.warning(
+                    "periodic task %s failed: %s; retrying in %.0fs", task.name, error, interval
+                )
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=interval)
 
