@@ -19,6 +19,7 @@ from db.flags import ViewerFlags
 from db.id_lists import IdListCache
 from db.media.models import Media
 from db.media.records import MediaRecord
+from db.posts.commenter_counts import PostCommenterCounts
 from db.posts.models import Comment, Post
 from db.posts.records import CommentRecord, PostRecord
 from db.rate_limits import FailureBackoff, RateLimiter
@@ -52,6 +53,7 @@ class AppState:
     comment_cache: RowCache[Comment, CommentRecord] = field(init=False)
     post_likes: HotCounters = field(init=False)
     post_comments: HotCounters = field(init=False)
+    post_commenters: PostCommenterCounts = field(init=False)
     comment_likes: HotCounters = field(init=False)
     liked_posts: ViewerFlags = field(init=False)
     liked_comments: ViewerFlags = field(init=False)
@@ -102,6 +104,7 @@ class AppState:
         )
         self.post_likes = HotCounters(redis, name="post-likes", ttl_seconds=ttl)
         self.post_comments = HotCounters(redis, name="post-comments", ttl_seconds=ttl)
+        self.post_commenters = PostCommenterCounts(redis, name="post-commenters", ttl_seconds=ttl)
         self.comment_likes = HotCounters(redis, name="comment-likes", ttl_seconds=ttl)
         self.liked_posts = ViewerFlags(redis, name="liked-posts", ttl_seconds=ttl)
         self.liked_comments = ViewerFlags(redis, name="liked-comments", ttl_seconds=ttl)

@@ -12,6 +12,8 @@ The rules:
   is the viewer's own, or the viewer follows it;
 - a **post** is visible if it is live and its author's content is visible;
 - a **comment** is visible if it is live, its author is visible and its post is visible;
+  a post's **comment count** leaves out the comments of anyone on either side of a block
+  with the viewer (``visible_comment_count``);
 - a **feed entry** is a visible post by the viewer or by someone the viewer follows
   (a feed entry outlives an unfollow until fan-out removes it);
 - a **story** is visible until it expires (exactly 24 hours, by ``state.clock``) if its
@@ -38,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol, TypeVar
@@ -137,6 +140,19 @@ def media_urls_signed(owner: UserRecord | None, *, in_message: bool = False) -> 
     media, and anything sent in a direct message. Every surface that hands out a media URL
     asks this, and so does the route that serves one without a signature."""
     return in_message or owner is None or owner.is_private
+
+
+def visible_comment_count(
+    total: int, *, blocked: AbstractSet[int], comments_by_commenter: Mapping[int, int]
+) -> int:
+    """A post's comment count as the viewer sees it: ``total`` (its live comments, replies
+    included) less those by anyone in ``blocked`` (the viewer's block set), counted from
+    ``comments_by_commenter`` (the post's live comments per commenter, at least for the
+    blocked ones). The two are cached apart and may drift by a write: never below zero."""
+    hidden = sum(
+        comments for commenter, comments in comments_by_commenter.items() if commenter in blocked
+    )
+    return max(total - hidden, 0)
 
 
 async def message_request_members(

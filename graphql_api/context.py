@@ -49,7 +49,12 @@ class Loaders:
 
     @cached_property
     def posts(self) -> PostLoaders:
-        return PostLoaders(self._state, self._sessions, self._viewer_id)
+        return PostLoaders(
+            self._state,
+            self._sessions,
+            self._viewer_id,
+            block_set=lambda: self.accounts.viewer_block_set(),
+        )
 
     @cached_property
     def media(self) -> MediaLoaders:

@@ -310,6 +310,18 @@ async def comment_counts(session: AsyncSession, post_ids: Sequence[int]) -> dict
     return counts
 
 
+async def commenter_counts(
+    session: AsyncSession, post_ids: Sequence[int]
+) -> list[tuple[int, int, int]]:
+    """(post id, commenter id, live comments) for every commenter of these posts."""
+    rows = await session.execute(
+        select(Comment.post_id, Comment.author_id, func.count())
+        .where(Comment.post_id.in_(post_ids), Comment.deleted_at.is_(None))
+        .group_by(Comment.post_id, Comment.author_id)
+    )
+    return [(post_id, author_id, count) for post_id, author_id, count in rows]
+
+
 # Likes --------------------------------------------------------------------------------
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -16,7 +17,7 @@ from domain.errors import Forbidden, NotFound
 from domain.posts.events import COMMENT_ADDED, CommentAdded
 from domain.posts.text import validate_comment
 from domain.state import CACHED_LIST_LENGTH, AppState
-from domain.visibility import direct
+from domain.visibility import direct, visible_comment_count
 
 
 async def load_comments(
@@ -34,6 +35,25 @@ async def comment_counts(
     return await state.post_comments.get_many(
         post_ids, sessions=sessions, count=posts_repo.comment_counts
     )
+
+
+async def visible_comment_counts(
+    state: AppState, sessions: ShardSessions, post_ids: Sequence[int], *, blocked: AbstractSet[int]
+) -> list[int]:
+    """Each post's comment count as a viewer with this block set sees it: a viewer who
+    blocked no one (or was blocked by no one) pays nothing more than the cached totals."""
+    totals = await comment_counts(state, sessions, post_ids)
+    if not blocked:
+        return totals
+    by_commenter = await state.post_commenters.get_many(
+        post_ids, sorted(blocked), sessions=sessions, count=posts_repo.commenter_counts
+    )
+    return [
+        visible_comment_count(
+            total, blocked=blocked, comments_by_commenter=by_commenter.get(post_id, {})
+        )
+        for post_id, total in zip(post_ids, totals, strict=True)
+    ]
 
 
 async def refresh_comment_lists(
@@ -83,6 +103,7 @@ async def add_comment(
     await events.relay(state, sessions, owed)
     await state.comment_cache.store(comment.id, comment)
     await state.post_comments.adjust(post_id, 1)
+    await state.post_commenters.adjust(post_id, viewer_id, 1)
     await refresh_comment_lists(state, sessions, post_id=post_id, parent_id=parent_id)
     return state.comment_cache.record_of(comment)
 
@@ -101,6 +122,7 @@ async def delete_comment(
         raise NotFound("No such comment")
     await state.comment_cache.store(comment_id, None)
     await state.post_comments.adjust(comment.post_id, -1)
+    await state.post_commenters.adjust(comment.post_id, comment.author_id, -1)
     await refresh_comment_lists(
         state, sessions, post_id=comment.post_id, parent_id=comment.parent_id
     )

@@ -8,7 +8,9 @@ the reads a page will make are planned together (``db.redis.read_together``):
 1. the posts' rows, and what the reader asked for by post id (counters, the viewer's
    flags), plus the viewer's block set if it is not known yet;
 2. the authors' rows and whether the viewer follows each, which the visibility rules
-   need, and the posts' media rows (a carousel's photos) when asked for.
+   need, the posts' media rows (a carousel's photos) when asked for, and, for a viewer
+   with blocks who asked for comment counts, the blocked accounts' comments on each post
+   (what ``visible_comment_count`` takes off; a viewer without blocks reads nothing more).
 
 Only hits come back: a miss (evicted, never cached) or a Redis that cannot answer is
 left to the usual batch reads, which go to PostgreSQL and fill the cache. Who may see
@@ -24,7 +26,7 @@ from typing import Any
 from db.media.records import MediaRecord
 from db.redis import PlannedRead, read_together, redis_available
 from domain.state import AppState
-from domain.visibility import KnownFacts, Visibility
+from domain.visibility import KnownFacts, Visibility, visible_comment_count
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +110,10 @@ async def _read(
     if fields.viewer_has_saved and viewer_id is not None:
         ahead.viewer_saved = next(answer)
     ahead.facts.blocked = next(answer) if read_blocks else blocked
+    known_blocks = ahead.facts.blocked if viewer_id is not None else set()
+    if known_blocks is None:
+        # Whose comments to leave out is not known yet: the batch reads count them.
+        ahead.comment_counts = {}
 
     authors = list(dict.fromkeys(row.author_id for row in posts.values() if row is not None))
     others = [author for author in authors if author != viewer_id]
@@ -118,15 +124,34 @@ async def _read(
         else []
     )
     second.append(state.media_cache.plan_get(media_ids))
+    follows_at = commenters_at = None
     if viewer_id is not None and others:
+        follows_at = len(second)
         second.append(state.following_sets.plan_contains(viewer_id, others))
+    if known_blocks and ahead.comment_counts:
+        # Only a viewer with blocks pays for this, and in a round trip made anyway.
+        commenters_at = len(second)
+        second.append(
+            state.post_commenters.plan_get(list(ahead.comment_counts), sorted(known_blocks))
+        )
     answers = await read_together(redis, second)
     if answers is None:
+        if commenters_at is not None:
+            ahead.comment_counts = {}
         return ahead
     ahead.facts.users = answers[0]
     ahead.media = answers[1]
-    if len(answers) > 2 and answers[2] is not None:
-        ahead.facts.follows = dict(zip(others, answers[2], strict=True))
+    if follows_at is not None and answers[follows_at] is not None:
+        ahead.facts.follows = dict(zip(others, answers[follows_at], strict=True))
     elif viewer_id is None:
         ahead.facts.follows = dict.fromkeys(others, False)
+    if commenters_at is not None and known_blocks:
+        by_post = answers[commenters_at]
+        ahead.comment_counts = {
+            post_id: visible_comment_count(
+                total, blocked=known_blocks, comments_by_commenter=by_post[post_id]
+            )
+            for post_id, total in ahead.comment_counts.items()
+            if post_id in by_post
+        }
     return ahead

@@ -6,7 +6,7 @@ one SQL statement per shard (the domain's batch reads do that).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from strawberry.dataloader import DataLoader
 
@@ -19,10 +19,19 @@ from domain.state import AppState
 
 
 class PostLoaders:
-    def __init__(self, state: AppState, sessions: ShardSessions, viewer_id: int | None) -> None:
+    def __init__(
+        self,
+        state: AppState,
+        sessions: ShardSessions,
+        viewer_id: int | None,
+        *,
+        block_set: Callable[[], Awaitable[set[int]]],
+    ) -> None:
         self._state = state
         self._sessions = sessions
         self._viewer_id = viewer_id
+        # The viewer's block set, shared with the operation's other loaders.
+        self._block_set = block_set
         self.post: DataLoader[int, PostRecord | None] = DataLoader(load_fn=self._load_posts)
         self.comment: DataLoader[int, CommentRecord | None] = DataLoader(
             load_fn=self._load_comments
@@ -56,7 +65,10 @@ class PostLoaders:
         return await likes.like_counts(self._state, self._sessions, ids)
 
     async def _load_comment_counts(self, ids: Sequence[int]) -> list[int]:
-        return await comments.comment_counts(self._state, self._sessions, ids)
+        """As the viewer sees them: less the comments of accounts blocked either way."""
+        return await comments.visible_comment_counts(
+            self._state, self._sessions, ids, blocked=await self._block_set()
+        )
 
     async def _load_comment_like_counts(self, ids: Sequence[int]) -> list[int]:
         return await likes.comment_like_counts(self._state, self._sessions, ids)
