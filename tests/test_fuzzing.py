@@ -27,7 +27,7 @@ from websockets.exceptions import ConnectionClosed
 from aperture.settings import Settings
 from domain.media.delivery import owner_of_key
 from graphql_api.relay import from_global_id
-from tests.helpers import GraphQLClient, create_post, sign_up
+from tests.helpers import SIGN_UP, GraphQLClient, create_post, sign_up
 from tests.server_logs import describe, errors_logged
 from tests.ws_client import (
     LEGACY_WS,
@@ -316,3 +316,20 @@ async def test_websocket_fuzzing_gets_typed_answers_and_a_working_socket_after(
             await socket.listen(MESSAGE_EVENTS)
     assert found == [], "\n".join(found)
     assert errors == [], describe(errors)
+
+
+async def test_a_trailing_newline_is_no_part_of_a_valid_username_or_website(
+    gql: GraphQLClient,
+) -> None:
+    """In a pattern, "$" also matches before a trailing newline."""
+    result = await gql(
+        SIGN_UP, {"username": "ana\n", "email": "ana@example.com", "password": "password123"}
+    )
+    assert result.codes == ["BAD_USER_INPUT"], result.errors
+    bo = await sign_up(gql, "bo")
+    result = await gql(
+        "mutation($w: String) { updateProfile(input: {website: $w}) { user { website } } }",
+        {"w": "https://example.com\n"},
+        token=bo.token,
+    )
+    assert result.codes == ["BAD_USER_INPUT"], result.errors

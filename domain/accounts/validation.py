@@ -20,7 +20,8 @@ WEBSITE_PATTERN = re.compile(r"^https?://[^\s]+$")
 
 
 def could_be_username(text: str) -> bool:
-    return USERNAME_PATTERN.match(text) is not None
+    # fullmatch: "$" alone also matches before a trailing newline ("ana\n").
+    return USERNAME_PATTERN.fullmatch(text) is not None
 
 
 def validate_username(username: str) -> str:
@@ -78,7 +79,7 @@ def profile_changes(
         if len(value) > limit:
             raise BadUserInput(f"{field} is at most {limit} characters", field=field)
         values[field] = value
-    if website and not WEBSITE_PATTERN.match(website):
+    if website and not WEBSITE_PATTERN.fullmatch(website):
         raise BadUserInput("website must be an http:// or https:// URL", field="website")
     if is_private is not None:
         values["is_private"] = is_private
