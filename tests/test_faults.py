@@ -23,6 +23,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from websockets.exceptions import ConnectionClosed
 
 from aperture.embedded import STATE_FILE, EmbeddedPostgres, EmbeddedServers
 from aperture.runtime import Runtime, Servers, check_reachable, shard_map_for
@@ -34,11 +35,15 @@ from domain.media.processing import generate_demo_image
 from domain.state import AppState
 from graphql_api.relay import from_global_id
 from migrations.runner import migrate
-from tests.conftest import serve_in_thread
+from tests.conftest import serve_in_thread, server_processes
 from tests.helpers import Account, GraphQLClient, follow, sign_up
 from tests.media_helpers import CREATE_UPLOAD, FINALIZE, MEDIA, send_bytes, upload_media
+from tests.server_logs import describe, errors_logged
 from tests.test_login_security import TunedGql
+from tests.test_realtime import group, next_of, sent
+from tests.test_realtime_processes import THREAD_EVENTS, _catch_up
 from tests.test_redis_outage import _free_port, _start_valkey
+from tests.ws_client import Socket, open_socket
 from workers.runner import run_workers
 
 CREATE_POST = "mutation($c: String!) { createPost(input: {caption: $c}) { post { id } } }"
@@ -709,3 +714,129 @@ async def test_seaweedfs_killed_mid_uploads_refuses_typed_loses_no_upload_and_re
         r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR
     ]
     await assert_acknowledged_kept(ShardSessions(runtime.databases), writes)
+
+
+# A web process SIGKILLed with its websockets open ------------------------------------
+
+
+def pid_serving(url: str) -> int:
+    """The pid of the server process ``server_processes`` started on ``url``'s port."""
+    port = url.rsplit(":", 1)[1]
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"aperture.web:app_from_environment" in command and port.encode() in command:
+            return int(entry.name)
+    raise AssertionError(f"no server process on port {port}")
+
+
+@dataclass
+class Reader:
+    """A thread as one member's client shows it: messages by seq, from its socket or from
+    catching up; what reached it twice is dropped (and counted)."""
+
+    seen: dict[int, str] = field(default_factory=dict)
+    duplicates: int = 0
+    caught_up: int = 0
+    drops: list[str] = field(default_factory=list)
+
+    @property
+    def last_seq(self) -> int | None:
+        return max(self.seen) if self.seen else None
+
+    def take(self, seq: int, text: str) -> None:
+        if seq in self.seen:
+            assert self.seen[seq] == text
+            self.duplicates += 1
+            return
+        self.seen[seq] = text
+
+
+async def test_a_web_process_killed_with_open_sockets_loses_its_clients_nothing(
+    settings: Settings, servers: Servers, runtime: Runtime, project_env: dict[str, str]
+) -> None:
+    generous = str(10**9)
+    total = 60
+    with (
+        errors_logged() as errors,
+        serve_in_thread(settings, servers) as survivor,
+        server_processes(
+            servers,
+            project_env,
+            count=1,
+            rate_limit_ip_capacity=generous,
+            rate_limit_viewer_capacity=generous,
+            signup_ip_capacity=generous,
+        ) as (victim,),
+    ):
+        async with httpx.AsyncClient(base_url=survivor, timeout=30) as http:
+            gql = GraphQLClient(http)
+            ana, ben, cy = [await sign_up(gql, f"ws.{name}") for name in ("ana", "ben", "cy")]
+            thread_id = await group(gql, ana, ben, cy)
+            sent_texts: list[str] = []
+            ben_reader, cy_reader = Reader(), Reader()
+
+            async def keep_sending() -> None:
+                for number in range(total):
+                    await sent(gql, ana, f"message {number}", thread_id=thread_id)
+                    sent_texts.append(f"message {number}")
+                    await asyncio.sleep(0.02)
+
+            async def on_survivor(socket: Socket) -> None:
+                """cy never reconnects: every message once, in order, from the socket."""
+                while len(cy_reader.seen) < total:
+                    event = await next_of(socket, "MESSAGE", timeout=10)
+                    seq, text = event["message"]["seq"], event["message"]["text"]
+                    assert seq == len(cy_reader.seen) + 1, (seq, sorted(cy_reader.seen)[-3:])
+                    cy_reader.take(seq, text)
+
+            async def catch_up() -> None:
+                for seq, text in await _catch_up(gql, ben, thread_id, ben_reader.last_seq):
+                    ben_reader.caught_up += seq not in ben_reader.seen
+                    ben_reader.take(seq, text)
+
+            async def read_until_done(socket: Socket) -> None:
+                while len(ben_reader.seen) < total:
+                    event = await next_of(socket, "MESSAGE", timeout=10)
+                    ben_reader.take(event["message"]["seq"], event["message"]["text"])
+
+            async def on_victim_then_survivor(socket: Socket) -> None:
+                """ben's client: on the victim until its socket drops, then on the survivor:
+                subscribed (the GAP), then caught up from its last message."""
+                try:
+                    await read_until_done(socket)
+                    return
+                except ConnectionClosed as closed:
+                    ben_reader.drops.append(type(closed).__name__)
+                async with open_socket(survivor, token=ben.token) as again:
+                    await again.listen(THREAD_EVENTS, {"threadId": thread_id})
+                    await catch_up()
+                    await read_until_done(again)
+
+            async with (
+                open_socket(victim, token=ben.token) as bens,
+                open_socket(survivor, token=cy.token) as cys,
+            ):
+                await bens.listen(THREAD_EVENTS, {"threadId": thread_id})
+                await cys.listen(THREAD_EVENTS, {"threadId": thread_id})
+                readers = asyncio.gather(on_victim_then_survivor(bens), on_survivor(cys))
+                sending = asyncio.create_task(keep_sending())
+                try:
+                    await until(lambda: len(sent_texts) >= 10, seconds=10, what="messages")
+                    os.kill(pid_serving(victim), signal.SIGKILL)
+                    await asyncio.wait_for(readers, 30)
+                    await sending
+                finally:
+                    sending.cancel()
+                    readers.cancel()
+    expected = {seq: text for seq, text in enumerate(sent_texts, start=1)}
+    assert ben_reader.drops == ["ConnectionClosedError"]
+    assert ben_reader.seen == expected
+    assert ben_reader.caught_up > 0, "messages were sent while ben's socket was down"
+    assert cy_reader.seen == expected
+    assert cy_reader.duplicates == 0
+    assert describe(errors) == []
