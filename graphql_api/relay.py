@@ -161,7 +161,9 @@ def build_connection(
     unless ``has_next`` says it (a list that hides items: ``has_visible_next``).
 
     Rows whose node resolves to None (deleted, hidden) are dropped from the page but still
-    advance the cursor, so a client never sees them and never loops.
+    advance the cursor while there is a next page, so a client never sees them and never
+    loops. On the last page the end cursor is the last item shown: a page of hidden items
+    alone then says nothing at all.
     """
     if has_next is None:
         has_next = len(items) > limit
@@ -171,7 +173,10 @@ def build_connection(
         node = node_of(item)
         if node is not None:
             edges.append(Edge(node=node, cursor=encode(cursor_of(item))))
-    end_cursor = encode(cursor_of(page[-1])) if page else None
+    if has_next:
+        end_cursor = encode(cursor_of(page[-1])) if page else None
+    else:
+        end_cursor = edges[-1].cursor if edges else None
     return Connection(
         edges=edges,
         page_info=PageInfo(

@@ -204,6 +204,29 @@ async def test_hashtag_page_has_no_next_page_when_only_hidden_posts_remain(
     assert page_of(others, "postsByHashtag") == (["hidden newest #vcnext"], True)
 
 
+async def test_a_page_of_hidden_items_alone_says_nothing(gql: GraphQLClient) -> None:
+    viewer, troll = [await sign_up(gql, f"vn5.{n}") for n in ("viewer", "troll")]
+    post_id = await create_post(gql, viewer, "mine")
+    for n in range(3):
+        await create_post(gql, troll, f"hidden {n} #vconly")
+        await comment(gql, troll, post_id, f"hidden {n}")
+    await block(gql, viewer, troll)
+    nothing = {"hasNextPage": False, "startCursor": None, "endCursor": None}
+    info = "pageInfo { hasNextPage startCursor endCursor }"
+    tagged = await gql(
+        f'{{ postsByHashtag(tag: "vconly", first: 2) {{ nodes {{ id }} {info} }} }}',
+        token=viewer.token,
+    )
+    assert tagged.ok()["postsByHashtag"] == {"nodes": [], "pageInfo": nothing}
+    thread = await gql(
+        f"query($id: ID!) {{ node(id: $id) {{ ... on Post {{ comments(first: 2) {{ nodes {{ id }} "
+        f"{info} }} }} }} }}",
+        {"id": post_id},
+        token=viewer.token,
+    )
+    assert thread.ok()["node"]["comments"] == {"nodes": [], "pageInfo": nothing}
+
+
 async def test_comment_threads_have_no_next_page_when_only_hidden_comments_remain(
     gql: GraphQLClient,
 ) -> None:
