@@ -12,6 +12,7 @@ import logging
 import os
 import shutil
 import signal
+import subprocess
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -27,18 +28,21 @@ from websockets.exceptions import ConnectionClosed
 
 from aperture.embedded import STATE_FILE, EmbeddedPostgres, EmbeddedServers
 from aperture.runtime import Runtime, Servers, check_reachable, shard_map_for
+from aperture.seed import DEMO_PASSWORD, Graph, load_graph
 from aperture.settings import Settings
 from db.events.models import OutboxEvent
+from db.feed.activity import ACTIVE_USERS_KEY
 from db.posts.models import Post
 from db.session import ShardSessions
 from domain.media.processing import generate_demo_image
 from domain.state import AppState
-from graphql_api.relay import from_global_id
+from graphql_api.relay import from_global_id, to_global_id
 from migrations.runner import migrate
 from tests.conftest import serve_in_thread, server_processes
 from tests.helpers import Account, GraphQLClient, follow, sign_up
 from tests.media_helpers import CREATE_UPLOAD, FINALIZE, MEDIA, send_bytes, upload_media
 from tests.server_logs import describe, errors_logged
+from tests.test_fanout_durability import _fanout_progress, _feeds_with, _start_worker
 from tests.test_login_security import TunedGql
 from tests.test_realtime import group, next_of, sent
 from tests.test_realtime_processes import THREAD_EVENTS, _catch_up
@@ -124,6 +128,7 @@ async def keep_posting(
     stop: asyncio.Event,
     *,
     client: int = 0,
+    pause: float = 0.01,
 ) -> None:
     """createPost by each author in turn until ``stop``, every outcome recorded."""
     number = 0
@@ -132,17 +137,23 @@ async def keep_posting(
         caption = f"{author.username} {client}.{number}"
         writes.outcomes.append(await post_once(http, author, caption))
         number += 1
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(pause)
 
 
 @asynccontextmanager
 async def posting(
-    http: httpx.AsyncClient, authors: list[Account], writes: Writes, *, clients: int = 1
+    http: httpx.AsyncClient,
+    authors: list[Account],
+    writes: Writes,
+    *,
+    clients: int = 1,
+    pause: float = 0.01,
 ) -> AsyncIterator[None]:
-    """``clients`` loops of createPost, each one request at a time, for the block's time."""
+    """``clients`` loops of createPost, each one request at a time, ``pause`` seconds
+    apart, for the block's time."""
     stop = asyncio.Event()
     loops = [
-        asyncio.create_task(keep_posting(http, authors, writes, stop, client=n))
+        asyncio.create_task(keep_posting(http, authors, writes, stop, client=n, pause=pause))
         for n in range(clients)
     ]
     try:
@@ -840,3 +851,108 @@ async def test_a_web_process_killed_with_open_sockets_loses_its_clients_nothing(
     assert cy_reader.seen == expected
     assert cy_reader.duplicates == 0
     assert describe(errors) == []
+
+
+# A worker SIGKILLed mid-fan-out while clients write ----------------------------------
+
+LOG_IN = "mutation($u: String!, $p: String!) { logIn(username: $u, password: $p) { token } }"
+HOME_FEED = "{ homeFeed(first: 100) { edges { node { id } } } }"
+
+
+def logged(log: Path, *, since: int = 0) -> str:
+    """What the worker wrote to ``log`` after its first ``since`` bytes."""
+    return log.read_bytes()[since:].decode(errors="replace")
+
+
+async def wait_for_worker(worker: subprocess.Popen[bytes], log: Path, *, since: int) -> None:
+    """Until the worker says it is ready (in the log after byte ``since``)."""
+    deadline = time.monotonic() + 30
+    while "worker ready" not in logged(log, since=since):
+        assert worker.poll() is None, logged(log)
+        assert time.monotonic() < deadline, logged(log)
+        await asyncio.sleep(0.05)
+
+
+async def test_a_worker_killed_mid_fan_out_under_writes_delivers_every_post_once(
+    settings: Settings,
+    servers: Servers,
+    runtime: Runtime,
+    project_env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    sessions = ShardSessions(runtime.databases)
+    followers = 100
+    star = Graph(users=followers + 1, edges=[(n, 0) for n in range(1, followers + 1)])
+    user_ids = await load_graph(sessions, star, prefix="wk", posts_per_user=0)
+    follower_ids = user_ids[1:]
+    await runtime.redis.zadd(ACTIVE_USERS_KEY, {str(u): time.time() for u in user_ids})
+    state = AppState(runtime)
+    log = tmp_path / "worker.log"
+    worker = _start_worker(servers, project_env, log)
+    try:
+        with serve_in_thread(settings, servers) as url:
+            async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+                gql = GraphQLClient(http)
+
+                async def log_in(node: int) -> Account:
+                    variables = {"u": f"wk{node}", "p": DEMO_PASSWORD}
+                    token = (await gql(LOG_IN, variables)).ok()["logIn"]["token"]
+                    return Account(
+                        id=to_global_id("User", user_ids[node]), username=f"wk{node}", token=token
+                    )
+
+                author, reader = await log_in(0), await log_in(1)
+                await wait_for_worker(worker, log, since=0)
+                writes = Writes()
+                async with posting(http, [author], writes, pause=0.3):
+
+                    async def mid_fan_out() -> bool:
+                        for outcome in writes.acknowledged():
+                            assert outcome.post_id is not None
+                            pending, cursor = await _fanout_progress(sessions, outcome.post_id)
+                            if pending == "pending" and cursor > 0:
+                                return True
+                        return False
+
+                    deadline = time.monotonic() + 20
+                    while not await mid_fan_out():
+                        assert time.monotonic() < deadline, logged(log)
+                        await asyncio.sleep(0.01)
+                    os.killpg(worker.pid, signal.SIGKILL)
+                    worker.wait(timeout=10)
+                    # Writes go on while no worker runs; then a new one, nobody else.
+                    killed_at = len(writes.outcomes)
+                    await until(
+                        lambda: len(writes.outcomes) >= killed_at + 3, seconds=10, what="writes"
+                    )
+                    since = len(logged(log).encode())
+                    worker = _start_worker(servers, project_env, log)
+                    await wait_for_worker(worker, log, since=since)
+                    restarted_at = len(writes.outcomes)
+                    await until(
+                        lambda: len(writes.outcomes) >= restarted_at + 3, seconds=10, what="writes"
+                    )
+                # No client saw an error: a worker is nothing a write waits for.
+                assert all(o.post_id is not None for o in writes.outcomes), [
+                    (o.codes, o.transport_error) for o in writes.outcomes
+                ]
+                await assert_acknowledged_kept(sessions, writes)
+                posted = [o.post_id for o in writes.outcomes if o.post_id is not None]
+                deadline = time.monotonic() + 60
+                for post_id in posted:
+                    while (await _fanout_progress(sessions, post_id))[0] != "done":
+                        assert worker.poll() is None, logged(log)
+                        assert time.monotonic() < deadline, (post_id, logged(log)[-3000:])
+                        await asyncio.sleep(0.1)
+                for post_id in posted:
+                    assert await _feeds_with(state, follower_ids, post_id) == followers
+                assert len(posted) < 100, "one page of the feed holds them all"
+                # What a follower's client reads: every post once, newest first.
+                feed = (await gql(HOME_FEED, token=reader.token)).ok()["homeFeed"]["edges"]
+                read = [from_global_id(edge["node"]["id"])[1] for edge in feed]
+                assert read == sorted(posted, reverse=True)
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGTERM)
+            worker.wait(timeout=20)
+    assert "Traceback" not in logged(log)
