@@ -31,7 +31,8 @@ from typing import Any, cast
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.websockets import WebSocket, WebSocketState
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from starlette.websockets import WebSocketDisconnected as StarletteWebSocketDisconnected
 from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http.exceptions import WebSocketDisconnected
@@ -131,7 +132,10 @@ class BoundedWebSocketAdapter(ASGIWebSocketAdapter):
     async def close(self, code: int, reason: str) -> None:
         # Strawberry puts what the client sent in some reasons (an unknown type, an id).
         encoded = reason.encode()[:MAX_CLOSE_REASON_BYTES]
-        await super().close(code, encoded.decode(errors="ignore"))
+        # A client gone first (Starlette's WebSocketDisconnect), or a socket closed
+        # already (its WebSocketDisconnected): closed either way.
+        with suppress(WebSocketDisconnect, StarletteWebSocketDisconnected):
+            await super().close(code, encoded.decode(errors="ignore"))
 
 
 def _problem_with_payload(payload: object) -> str | None:

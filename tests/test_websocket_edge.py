@@ -316,3 +316,27 @@ async def test_operations_running_when_the_socket_closes_log_no_error(
         # An exception no one retrieved is logged when its task is collected.
         gc.collect()
     assert errors == [], describe(errors)
+
+
+@pytest.mark.parametrize("protocol", [TRANSPORT_WS, LEGACY_WS])
+async def test_a_client_gone_before_its_refusal_logs_no_error(
+    live_server_url: str, protocol: str
+) -> None:
+    """Found by tests/test_fuzzing.py: closing a socket whose client had already left
+    raised Starlette's WebSocketDisconnect, logged at ERROR."""
+    refused = json.dumps({"type": "connection_init", "payload": {"Authorization": "Bearer ap_1_x"}})
+    with errors_logged() as errors:
+        for _ in range(10):
+            connection = await raw_socket(live_server_url, protocol)
+            await connection.send(refused)
+            # Gone at once, without a close frame: the server refuses the token after.
+            connection.transport.abort()
+            await connection.wait_closed()
+        # The refusals are answered once the token is looked up: a working socket after.
+        async with await raw_socket(live_server_url, protocol) as last:
+            await last.send(refused)
+            if protocol == TRANSPORT_WS:
+                assert (await close_code(last))[0] == 4403
+            else:
+                assert (await answer(last))["type"] == "connection_error"
+    assert errors == [], describe(errors)
