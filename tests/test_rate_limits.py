@@ -34,11 +34,12 @@ def _free_port() -> int:
         return port
 
 
-def _dead_redis(port: int | None = None) -> Redis:
+def _dead_redis(port: int | None = None, *, password: str | None = None) -> Redis:
     """A client for a port nothing listens on; no retries, so each failure is quick."""
     return Redis(
         host="127.0.0.1",
         port=port or _free_port(),
+        password=password,
         retry=Retry(NoBackoff(), 0),
         socket_connect_timeout=0.5,
     )
@@ -205,7 +206,8 @@ async def test_switches_back_to_redis_silently(
     assert target.hostname is not None
     assert target.port is not None
     port = _free_port()
-    client = _dead_redis(port)
+    # Later proxied to the real server, which asks for its password.
+    client = _dead_redis(port, password=target.password)
     limiter = RateLimiter(client, retry_interval=0.05)
     quota = Quota("t-back", capacity=5, refill_per_second=0.01)
     with caplog.at_level(logging.INFO, logger="db.rate_limits"):

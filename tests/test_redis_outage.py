@@ -148,7 +148,12 @@ async def test_api_serves_through_a_redis_outage_and_recovers(
             assert ready.status_code == 200
             assert ready.json() == {
                 "status": "degraded",
-                "checks": {"database_0": "ok", "database_1": "ok", "redis": "degraded"},
+                "checks": {
+                    "database_0": "ok",
+                    "database_1": "ok",
+                    "redis": "degraded",
+                    "object_store": "ok",
+                },
             }
             profile = (await _timed(gql, PROFILE, {"u": alice.username}, token=bob.token)).ok()[
                 "user"
