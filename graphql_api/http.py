@@ -349,6 +349,20 @@ class GraphQLEndpoint:
                 budget=budget,
                 committed=lambda: context.sessions.committed_writes > 0,
             )
+        except CommittedPastBudget:
+            quieted.warning(
+                "timeout",
+                "operation %s ran past twice its %ss budget after a commit and was cancelled",
+                request.operation_name or "-",
+                budget,
+            )
+            raise RequestRefused(
+                503,
+                "TIMEOUT",
+                "The operation saved its changes but ran past its time budget before it "
+                "could answer: they are kept, do not send it again; read them back instead",
+                committed=True,
+            ) from None
         except TimeoutError:
             quieted.warning(
                 "timeout",
@@ -458,15 +472,22 @@ def negotiate(accept: str) -> str:
     )
 
 
+class CommittedPastBudget(TimeoutError):
+    """The operation committed a write, and ran past its budget twice over."""
+
+
 async def _within_budget(work: Awaitable[T], *, budget: float, committed: Callable[[], bool]) -> T:
     """``work``'s result, or TimeoutError once it has run ``budget`` seconds and is
     cancelled. Work that has committed a write by then gets as long again to finish what
     follows its commit (events, caches): cancelled there, its client would get an error
-    for a write that happened, and retry it."""
+    for a write that happened, and retry it. Cancelled after that too, it raises
+    ``CommittedPastBudget``, so that the client is told its write was kept."""
     task = asyncio.ensure_future(work)
+    wrote = False
     try:
         done, _ = await asyncio.wait((task,), timeout=budget)
         if not done and committed():
+            wrote = True
             log.warning("operation past its budget after a commit: letting it finish")
             done, _ = await asyncio.wait((task,), timeout=budget)
     except asyncio.CancelledError:
@@ -477,7 +498,7 @@ async def _within_budget(work: Awaitable[T], *, budget: float, committed: Callab
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
-    raise TimeoutError
+    raise CommittedPastBudget if wrote else TimeoutError
 
 
 async def _until_disconnect(receive: Receive, work: Awaitable[T]) -> T | None:

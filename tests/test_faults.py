@@ -65,6 +65,8 @@ class Outcome:
     post_id: int | None = None  # set when acknowledged
     codes: list[str] = field(default_factory=list)
     transport_error: str | None = None  # the connection broke: not known either way
+    # Answered TIMEOUT with ``committed``: written, though the answer could not say how.
+    committed: bool = False
     seconds: float = 0.0
 
 
@@ -86,7 +88,7 @@ class Writes:
         return [
             outcome
             for outcome in self.outcomes
-            if outcome.codes and (of is None or outcome.author is of)
+            if outcome.codes and not outcome.committed and (of is None or outcome.author is of)
         ]
 
 
@@ -111,6 +113,9 @@ async def post_once(http: httpx.AsyncClient, author: Account, caption: str) -> O
     assert response.headers["content-type"].startswith("application/"), response.text
     body = response.json()
     outcome.codes = [error["extensions"]["code"] for error in body.get("errors") or []]
+    outcome.committed = any(
+        error["extensions"].get("committed") for error in body.get("errors") or []
+    )
     assert set(outcome.codes) <= FAULT_CODES, body
     created = (body.get("data") or {}).get("createPost")
     if created is not None:
@@ -199,6 +204,8 @@ async def assert_acknowledged_kept(sessions: ShardSessions, writes: Writes) -> N
     assert {o.caption: o.post_id for o in acknowledged}.items() <= stored.items()
     refused = {o.caption for o in writes.refused()}
     assert not refused & stored.keys(), "a refused write was applied"
+    kept = {o.caption for o in writes.outcomes if o.committed}
+    assert kept <= stored.keys(), "a write said to be kept was not"
 
 
 # A full database pool ---------------------------------------------------------------
@@ -241,7 +248,7 @@ async def test_a_full_pool_makes_writes_wait_then_refuses_them_typed_and_recover
     # once, and not for ever; a write past its budget after its commit finishes in twice.
     refused = writes.refused()
     assert all(4 < o.seconds < 11 for o in refused), [o.seconds for o in refused]
-    assert all(o.seconds < 21 for o in writes.outcomes)
+    assert all(o.seconds < 21 for o in writes.outcomes), [o.seconds for o in writes.outcomes]
     assert all(o.transport_error is None for o in writes.outcomes)
     await assert_acknowledged_kept(sessions, writes)
 
