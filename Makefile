@@ -27,8 +27,10 @@ serve: install
 seed: install
 	$(VENV)/bin/aperture seed --edges ../shared/data/social-graphs/socfb-Reed98.edges
 
+# One pytest worker per core, each with embedded servers of its own; a file's tests stay
+# together on one worker (module-scoped worlds, servers started by a module).
 test: install
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n auto --dist loadfile
 
 lint: install
 	$(VENV)/bin/ruff check .

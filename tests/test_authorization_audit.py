@@ -43,7 +43,7 @@ from domain.state import AppState
 from graphql_api.app import create_app
 from graphql_api.relay import from_global_id, to_global_id
 from graphql_api.schema import schema
-from tests.conftest import truncate_everything
+from tests.conftest import empty_every_table
 from tests.helpers import Account, GraphQLClient, create_post, follow, sign_up
 from tests.media_helpers import publish, upload_media
 from tests.ws_client import MESSAGE_EVENTS, NOTIFICATION_EVENTS, Socket, open_socket
@@ -852,7 +852,7 @@ async def build_world(http: httpx.AsyncClient, state: AppState) -> World:
 async def world(settings: Settings, servers: Servers, shard_map: ShardMap) -> AsyncIterator[World]:
     """Built once for the module, on a runtime of its own: the function-scoped ``runtime``
     fixture would truncate the tables between tests."""
-    truncate_everything(shard_map)
+    empty_every_table(shard_map)
     runtime = Runtime.connect(settings, servers)
     await runtime.redis.flushdb()
     await runtime.object_store.delete(await runtime.object_store.list_keys(prefix=MODEL_PREFIX))

@@ -227,9 +227,11 @@ async def test_a_full_pool_makes_writes_wait_then_refuses_them_typed_and_recover
                 for _ in range(2):
                     held.append(await engine.connect())
             full_from = len(writes.outcomes)
+            # A client whose write committed just as the pool filled waits up to twice
+            # the budget (20 s) for its answer; the others are refused after 5 s.
             await until(
                 lambda: len(Writes(writes.outcomes[full_from:]).refused()) >= 4,
-                seconds=20,
+                seconds=45,
                 what="each client refused",
             )
             for connection in held:

@@ -26,7 +26,7 @@ from db.shards import ShardMap
 from domain.state import AppState
 from graphql_api.app import create_app
 from graphql_api.relay import from_global_id
-from tests.conftest import truncate_everything
+from tests.conftest import empty_every_table
 from tests.helpers import GraphQLClient, GraphQLResult, create_post, follow, sign_up
 from workers.runner import drain_jobs
 
@@ -106,7 +106,7 @@ async def test_api_serves_through_a_redis_outage_and_recovers(
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    truncate_everything(shard_map)
+    empty_every_table(shard_map)
     valkey_dir = tmp_path / "valkey"
     port = _free_port()
     server = _start_valkey(valkey_dir, port)
