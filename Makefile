@@ -27,10 +27,10 @@ serve: install
 seed: install
 	$(VENV)/bin/aperture seed --edges ../shared/data/social-graphs/socfb-Reed98.edges
 
-# One pytest worker per core, each with embedded servers of its own; a file's tests stay
-# together on one worker (module-scoped worlds, servers started by a module).
+# One pytest worker per core, each with embedded servers of its own, tests handed out one
+# at a time (4 min 28 s on 2 cores; keeping a file's tests together took 4 min 49 s).
 test: install
-	$(VENV)/bin/pytest -n auto --dist loadfile
+	$(VENV)/bin/pytest -n auto --dist load
 
 lint: install
 	$(VENV)/bin/ruff check .
