@@ -965,3 +965,53 @@ async def test_a_worker_killed_mid_fan_out_under_writes_delivers_every_post_once
             os.killpg(worker.pid, signal.SIGTERM)
             worker.wait(timeout=20)
     assert "Traceback" not in logged(log)
+
+
+# A hung object store --------------------------------------------------------------------
+
+
+def freeze_seaweed(embedded: EmbeddedServers, *, frozen: bool) -> None:
+    """SIGSTOP / SIGCONT to ``weed mini``: a store that accepts connections and answers
+    nothing, as one stuck on its disk would."""
+    pid = json.loads((embedded.data_dir / STATE_FILE).read_text())["seaweed"]["pid"]
+    os.kill(pid, signal.SIGSTOP if frozen else signal.SIGCONT)
+
+
+async def test_a_hung_object_store_costs_media_requests_a_typed_503_within_the_budget(
+    settings: Settings, servers: Servers, runtime: Runtime
+) -> None:
+    quick = settings.model_copy(update={"operation_timeout_seconds": 2.0})
+    with own_object_store(servers) as (own, embedded):
+        check_reachable(own, quick)
+        worker_state = AppState(Runtime.connect(quick, own))
+        try:
+            with serve_in_thread(quick, own) as url, errors_logged() as errors:
+                async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+                    gql = GraphQLClient(http)
+                    author = await sign_up(gql, "hung.author")
+                    shown = await upload_media(gql, worker_state, author, PHOTO)
+                    post = (
+                        await gql(PUBLISHED_PHOTO, {"m": [shown["id"]]}, token=author.token)
+                    ).ok()
+                    media_url = post["createPost"]["post"]["media"][0]["url"]
+                    assert (await http.get(media_url)).status_code == 200
+                    await asyncio.to_thread(freeze_seaweed, embedded, frozen=True)
+                    try:
+                        started = time.monotonic()
+                        hung = await http.get(media_url)
+                        took = time.monotonic() - started
+                        assert hung.status_code == 503, hung.text
+                        assert hung.json()["errors"][0]["extensions"]["code"] == "TIMEOUT"
+                        assert took < 4, f"answered after {took:.1f} s, not within the budget"
+                        # What needs no object store is not held up.
+                        text = await post_once(http, author, "while the store hangs")
+                        assert text.post_id is not None, text
+                    finally:
+                        await asyncio.to_thread(freeze_seaweed, embedded, frozen=False)
+                    deadline = time.monotonic() + 60
+                    while (await http.get(media_url)).status_code != 200:
+                        assert time.monotonic() < deadline, "media did not come back"
+                        await asyncio.sleep(0.5)
+            assert errors == [], describe(errors)
+        finally:
+            await worker_state.runtime.close()

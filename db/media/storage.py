@@ -11,7 +11,9 @@ one clients reach, which may differ from the one this process uses.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+import functools
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -22,6 +24,7 @@ from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionEr
 
 CHUNK_BYTES = 64 * 1024
 DELETE_BATCH = 1000
+MAX_CONNECTIONS = 32
 
 
 class ObjectStoreUnavailable(ConnectionError):
@@ -57,6 +60,7 @@ class StoredObject:
     status: int
     headers: dict[str, str]
     _body: Any = field(default=None, repr=False)
+    _threads: ThreadPoolExecutor | None = field(default=None, repr=False)
 
     @property
     def body(self) -> AsyncIterator[bytes]:
@@ -66,7 +70,7 @@ class StoredObject:
         if self._body is None:
             return
         while True:
-            chunk: bytes = await asyncio.to_thread(self._body.read, CHUNK_BYTES)
+            chunk: bytes = await _in_threads(self._threads, self._body.read, CHUNK_BYTES)
             if not chunk:
                 return
             yield chunk
@@ -74,7 +78,16 @@ class StoredObject:
     async def close(self) -> None:
         if self._body is not None:
             body, self._body = self._body, None
-            await asyncio.to_thread(body.close)
+            await _in_threads(self._threads, body.close)
+
+
+async def _in_threads(
+    threads: ThreadPoolExecutor | None, call: Callable[..., Any], *args: Any
+) -> Any:
+    """``call(*args)`` in the store's own threads: a store that hangs holds those, never the
+    event loop's default executor that other work shares."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(threads, functools.partial(call, *args))
 
 
 def _status(error: ClientError) -> int:
@@ -109,7 +122,7 @@ class ObjectStore:
             connect_timeout=connect_timeout_seconds,
             read_timeout=read_timeout_seconds,
             retries={"max_attempts": 3, "mode": "standard"},
-            max_pool_connections=32,
+            max_pool_connections=MAX_CONNECTIONS,
         )
         credentials = {
             "aws_access_key_id": access_key_id,
@@ -117,6 +130,10 @@ class ObjectStore:
             "region_name": region,
         }
         self._client = boto3.client("s3", endpoint_url=endpoint_url, config=config, **credentials)
+        # As many threads as the client has connections.
+        self._threads = ThreadPoolExecutor(
+            max_workers=MAX_CONNECTIONS, thread_name_prefix="object-store"
+        )
         self._presigner = boto3.client(
             "s3", endpoint_url=public_endpoint_url or endpoint_url, config=config, **credentials
         )
@@ -124,7 +141,9 @@ class ObjectStore:
     async def _call(self, operation: str, **arguments: Any) -> Any:
         method = getattr(self._client, operation)
         try:
-            return await asyncio.to_thread(method, Bucket=self.bucket, **arguments)
+            return await _in_threads(
+                self._threads, functools.partial(method, Bucket=self.bucket, **arguments)
+            )
         except (EndpointConnectionError, BotoCoreError) as error:
             raise ObjectStoreUnavailable(f"object store: {error}") from error
         except ClientError as error:
@@ -191,7 +210,7 @@ class ObjectStore:
 
     async def get(self, key: str) -> bytes:
         answer = await self._call("get_object", Key=key)
-        data: bytes = await asyncio.to_thread(answer["Body"].read)
+        data: bytes = await _in_threads(self._threads, answer["Body"].read)
         return data
 
     async def ping(self) -> None:
@@ -267,8 +286,11 @@ class ObjectStore:
         if answer.get("LastModified"):
             headers["Last-Modified"] = answer["LastModified"].strftime("%a, %d %b %Y %H:%M:%S GMT")
         status = 206 if answer.get("ContentRange") else 200
-        return StoredObject(status=status, headers=headers, _body=answer["Body"])
+        return StoredObject(
+            status=status, headers=headers, _body=answer["Body"], _threads=self._threads
+        )
 
     def close(self) -> None:
         self._client.close()
         self._presigner.close()
+        self._threads.shutdown(wait=False, cancel_futures=True)

@@ -3,6 +3,7 @@ from (or a browser, in embedded mode). ``domain/media/serving.py`` decides who m
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 
@@ -36,15 +37,22 @@ class MediaEndpoint:
         if len(key) > MAX_KEY_LENGTH:
             return _error(404, "NOT_FOUND", "No such media")
         query = request.query_params
+        budget = self.state.runtime.settings.operation_timeout_seconds
         try:
-            served = await open_media(
-                self.state,
-                key=key,
-                expires=query.get("exp"),
-                signature=query.get("sig"),
-                byte_range=request.headers.get("range"),
-                if_none_match=request.headers.get("if-none-match"),
-            )
+            # The same budget as an operation: a store that hangs costs a client a 503,
+            # not a request held for the S3 client's own timeouts and retries.
+            async with asyncio.timeout(budget):
+                served = await open_media(
+                    self.state,
+                    key=key,
+                    expires=query.get("exp"),
+                    signature=query.get("sig"),
+                    byte_range=request.headers.get("range"),
+                    if_none_match=request.headers.get("if-none-match"),
+                )
+        except TimeoutError:
+            log.warning("object store did not answer within %ss for %s", budget, key)
+            return _error(503, "TIMEOUT", "Media storage did not answer in time; retry")
         except MediaRefused as refused:
             log.info("media %s refused: %s", key, refused.extensions.get("reason"))
             return _error(403, "FORBIDDEN", str(refused), reason=refused.extensions.get("reason"))
