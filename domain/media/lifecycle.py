@@ -75,34 +75,38 @@ async def check_upload_quota(
 
 async def _delete_rows(
     state: AppState,
-    session: AsyncSession,
+    sessions: ShardSessions,
     rows: Sequence[Media],
     *,
     still_attached_to: int | None,
     any_attachment: bool = False,
 ) -> list[int]:
-    """Delete ``rows``' objects (those no other row names), then the rows themselves."""
+    """Delete ``rows``' objects (those no other row names), then the rows themselves. The
+    rows share a shard (their owner's). No transaction is open while the store deletes:
+    a slow or hung store holds no database connection."""
     if not rows:
         return []
     ids = [row.id for row in rows]
     keys = {key for row in rows for key in media_repo.object_keys(row)}
-    for owner_id in {row.owner_id for row in rows}:
-        keys -= await media_repo.keys_shared_with_others(
-            session,
-            owner_id=owner_id,
-            content_hashes=[
-                row.content_sha256
-                for row in rows
-                if row.owner_id == owner_id and row.content_sha256 is not None
-            ],
-            excluding=ids,
-        )
+    async with sessions.for_id(ids[0]) as session:
+        for owner_id in {row.owner_id for row in rows}:
+            keys -= await media_repo.keys_shared_with_others(
+                session,
+                owner_id=owner_id,
+                content_hashes=[
+                    row.content_sha256
+                    for row in rows
+                    if row.owner_id == owner_id and row.content_sha256 is not None
+                ],
+                excluding=ids,
+            )
     await state.runtime.object_store.delete(sorted(keys))
-    if any_attachment:
-        await media_repo.delete_media(session, ids)
-        deleted = ids
-    else:
-        deleted = await media_repo.delete_media_of(session, ids, attached_to=still_attached_to)
+    async with sessions.for_id(ids[0]) as session:
+        if any_attachment:
+            await media_repo.delete_media(session, ids)
+            deleted = ids
+        else:
+            deleted = await media_repo.delete_media_of(session, ids, attached_to=still_attached_to)
     await state.media_cache.invalidate(*ids)
     return deleted
 
@@ -114,8 +118,8 @@ async def release_published_by(
     Media lives in its owner's shard. Returns how many went."""
     async with sessions.for_id(owner_id) as session:
         rows = await media_repo.attached_to(session, [publisher_id])
-        rows = [row for row in rows if row.owner_id == owner_id]
-        deleted = await _delete_rows(state, session, rows, still_attached_to=publisher_id)
+    rows = [row for row in rows if row.owner_id == owner_id]
+    deleted = await _delete_rows(state, sessions, rows, still_attached_to=publisher_id)
     if deleted:
         log.info("released %d media of %s", len(deleted), publisher_id)
     return len(deleted)
@@ -131,11 +135,11 @@ async def release_media(
             for row in await media_repo.get_media(session, [media_id])
             if row.owner_id == owner_id and row.attached_to == publisher_id
         ]
-        return bool(await _delete_rows(state, session, rows, still_attached_to=publisher_id))
+    return bool(await _delete_rows(state, sessions, rows, still_attached_to=publisher_id))
 
 
 async def release_everything_of(state: AppState, sessions: ShardSessions, owner_id: int) -> int:
-    """Delete every media of a deleted account, a batch per transaction."""
+    """Delete every media of a deleted account, a batch at a time."""
     released = 0
     after: int | None = None
     while True:
@@ -143,9 +147,9 @@ async def release_everything_of(state: AppState, sessions: ShardSessions, owner_
             rows = await media_repo.media_of_owner(
                 session, owner_id, after_id=after, limit=OWNER_BATCH
             )
-            if not rows:
-                return released
-            await _delete_rows(state, session, rows, still_attached_to=None, any_attachment=True)
+        if not rows:
+            return released
+        await _delete_rows(state, sessions, rows, still_attached_to=None, any_attachment=True)
         released += len(rows)
         after = rows[-1].id
 
@@ -170,7 +174,7 @@ async def sweep_unpublished(state: AppState) -> int:
     for shard in sessions.shard_map.shards:
         async with sessions.shard(shard) as session:
             rows = await media_repo.unpublished_before(session, cutoff, limit=SWEEP_BATCH)
-            swept += len(await _delete_rows(state, session, rows, still_attached_to=None))
+        swept += len(await _delete_rows(state, sessions, rows, still_attached_to=None))
     return swept
 
 

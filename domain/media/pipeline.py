@@ -38,7 +38,8 @@ log = logging.getLogger(__name__)
 
 Decoded = TypeVar("Decoded", ProcessedImage, ProcessedVideo)
 
-# A year: keys are content-addressed, so what is behind one never changes.
+# Stored with the objects: what is behind a key never changes (the /media route sends
+# its own Cache-Control, media_public_max_age_seconds for public media).
 IMMUTABLE = "public, max-age=31536000, immutable"
 VIDEO_EXTENSIONS = {"video/mp4": "mp4", "video/quicktime": "mov", "video/webm": "webm"}
 
