@@ -80,6 +80,29 @@ class RequestRefused(Exception):
         self.extensions = extensions
 
 
+def refusal_before_parsing(
+    *, query: str, variables: object, max_document_bytes: int
+) -> RequestRefused | None:
+    """What an operation is refused before its document is parsed (over HTTP and over a
+    socket): a document too long, since parsing is the one step whose cost grows with the
+    text alone, and text in the variables that could never be stored."""
+    if len(query) > max_document_bytes:
+        return RequestRefused(
+            400,
+            "QUERY_TOO_COMPLEX",
+            f"The document is longer than {max_document_bytes:,} characters",
+            limit="document",
+            value=len(query),
+            maximum=max_document_bytes,
+        )
+    invalid = find_invalid_text(variables, "variables") if variables else None
+    if invalid is None:
+        return None
+    where, reason = invalid
+    variable = where.removeprefix("variables.").split(".")[0].split("[")[0]
+    return RequestRefused(400, "BAD_USER_INPUT", f"{where} contains {reason}", variable=variable)
+
+
 @dataclass(frozen=True, slots=True)
 class GraphQLRequest:
     query: str
@@ -229,28 +252,13 @@ class GraphQLEndpoint:
         media_type: str,
         method: str,
     ) -> None:
-        limit = self.settings.max_document_bytes
-        if len(request.query) > limit:
-            # Before parsing: parsing is the one step whose cost grows with the text alone.
-            raise RequestRefused(
-                400,
-                "QUERY_TOO_COMPLEX",
-                f"The document is longer than {limit:,} characters",
-                limit="document",
-                value=len(request.query),
-                maximum=limit,
-            )
-        if request.variables:
-            invalid = find_invalid_text(request.variables, "variables")
-            if invalid is not None:
-                where, reason = invalid
-                variable = where.removeprefix("variables.").split(".")[0].split("[")[0]
-                raise RequestRefused(
-                    400,
-                    "BAD_USER_INPUT",
-                    f"{where} contains {reason}",
-                    variable=variable,
-                )
+        refused = refusal_before_parsing(
+            query=request.query,
+            variables=request.variables,
+            max_document_bytes=self.settings.max_document_bytes,
+        )
+        if refused is not None:
+            raise refused
         await self._refuse_if_broke(scope, request)
         async with self._admission():
             outcome = await _until_disconnect(receive, self._execute(scope, request, method=method))

@@ -52,9 +52,8 @@ from aperture.settings import Settings
 from domain.state import AppState
 from graphql_api.auth import authenticate_caller, authorization_from_connection_params
 from graphql_api.context import Context
-from graphql_api.http import MAX_JSON_NESTING, json_nesting
+from graphql_api.http import MAX_JSON_NESTING, json_nesting, refusal_before_parsing
 from graphql_api.schema import schema
-from graphql_api.text import find_invalid_text
 
 log = logging.getLogger(__name__)
 
@@ -183,24 +182,15 @@ def _error(message: str, code: str, **extensions: object) -> dict[str, object]:
 
 
 def _refusal(payload: Mapping[str, Any], settings: Settings) -> dict[str, object] | None:
-    """The checks of the HTTP edge (graphql_api/http.py) that come before parsing: the
-    document's length, and text in the variables that could never be stored."""
-    query: str = payload["query"]
-    limit = settings.max_document_bytes
-    if len(query) > limit:
-        return _error(
-            f"The document is longer than {limit:,} characters",
-            "QUERY_TOO_COMPLEX",
-            limit="document",
-            value=len(query),
-            maximum=limit,
-        )
-    invalid = find_invalid_text(payload.get("variables"), "variables")
-    if invalid is not None:
-        where, reason = invalid
-        variable = where.removeprefix("variables.").split(".")[0].split("[")[0]
-        return _error(f"{where} contains {reason}", "BAD_USER_INPUT", variable=variable)
-    return None
+    """The checks of the HTTP edge that come before parsing (``refusal_before_parsing``)."""
+    refused = refusal_before_parsing(
+        query=payload["query"],
+        variables=payload.get("variables"),
+        max_document_bytes=settings.max_document_bytes,
+    )
+    if refused is None:
+        return None
+    return _error(str(refused), refused.code, **refused.extensions)
 
 
 def _too_many(limit: int) -> dict[str, object]:
