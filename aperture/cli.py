@@ -554,9 +554,7 @@ async def run_repairs(state: AppState, repairs: tuple[str, ...], *, dry_run: boo
     """Run the named repairs in order (counts before feeds: a fixed follower count can
     move an account across the fan-out threshold); one line of what each found."""
 
-    from db.session import ShardSessions
-    from domain.accounts.repairs import repair_user_counts
-    from domain.feed.fanout import follower_count_changed
+    from domain.accounts.jobs import repair_counts
     from domain.feed.repairs import repair_small_accounts
     from domain.media.jobs import ORPHAN_GRACE
     from domain.media.lifecycle import repair_orphaned_objects
@@ -574,15 +572,7 @@ async def run_repairs(state: AppState, repairs: tuple[str, ...], *, dry_run: boo
         lines += [f"  + #{tag} {post_id}" for tag, post_id in tags.added]
         lines += [f"  - #{tag} {post_id}" for tag, post_id in tags.removed]
     if "counters" in repairs:
-        sessions = ShardSessions(state.runtime.databases)
-
-        async def threshold_check(user_id: int) -> None:
-            # A fixed follower count may cross the fan-out threshold, as a follow would.
-            await follower_count_changed(state, sessions, user_id)
-
-        counts = await repair_user_counts(
-            state, dry_run=dry_run, on_follower_count_fixed=threshold_check
-        )
+        counts = await repair_counts(state, dry_run=dry_run)
         lines.append(
             f"counters: {verb} {len(counts.fixed)} user counts "
             f"({counts.examined_users} users examined)"
