@@ -78,9 +78,10 @@ async def send_to_user(
     """A message in the viewer's one-to-one thread with ``user_id``, made on first use
     only for a message that may be sent: a refused one (a post the viewer may not see)
     leaves no empty thread in either inbox."""
-    await _kind_of(state, sessions, viewer_id, _checked(content))
+    content = _checked(content)
+    kind = await _kind_of(state, sessions, viewer_id, content)
     thread = await direct_thread(state, sessions, viewer_id, user_id)
-    return await send_message(state, sessions, viewer_id, thread.id, content)
+    return await _send(state, sessions, viewer_id, thread.id, content, kind=kind)
 
 
 def _checked(content: MessageContent) -> MessageContent:
@@ -101,6 +102,19 @@ async def send_message(
 ) -> MessageRecord:
     content = _checked(content)
     kind = await _kind_of(state, sessions, viewer_id, content)
+    return await _send(state, sessions, viewer_id, thread_id, content, kind=kind)
+
+
+async def _send(
+    state: AppState,
+    sessions: ShardSessions,
+    viewer_id: int,
+    thread_id: int,
+    content: MessageContent,
+    *,
+    kind: MessageKind,
+) -> MessageRecord:
+    """``content``, checked, of ``kind`` (``_kind_of``), into the thread."""
     thread, members = await require_member(state, sessions, viewer_id, thread_id)
     member_ids = [member.user_id for member in members]
     if thread.kind == "direct":
