@@ -65,16 +65,19 @@ async def deliver_message(state: AppState, sessions: ShardSessions, event: Messa
         return
     message = message_record(row)
     # Inboxes first: a client told of the message (or of its notification) finds the
-    # thread in its inbox when it looks. The folder counts only for an entry made now
-    # (the thread's first activity for that member): a request, as the policy says.
-    others = [member for member in event.member_ids if member != event.sender_id]
+    # thread in its inbox when it looks. The folder counts only for an entry made now:
+    # the thread's members event makes them, but the first message may get there first,
+    # so for it the folders are the policy's (a request for some), not all PRIMARY.
+    request_ids = event.request_member_ids
+    if not request_ids and event.seq == 1:
+        others = [member for member in event.member_ids if member != event.sender_id]
+        request_ids = await message_request_members(state, sessions, event.sender_id, others)
     await _touch_inboxes(
         sessions,
         thread_id=event.thread_id,
         activity_id=event.message_id,
         member_ids=event.member_ids,
-        request_ids=event.request_member_ids
-        or await message_request_members(state, sessions, event.sender_id, others),
+        request_ids=request_ids,
     )
     # Replying accepts a request.
     async with sessions.for_id(event.sender_id) as session:
