@@ -13,11 +13,21 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from aperture.runtime import Runtime, Servers
-from aperture.settings import Settings
 from db.instrumentation import instrument_sqlalchemy
+from db.runtime import Runtime
 from db.shards import ShardMap
+from domain.jobs import load_features
 from domain.state import AppState
+from infra.servers import Servers
+from infra.settings import Settings
+
+
+@pytest.fixture(scope="package", autouse=True)
+def features() -> None:
+    """Every feature's event handlers registered, as in a running process: the inline ones
+    (inboxes, notifications, media releases, Explore's log) run as a write's events are
+    relayed. Without it, which ran here would depend on what another test imported."""
+    load_features()
 
 
 @pytest.fixture(scope="package")

@@ -8,11 +8,14 @@ from collections.abc import Sequence
 
 from db.accounts.records import UserRecord as User
 from db.ids import compose_id
+from db.media.records import MediaKind, MediaRecord
 from db.posts.records import PostRecord as Post
 from db.session import ShardSessions
 from domain.accounts import graph, profiles
 from domain.accounts import sessions as auth
 from domain.accounts.relations import load_user
+from domain.media import pipeline, uploads
+from domain.media.processing import generate_demo_image, generate_demo_video
 from domain.posts import posts
 from domain.state import AppState
 
@@ -87,3 +90,33 @@ async def reload(state: AppState, sessions: ShardSessions, user: User) -> User:
 def ids_of(rows: Sequence[object | None]) -> list[int | None]:
     """Each row's id, None where there is no row."""
     return [None if row is None else getattr(row, "id") for row in rows]  # noqa: B009
+
+
+async def ready_media(
+    state: AppState,
+    sessions: ShardSessions,
+    owner: User,
+    *,
+    seed: int,
+    kind: MediaKind = "image",
+) -> MediaRecord:
+    """Processed media of ``owner``, not published yet: asked for, stored, finalized and
+    processed as a client and a media worker do (the worker's step called here, so no
+    queue is drained). Small, so that processing takes milliseconds."""
+    if kind == "image":
+        data, content_type = generate_demo_image(seed=seed, width=90, height=160), "image/jpeg"
+    else:
+        data = generate_demo_video(seed=seed, seconds=0.5, width=96, height=160)
+        content_type = "video/mp4"
+    ticket = await uploads.create_upload(
+        state, sessions, owner.id, kind=kind, content_type=content_type, byte_size=len(data)
+    )
+    # What the client's presigned POST stores: the key the ticket pins.
+    await state.runtime.object_store.put(
+        key=ticket.target.fields["key"], body=data, content_type=content_type
+    )
+    await uploads.finalize_upload(state, sessions, owner.id, ticket.media.id)
+    await pipeline.process_upload(state, sessions, ticket.media.id)
+    media = await uploads.own_media(state, sessions, owner.id, ticket.media.id)
+    assert media.status == "ready", media.error_code
+    return media
