@@ -20,6 +20,7 @@ from domain.jobs import load_features
 from domain.state import AppState
 from infra.servers import Servers
 from infra.settings import Settings
+from tests.domain.support import FrozenClock
 
 
 @pytest.fixture(scope="package", autouse=True)
@@ -46,3 +47,15 @@ def state(runtime: Runtime) -> Iterator[AppState]:
     app_state = AppState(runtime)
     yield app_state
     app_state.password_hashing.shutdown()
+
+
+@pytest.fixture
+def clock(state: AppState) -> Iterator[FrozenClock]:
+    """The time stopped at now for the test, to move by hand; the real clock after."""
+    real = state.clock
+    frozen = FrozenClock(real())
+    state.clock = frozen
+    try:
+        yield frozen
+    finally:
+        state.clock = real

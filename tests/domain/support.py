@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import secrets
 from collections.abc import Sequence
+from datetime import datetime
 
 from db.accounts.records import UserRecord as User
 from db.ids import compose_id
@@ -25,6 +26,17 @@ PASSWORD = "correct horse battery staple"
 # Tests share one database and nothing is truncated: every name carries this run's tag.
 _RUN = secrets.token_hex(3)
 _serial = itertools.count()
+
+
+class FrozenClock:
+    """Stands in for ``state.clock`` (the ``clock`` fixture) while a test moves time by
+    hand: every rule that reads the time reads ``now``."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
 
 
 def unique_name(prefix: str) -> str:

@@ -5,8 +5,7 @@ deletes a story or learns who saw it; a story needs the author's own unpublished
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
@@ -22,28 +21,7 @@ from domain.stories import stories
 from domain.stories.reads import load_stories
 from domain.stories.tray import TrayEntry, tray
 from domain.visibility import direct
-from tests.domain.support import follow_approved, new_user, ready_media
-
-
-class FrozenClock:
-    """Stands in for ``state.clock`` while a test moves time by hand."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-@pytest.fixture
-def clock(state: AppState) -> Iterator[FrozenClock]:
-    real = state.clock
-    frozen = FrozenClock(real())
-    state.clock = frozen
-    try:
-        yield frozen
-    finally:
-        state.clock = real
+from tests.domain.support import FrozenClock, follow_approved, new_user, ready_media
 
 
 async def new_story(
