@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from aperture.malloc import limit_malloc_arenas
-from aperture.settings import ConfigurationError, Settings, get_settings
+from infra.malloc import limit_malloc_arenas
+from infra.settings import ConfigurationError, Settings, get_settings
 
 if TYPE_CHECKING:
     from domain.state import AppState
@@ -41,7 +41,7 @@ def _fail(error: ConfigurationError) -> typer.Exit:
 
 def _prepare() -> tuple[Settings, object]:
     """Settings, running servers and migrated shards, or one clear line and exit 2."""
-    from aperture.runtime import shard_map_for, start_servers
+    from db.runtime import shard_map_for, start_servers
     from migrations.runner import migrate
 
     try:
@@ -56,7 +56,7 @@ def _prepare() -> tuple[Settings, object]:
 @app.command()
 def migrate() -> None:
     """Bring the global schema and every logical shard to the newest revision."""
-    from aperture.runtime import Servers
+    from infra.servers import Servers
 
     settings, servers = _prepare()
     assert isinstance(servers, Servers)
@@ -80,8 +80,9 @@ def serve(
 
     import uvicorn
 
-    from aperture.runtime import Runtime, Servers, servers_environment
     from aperture.web import web_app
+    from db.runtime import Runtime
+    from infra.servers import Servers, servers_environment
 
     _log_to_console()
     _exit_through_finally_on_signals()
@@ -243,9 +244,10 @@ def worker(
     ] = None,
 ) -> None:
     """Run background jobs: feed fan-out, event deliveries and the outbox sweeper."""
-    from aperture.runtime import Runtime, Servers
+    from db.runtime import Runtime
     from domain.jobs import load_features
     from domain.state import AppState
+    from infra.servers import Servers
     from workers.runner import UnknownQueue, run_workers, selected_queues
 
     _log_to_console()
@@ -301,7 +303,6 @@ def seed(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from aperture.runtime import Runtime, Servers
     from aperture.seed import (
         DEMO_PASSWORD,
         MediaSeedReport,
@@ -311,7 +312,9 @@ def seed(
         seed_graph,
         seed_media,
     )
+    from db.runtime import Runtime
     from db.session import ShardSessions
+    from infra.servers import Servers
 
     if edges is not None and not edges.is_file():
         raise _fail(ConfigurationError("--edges", f"{edges} is not a file"))
@@ -389,7 +392,7 @@ def reset(
     Exit status: 0 deleted (or nothing to delete), 1 declined or the servers
     are in use, 2 external servers are configured (nothing is touched).
     """
-    from aperture.embedded import DataDirInUse, holders_of, wipe
+    from infra.embedded import DataDirInUse, holders_of, wipe
 
     try:
         settings = get_settings()
@@ -459,9 +462,10 @@ def train(
     (no restart) and precompute every active person's candidates."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from aperture.runtime import Runtime, Servers
+    from db.runtime import Runtime
     from domain.explore.training import train as run_training
     from domain.state import AppState
+    from infra.servers import Servers
     from recommender.model import ALSConfig, IterationReport
 
     settings, servers = _prepare()
@@ -526,8 +530,9 @@ def repair(
     counters; feeds: posts of accounts that fell below the fan-out threshold, pushed to
     their followers' feeds; objects: stored media objects no row names (older than 6 h).
     """
-    from aperture.runtime import Runtime, Servers
+    from db.runtime import Runtime
     from domain.state import AppState
+    from infra.servers import Servers
 
     if what != "all" and what not in REPAIRS:
         raise _fail(ConfigurationError("WHAT", f"{what!r} is not one of {', '.join(REPAIRS)}, all"))

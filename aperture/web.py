@@ -6,11 +6,12 @@ import asyncio
 
 from fastapi import FastAPI
 
-from aperture.embedded import S3Endpoint
-from aperture.runtime import Runtime, Servers
-from aperture.settings import ConfigurationError, get_settings
+from db.runtime import Runtime
 from domain.state import AppState
 from graphql_api.app import create_app
+from infra.embedded import S3Endpoint
+from infra.servers import Servers
+from infra.settings import ConfigurationError, get_settings
 from workers.runner import run_workers
 
 

@@ -51,9 +51,7 @@ from typing import Any
 import httpx
 from graphql import DocumentNode, GraphQLError, parse, specified_rules, validate
 
-from aperture.runtime import Runtime, Servers, shard_map_for, start_servers
 from aperture.seed import load_graph, read_edge_list
-from aperture.settings import Settings
 from bench.feed_common import (
     FEED_QUERY_20,
     PROJECT_ROOT,
@@ -73,6 +71,7 @@ from bench.feed_common import (
     warm_feeds,
 )
 from db.rate_limits import Quota, RateLimiter
+from db.runtime import Runtime, shard_map_for, start_servers
 from db.session import ShardSessions
 from domain.state import AppState
 from graphql_api.cost import (
@@ -85,6 +84,8 @@ from graphql_api.cost import (
 )
 from graphql_api.guard import SafeStringsRule, _costs
 from graphql_api.schema import schema
+from infra.servers import Servers
+from infra.settings import Settings
 from migrations.runner import migrate
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"

@@ -37,9 +37,7 @@ from typing import Any
 
 import httpx
 
-from aperture.runtime import Runtime, check_reachable, shard_map_for, start_servers
 from aperture.seed import generate_graph, seed_graph, seed_media
-from aperture.settings import Settings
 from bench.feed_common import (
     FEED_QUERY_20,
     BenchEnv,
@@ -58,9 +56,11 @@ from bench.feed_common import (
     warm_feeds,
 )
 from bench.media import SERVE_SETTINGS, cpu_ms_per_request
+from db.runtime import Runtime, check_reachable, shard_map_for, start_servers
 from db.session import ShardSessions
 from domain.explore.training import train
 from domain.state import AppState
+from infra.settings import Settings
 from migrations.runner import migrate
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"

@@ -37,8 +37,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from aperture.runtime import shard_map_for, start_servers
-from aperture.settings import Settings
 from bench.feed_common import (
     PROJECT_ROOT,
     BenchEnv,
@@ -61,6 +59,8 @@ from bench.feed_load import (
     run_mix,
     run_reads,
 )
+from db.runtime import shard_map_for, start_servers
+from infra.settings import Settings
 from migrations.runner import migrate
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"

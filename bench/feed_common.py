@@ -22,15 +22,16 @@ import httpx
 import psycopg
 from sqlalchemy import select
 
-from aperture.runtime import Runtime, Servers, servers_environment
 from aperture.seed import Progress
-from aperture.settings import Settings
 from bench import machine
 from db.accounts.models import User
 from db.feed.activity import ACTIVE_USERS_KEY
+from db.runtime import Runtime
 from db.session import ShardSessions
 from domain.accounts.sessions import start_session
 from domain.state import AppState
+from infra.servers import Servers, servers_environment
+from infra.settings import Settings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 K6_BINARY = Path(sys.executable).parent / "k6"

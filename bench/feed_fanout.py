@@ -16,7 +16,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from aperture.runtime import Runtime
 from aperture.seed import Graph, load_graph
 from bench.feed_common import (
     BenchEnv,
@@ -29,6 +28,7 @@ from bench.feed_common import (
     start_worker,
 )
 from db.feed.store import encode_member, feed_key
+from db.runtime import Runtime
 from db.session import ShardSessions
 from domain.feed.fanout import fan_out_pending
 from domain.posts import posts as posts_service

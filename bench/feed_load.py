@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aperture.runtime import Runtime
 from aperture.seed import Graph, generate_graph, load_graph, read_edge_list
 from bench.feed_common import (
     FEED_QUERY_10,
@@ -34,6 +33,7 @@ from bench.feed_common import (
     start_api_server,
     warm_feeds,
 )
+from db.runtime import Runtime
 from db.session import ShardSessions
 from domain.state import AppState
 

@@ -24,10 +24,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from aperture.runtime import shard_map_for, start_servers
-from aperture.settings import Settings
 from bench.feed_common import snapshot_code, start_api_server
 from bench.machine import describe_machine
+from db.runtime import shard_map_for, start_servers
+from infra.settings import Settings
 from migrations.runner import migrate
 
 REQUEST = (

@@ -69,9 +69,7 @@ from typing import Any, TextIO
 
 import httpx
 
-from aperture.runtime import Runtime, Servers, shard_map_for, start_servers
 from aperture.seed import DEMO_PASSWORD, generate_graph, load_graph
-from aperture.settings import Settings
 from bench.edge import (
     DEFAULT_EDGES,
     LIMITED,
@@ -97,8 +95,11 @@ from bench.feed_common import (
     start_api_server,
     warm_feeds,
 )
+from db.runtime import Runtime, shard_map_for, start_servers
 from db.session import ShardSessions
 from graphql_api.app import create_app
+from infra.servers import Servers
+from infra.settings import Settings
 from migrations.runner import migrate
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"

@@ -44,9 +44,7 @@ from typing import Any
 
 import httpx
 
-from aperture.runtime import Runtime, check_reachable, shard_map_for, start_servers
 from aperture.seed import Graph, load_graph, seed_media
-from aperture.settings import Settings
 from bench.edge import LIMITED, SERVER_SETTINGS
 from bench.feed_common import (
     FEED_QUERY_20,
@@ -70,10 +68,12 @@ from bench.feed_common import (
 )
 from bench.media_ceiling import FEED_MEDIA_QUERY, media_ceiling_schema
 from bench.read_path import ceiling_round, ceiling_schema
+from db.runtime import Runtime, check_reachable, shard_map_for, start_servers
 from db.session import ShardSessions
 from domain.media.jobs import MEDIA_QUEUE
 from domain.media.processing import generate_demo_image
 from domain.state import AppState
+from infra.settings import Settings
 from migrations.runner import migrate
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"

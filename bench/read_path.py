@@ -73,8 +73,6 @@ import httpx
 import strawberry
 from strawberry.extensions import ParserCache, ValidationCache
 
-from aperture.runtime import Servers, shard_map_for, start_servers
-from aperture.settings import Settings
 from bench import layering
 from bench.edge import DEFAULT_EDGES, LIMITED, SERVER_SETTINGS
 from bench.edge import parse_options as edge_options
@@ -92,6 +90,9 @@ from bench.feed_common import (
     start_api_server,
     warm_feeds,
 )
+from db.runtime import shard_map_for, start_servers
+from infra.servers import Servers
+from infra.settings import Settings
 from migrations.runner import migrate
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"

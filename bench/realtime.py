@@ -67,9 +67,7 @@ import redis
 from websockets.asyncio.client import connect
 
 from aperture.cli import WS_PING_INTERVAL_SECONDS
-from aperture.runtime import Runtime, check_reachable, shard_map_for, start_servers
 from aperture.seed import Graph, load_graph
-from aperture.settings import Settings
 from bench.edge import LIMITED, SERVER_SETTINGS
 from bench.feed_common import (
     BenchEnv,
@@ -85,9 +83,11 @@ from bench.feed_common import (
     snapshot_code,
 )
 from bench.idle_connections import cpu_seconds, rss_kib
+from db.runtime import Runtime, check_reachable, shard_map_for, start_servers
 from db.session import ShardSessions
 from domain.state import AppState
 from graphql_api.relay import to_global_id
+from infra.settings import Settings
 from migrations.runner import migrate
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"

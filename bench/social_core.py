@@ -35,13 +35,14 @@ from typing import Any
 
 import httpx
 
-from aperture.runtime import Runtime, Servers, shard_map_for, start_servers
 from aperture.seed import DEMO_PASSWORD, Graph, generate_graph, load_graph, read_edge_list
-from aperture.settings import Settings
 from bench import machine
 from db.instrumentation import count_work
+from db.runtime import Runtime, shard_map_for, start_servers
 from db.session import ShardSessions
 from graphql_api.app import create_app
+from infra.servers import Servers
+from infra.settings import Settings
 from migrations.runner import migrate
 
 RESULTS_PATH = Path(__file__).resolve().parent / "results" / "social_core.md"

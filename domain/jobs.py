@@ -21,8 +21,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aperture.settings import Settings
 from domain.state import AppState
+from infra.settings import Settings
 
 DEFAULT_QUEUE = "default"
 

@@ -6,7 +6,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from aperture.runtime import Runtime
 from db.accounts.cache import SessionCache, UsernameCache
 from db.accounts.models import User
 from db.accounts.records import UserRecord
@@ -25,6 +24,7 @@ from db.posts.records import CommentRecord, PostRecord
 from db.rate_limits import FailureBackoff, RateLimiter
 from db.realtime import RealtimeBus
 from db.relation_cache import RelationSetCache
+from db.runtime import Runtime
 from db.scored_sets import ScoredSet
 from db.stories.models import Story
 from db.stories.records import StoryRecord

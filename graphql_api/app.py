@@ -23,9 +23,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 
-from aperture.runtime import Runtime
 from db.instrumentation import instrument_sqlalchemy
 from db.redis import probe_redis
+from db.runtime import Runtime
 from domain.state import AppState
 from graphql_api.edge import SecurityHeaders
 from graphql_api.graphiql import STATIC_DIR, STATIC_URL_PREFIX

@@ -12,7 +12,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from aperture.settings import get_settings
+from infra.settings import get_settings
 
 # An API answer is data, never a page: nothing may frame it, sniff it into HTML, or
 # leak the URL it came from. The GraphiQL page sets its own, looser, CSP.

@@ -28,13 +28,13 @@ from graphql.validation import NoSchemaIntrospectionCustomRule
 from graphql.validation.rules import overlapping_fields_can_be_merged as overlapping_fields
 from strawberry.extensions import SchemaExtension
 
-from aperture.settings import Settings
 from db.errors import is_unavailable
 from db.rate_limits import Decision, Quota
 from graphql_api.auth import authenticate_and_charge, authenticate_caller
 from graphql_api.cost import Limits, TooComplex, analyse
 from graphql_api.error_handling import quieted
 from graphql_api.text import invalid_text_reason
+from infra.settings import Settings
 
 if TYPE_CHECKING:
     from graphql_api.context import Context

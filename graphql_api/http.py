@@ -37,7 +37,6 @@ from strawberry.schema.exceptions import (
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
-from aperture.settings import Settings
 from db.documents import PersistedDocuments
 from domain.state import AppState
 from graphql_api.context import Context
@@ -48,6 +47,7 @@ from graphql_api.guard import document_fee, request_quotas
 from graphql_api.persisted import DocumentRequest, DocumentResolver, PersistedQueryError
 from graphql_api.schema import schema
 from graphql_api.text import find_invalid_text
+from infra.settings import Settings
 
 log = logging.getLogger("graphql_api.http")
 

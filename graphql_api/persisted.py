@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aperture.settings import ConfigurationError, Settings
 from db.documents import PersistedDocuments
+from infra.settings import ConfigurationError, Settings
 
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 

@@ -48,12 +48,12 @@ from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWS
 from strawberry.subscriptions.protocols.graphql_ws.types import OperationMessage, StartMessage
 from strawberry.types.unset import UnsetType
 
-from aperture.settings import Settings
 from domain.state import AppState
 from graphql_api.auth import authenticate_caller, authorization_from_connection_params
 from graphql_api.context import Context
 from graphql_api.http import MAX_JSON_NESTING, json_nesting, refusal_before_parsing
 from graphql_api.schema import schema
+from infra.settings import Settings
 
 log = logging.getLogger(__name__)
 

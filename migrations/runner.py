@@ -56,7 +56,7 @@ def _shard_map_from(config: Config) -> ShardMap:
     shard_map = config.attributes.get("shard_map")
     if shard_map is None:
         # Plain `alembic` on the command line: resolve servers the way `aperture` does.
-        from aperture.runtime import resolve_shard_map
+        from db.runtime import resolve_shard_map
 
         shard_map = resolve_shard_map()
         config.attributes["shard_map"] = shard_map
@@ -132,7 +132,7 @@ def check_cluster_shape(shard_map: ShardMap) -> None:
     Ids and hashed keys route by logical shard, so changing the count silently would
     send reads for existing rows to the wrong schema.
     """
-    from aperture.settings import ConfigurationError
+    from infra.settings import ConfigurationError
 
     engine = create_engine(to_sqlalchemy_url(shard_map.database_urls[0]), poolclass=NullPool)
     try:

@@ -23,16 +23,17 @@ import uvicorn
 from sqlalchemy import Engine, create_engine
 
 from aperture.cli import uvicorn_options
-from aperture.runtime import Runtime, Servers, servers_environment, shard_map_for, start_servers
-from aperture.settings import Settings
 from db.explore.store import MODEL_PREFIX
 from db.instrumentation import instrument_sqlalchemy
+from db.runtime import Runtime, shard_map_for, start_servers
 from db.session import ShardSessions
 from db.shards import ShardMap, shard_schema, to_sqlalchemy_url
 from domain.accounts.passwords import configure_password_hashing
 from domain.state import AppState
 from graphql_api.app import create_app
 from graphql_api.compiled import runs as compiled_runs
+from infra.servers import Servers, servers_environment
+from infra.settings import Settings
 from migrations.runner import migrate
 from tests.helpers import GraphQLClient
 

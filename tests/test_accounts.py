@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from aperture.runtime import Runtime
 from db.accounts.models import User
+from db.runtime import Runtime
 from db.session import ShardSessions
 from tests.helpers import SIGN_UP, GraphQLClient, sign_up
 

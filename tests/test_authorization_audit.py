@@ -33,16 +33,17 @@ import pytest
 from graphql import GraphQLInterfaceType, GraphQLObjectType
 from websockets.exceptions import ConnectionClosed
 
-from aperture.runtime import Runtime, Servers
-from aperture.settings import Settings
 from db.explore.store import MODEL_PREFIX
 from db.ids import compose_id, shard_of
+from db.runtime import Runtime
 from db.shards import ShardMap
 from domain.media.processing import generate_demo_image
 from domain.state import AppState
 from graphql_api.app import create_app
 from graphql_api.relay import from_global_id, to_global_id
 from graphql_api.schema import schema
+from infra.servers import Servers
+from infra.settings import Settings
 from tests.conftest import empty_every_table
 from tests.helpers import Account, GraphQLClient, create_post, follow, sign_up
 from tests.media_helpers import publish, upload_media

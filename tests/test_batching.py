@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from aperture.runtime import Runtime
+from db.runtime import Runtime
 from tests.helpers import Account, GraphQLClient, create_post, follow, sign_up
 
 PAGE = """

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from aperture.settings import ConfigurationError, Settings, describe_validation_error
+from infra.settings import ConfigurationError, Settings, describe_validation_error
 
 
 def _run_cli(env: dict[str, str], tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -67,7 +67,7 @@ def test_unreachable_database_fails_with_one_line(
 def test_unreachable_redis_names_its_variable(
     project_env: dict[str, str], tmp_path: Path, servers: object
 ) -> None:
-    from aperture.runtime import Servers
+    from infra.servers import Servers
 
     assert isinstance(servers, Servers)
     env = {
@@ -88,7 +88,7 @@ def test_unreachable_redis_names_its_variable(
 def test_unreachable_object_store_names_its_variable(
     project_env: dict[str, str], tmp_path: Path, servers: object
 ) -> None:
-    from aperture.runtime import Servers
+    from infra.servers import Servers
 
     assert isinstance(servers, Servers)
     env = {

@@ -12,10 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from aperture.runtime import Servers
-from aperture.settings import Settings
 from db.shards import ShardMap
 from graphql_api.edge import BoundedHttpToolsProtocol
+from infra.servers import Servers
+from infra.settings import Settings
 from tests.conftest import serve_in_thread, server_processes
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent

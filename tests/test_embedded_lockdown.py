@@ -16,9 +16,10 @@ import httpx
 import psycopg
 import pytest
 
-from aperture.embedded import STATE_FILE
-from aperture.runtime import Runtime, Servers
-from aperture.settings import Settings
+from db.runtime import Runtime
+from infra.embedded import STATE_FILE
+from infra.servers import Servers
+from infra.settings import Settings
 
 LISTEN = "0A"
 LOOPBACK = {"127.0.0.1", "::1"}

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 import redis
 
-from aperture.embedded import STATE_FILE, EmbeddedServers
+from infra.embedded import STATE_FILE, EmbeddedServers
 from tests.test_process_life import processes_using
 
 

@@ -13,16 +13,17 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from aperture.runtime import Runtime, Servers, servers_environment
 from aperture.seed import Graph, load_graph
 from db.feed.activity import ACTIVE_USERS_KEY
 from db.feed.store import feed_key
 from db.posts.models import Post
+from db.runtime import Runtime
 from db.session import ShardSessions
 from domain import events
 from domain.feed.fanout import fan_out_pending
 from domain.posts.posts import create_post
 from domain.state import AppState
+from infra.servers import Servers, servers_environment
 from tests.helpers import GraphQLClient
 from workers.runner import drain_jobs
 

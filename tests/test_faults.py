@@ -26,17 +26,18 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from websockets.exceptions import ConnectionClosed
 
-from aperture.embedded import STATE_FILE, EmbeddedPostgres, EmbeddedServers
-from aperture.runtime import Runtime, Servers, check_reachable, shard_map_for
 from aperture.seed import DEMO_PASSWORD, Graph, load_graph
-from aperture.settings import Settings
 from db.events.models import OutboxEvent
 from db.feed.activity import ACTIVE_USERS_KEY
 from db.posts.models import Post
+from db.runtime import Runtime, check_reachable, shard_map_for
 from db.session import ShardSessions
 from domain.media.processing import generate_demo_image
 from domain.state import AppState
 from graphql_api.relay import from_global_id, to_global_id
+from infra.embedded import STATE_FILE, EmbeddedPostgres, EmbeddedServers
+from infra.servers import Servers
+from infra.settings import Settings
 from migrations.runner import migrate
 from tests.conftest import serve_in_thread, server_processes
 from tests.helpers import Account, GraphQLClient, follow, sign_up

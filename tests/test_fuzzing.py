@@ -24,9 +24,9 @@ from schemathesis.core.result import Ok
 from schemathesis.schemas import BaseSchema
 from websockets.exceptions import ConnectionClosed
 
-from aperture.settings import Settings
 from domain.media.delivery import owner_of_key
 from graphql_api.relay import from_global_id
+from infra.settings import Settings
 from tests.helpers import SIGN_UP, GraphQLClient, create_post, sign_up
 from tests.server_logs import describe, errors_logged
 from tests.ws_client import (

@@ -6,8 +6,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from aperture.runtime import Runtime
 from db.feed.activity import ACTIVE_USERS_KEY
+from db.runtime import Runtime
 from db.session import ShardSessions
 from domain.feed.fanout import fan_out
 from domain.state import AppState

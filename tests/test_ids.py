@@ -8,8 +8,8 @@ import time
 
 from sqlalchemy import text
 
-from aperture.runtime import Runtime
 from db.ids import EPOCH_MS, compose_id, decode_id, shard_of
+from db.runtime import Runtime
 from db.session import ShardSessions
 from db.shards import shard_schema
 

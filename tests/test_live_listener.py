@@ -11,8 +11,8 @@ import pytest
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
-from aperture.runtime import Servers
 from db.realtime import LISTENER_BACKLOG, Gap, Listener, RealtimeBus
+from infra.servers import Servers
 
 
 async def test_events_come_in_order_and_wake_a_waiting_socket() -> None:

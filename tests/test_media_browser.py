@@ -10,10 +10,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from aperture.runtime import Runtime, Servers
 from aperture.seed import DEMO_PASSWORD, generate_graph, seed_graph, seed_media
-from aperture.settings import Settings
+from db.runtime import Runtime
 from db.session import ShardSessions
+from infra.servers import Servers
+from infra.settings import Settings
 
 CHROMIUM = Path("/usr/bin/chromium")
 TIMEOUT_MS = 30_000

@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
-from aperture.runtime import Servers
 from db.cluster import GLOBAL_SCHEMA
 from db.shards import ShardMap, shard_schema, to_sqlalchemy_url
+from infra.servers import Servers
 from migrations.runner import PROJECT_ROOT, migrate
 
 PROBE_REVISION = '''"""Probe table added by the migration test.
@@ -133,7 +133,7 @@ def test_new_revision_reaches_every_shard(scratch_shard_map: ShardMap, tmp_path:
 
 
 def test_changing_the_shard_count_is_refused(scratch_shard_map: ShardMap) -> None:
-    from aperture.settings import ConfigurationError
+    from infra.settings import ConfigurationError
 
     migrate(scratch_shard_map)
     grown = ShardMap(logical_shards=8, database_urls=scratch_shard_map.database_urls)

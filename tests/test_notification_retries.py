@@ -15,10 +15,9 @@ from saq import Job, Queue
 from saq.job import Status
 from sqlalchemy import func, select, text
 
-from aperture.runtime import Runtime, Servers
-from aperture.settings import Settings
 from db.events.models import OutboxEvent
 from db.notifications.models import Notification
+from db.runtime import Runtime
 from db.session import ShardSessions
 from db.shards import shard_schema
 from domain import events, jobs
@@ -29,6 +28,8 @@ from domain.jobs import RetryPolicy, load_features
 from domain.notifications.jobs import NOTIFICATIONS_QUEUE
 from domain.state import AppState
 from graphql_api.app import create_app
+from infra.servers import Servers
+from infra.settings import Settings
 from tests.test_events import PINGED, Pinged, Recorder
 from workers.runner import run_workers
 

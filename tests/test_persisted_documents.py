@@ -11,9 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
-from aperture.settings import ConfigurationError, Settings
 from domain.state import AppState
 from graphql_api.persisted import load_manifest
+from infra.settings import ConfigurationError, Settings
 from tests.helpers import GraphQLClient, sign_up
 
 VIEWER = "query Viewer { viewer { username } }"

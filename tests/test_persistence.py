@@ -9,7 +9,7 @@ from pathlib import Path
 import psycopg
 import redis
 
-from aperture.embedded import EmbeddedServers
+from infra.embedded import EmbeddedServers
 
 
 def test_restart_keeps_postgres_rows_and_redis_keys() -> None:
@@ -56,9 +56,10 @@ def test_restart_keeps_postgres_rows_and_redis_keys() -> None:
 
 
 async def test_restart_keeps_objects_in_the_embedded_store() -> None:
-    from aperture.runtime import Servers, object_store_for
-    from aperture.settings import Settings
     from db.media.storage import ObjectStore
+    from db.runtime import object_store_for
+    from infra.servers import Servers
+    from infra.settings import Settings
 
     data_dir = Path(tempfile.mkdtemp(prefix="apt-restart-s3-"))
     settings = Settings(data_dir=data_dir)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from aperture.runtime import Runtime
+from db.runtime import Runtime
 from tests.helpers import GraphQLClient, create_post, follow, sign_up
 
 GRID = (

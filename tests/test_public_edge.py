@@ -15,11 +15,12 @@ import pytest
 from sqlalchemy import text
 from starlette.routing import Route
 
-from aperture.runtime import Runtime, Servers
-from aperture.settings import Settings
+from db.runtime import Runtime
 from db.shards import ShardMap, shard_schema
 from graphql_api.app import create_app
 from graphql_api.http import GraphQLEndpoint
+from infra.servers import Servers
+from infra.settings import Settings
 from tests.helpers import GraphQLClient, create_post, follow, sign_up
 
 FAST = 0.25  # seconds: "refused in milliseconds", with room for a noisy CI machine

@@ -16,7 +16,6 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from aperture.runtime import Runtime, Servers
 from db.rate_limits import (
     BackoffPolicy,
     FailureBackoff,
@@ -25,6 +24,8 @@ from db.rate_limits import (
     failures_key,
     rate_key,
 )
+from db.runtime import Runtime
+from infra.servers import Servers
 
 
 def _free_port() -> int:

@@ -6,11 +6,12 @@ import socket
 
 import httpx
 
-from aperture.embedded import S3Endpoint
-from aperture.runtime import Runtime, Servers
-from aperture.settings import Settings
+from db.runtime import Runtime
 from db.shards import ShardMap
 from graphql_api.app import create_app
+from infra.embedded import S3Endpoint
+from infra.servers import Servers
+from infra.settings import Settings
 
 
 async def test_readiness_reports_the_object_store(http: httpx.AsyncClient) -> None:

@@ -13,9 +13,9 @@ import pytest
 import redis
 from websockets.exceptions import ConnectionClosed
 
-from aperture.runtime import Servers
-from aperture.settings import Settings
 from db.shards import ShardMap
+from infra.servers import Servers
+from infra.settings import Settings
 from tests.conftest import serve_in_thread
 from tests.helpers import Account, GraphQLClient, sign_up
 from tests.ws_client import LEGACY_WS, MESSAGE_EVENTS, TRANSPORT_WS, Socket, open_socket

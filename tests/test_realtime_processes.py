@@ -11,7 +11,8 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 
-from aperture.runtime import Runtime, Servers
+from db.runtime import Runtime
+from infra.servers import Servers
 from tests.conftest import server_processes
 from tests.helpers import Account, GraphQLClient, sign_up
 from tests.test_realtime import group, next_of, sent

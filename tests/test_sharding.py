@@ -8,9 +8,9 @@ import pytest
 from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.pool import NullPool
 
-from aperture.runtime import Runtime
 from db.ids import shard_of
 from db.instrumentation import count_work
+from db.runtime import Runtime
 from db.session import ShardSessions
 from db.shards import UnknownShardError, shard_schema, to_sqlalchemy_url
 from graphql_api.relay import from_global_id

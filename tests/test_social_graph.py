@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from aperture.runtime import Runtime
 from db.accounts.models import Follower, Following
 from db.ids import shard_of
+from db.runtime import Runtime
 from db.session import ShardSessions
 from graphql_api.relay import from_global_id
 from tests.helpers import Account, GraphQLClient, create_post, follow, sign_up

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from aperture.runtime import Runtime
+from db.runtime import Runtime
 from domain.state import AppState
 from graphql_api.relay import DEFAULT_PAGE_SIZE, MAX_LOOK_AHEAD_READS, has_visible_next
 from tests.helpers import Account, GraphQLClient, create_post, follow, sign_up

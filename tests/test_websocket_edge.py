@@ -16,9 +16,9 @@ import pytest
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from aperture.runtime import Servers
-from aperture.settings import Settings
 from db.shards import ShardMap
+from infra.servers import Servers
+from infra.settings import Settings
 from tests.conftest import serve_in_thread
 from tests.helpers import GraphQLClient, sign_up
 from tests.server_logs import describe, errors_logged

@@ -9,8 +9,8 @@ import pickle
 import sys
 from typing import IO, Any
 
-from aperture.malloc import limit_malloc_arenas
 from domain.media.decoders import read_frame, write_frame
+from infra.malloc import limit_malloc_arenas
 
 
 def _answer(call: bytes) -> tuple[str, Any]:

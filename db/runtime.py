@@ -1,4 +1,5 @@
-"""Wires configuration to live servers: embedded or external PostgreSQL, Redis and S3."""
+"""Connects a process to its servers (``infra/servers.py``): engines per database, the
+Redis client, job queues and the object store, checked to answer at start."""
 
 from __future__ import annotations
 
@@ -10,79 +11,23 @@ import psycopg
 import redis
 from redis.asyncio import Redis
 
-from aperture.embedded import EmbeddedServers, S3Endpoint
-from aperture.settings import ConfigurationError, Settings, get_settings
 from db.cluster import cluster_secret
 from db.media.storage import ObjectStore
 from db.queue import JobQueues
 from db.redis import create_redis
 from db.shards import Databases, ShardMap, redact_dsn
+from infra.servers import Servers, locate_servers
+from infra.settings import ConfigurationError, Settings, get_settings
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class Servers:
-    """Where the data lives for this process; ``embedded`` is set when we started them."""
-
-    database_urls: list[str]
-    redis_url: str
-    s3: S3Endpoint | None = None
-    embedded: EmbeddedServers | None = None
-
-    def stop(self) -> None:
-        if self.embedded is not None:
-            self.embedded.stop()
-
-
 def start_servers(settings: Settings, *, postgres_cleanup: str = "stop") -> Servers:
-    embedded: EmbeddedServers | None = None
-    database_urls = list(settings.database_urls)
-    redis_url = settings.redis_url
-    want_s3 = settings.s3_endpoint_url is None
-    if not database_urls or redis_url is None or want_s3:
-        embedded = EmbeddedServers(
-            settings.data_dir,
-            settings.embedded_databases,
-            postgres_cleanup=postgres_cleanup,
-        )
-        started_urls, started_redis = embedded.start(
-            want_postgres=not database_urls, want_redis=redis_url is None, want_s3=want_s3
-        )
-        database_urls = database_urls or started_urls
-        redis_url = redis_url or started_redis
-    assert redis_url is not None
-    if want_s3:
-        assert embedded is not None
-        assert embedded.s3 is not None
-        s3 = embedded.s3
-    else:
-        assert settings.s3_endpoint_url is not None
-        s3 = S3Endpoint(
-            url=settings.s3_endpoint_url,
-            access_key_id=settings.s3_access_key_id or "",
-            secret_access_key=settings.s3_secret_access_key or "",
-        )
-    servers = Servers(database_urls=database_urls, redis_url=redis_url, s3=s3, embedded=embedded)
+    """The servers the settings name (embedded ones started as needed), each checked to
+    answer: a wrong URL fails at start with the variable to fix."""
+    servers = locate_servers(settings, postgres_cleanup=postgres_cleanup)
     check_reachable(servers, settings)
     return servers
-
-
-def servers_environment(servers: Servers) -> dict[str, str]:
-    """The variables that point another process at these servers: the same databases,
-    Redis and object store, so that it starts none of its own."""
-    environment = {
-        "APERTURE_DATABASE_URLS": ",".join(servers.database_urls),
-        "APERTURE_REDIS_URL": servers.redis_url,
-    }
-    if servers.s3 is None:
-        return environment
-    return {
-        **environment,
-        "APERTURE_S3_ENDPOINT_URL": servers.s3.url,
-        "APERTURE_S3_ACCESS_KEY_ID": servers.s3.access_key_id,
-        "APERTURE_S3_SECRET_ACCESS_KEY": servers.s3.secret_access_key,
-    }
 
 
 def object_store_for(settings: Settings, servers: Servers) -> ObjectStore:

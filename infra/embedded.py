@@ -43,7 +43,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg import sql
 
-from aperture.settings import ConfigurationError
+from infra.settings import ConfigurationError
 
 log = logging.getLogger(__name__)
 
