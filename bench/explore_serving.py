@@ -56,6 +56,7 @@ from bench.feed_common import (
     warm_feeds,
 )
 from bench.media import SERVE_SETTINGS, cpu_ms_per_request
+from db.explore.store import ExploreStore
 from db.runtime import Runtime, check_reachable, shard_map_for, start_servers
 from db.session import ShardSessions
 from domain.explore.training import train
@@ -126,7 +127,7 @@ async def seed_and_train(env: BenchEnv, options: Options) -> Dataset:
             following[follower] = following.get(follower, 0) + 1
         viewers: list[int] = []
         for node in sorted(following, key=lambda node: (-following[node], node)):
-            mine, _ = await state.explore.candidates(user_ids[node])
+            mine, _ = await state.of(ExploreStore).candidates(user_ids[node])
             if mine:
                 viewers.append(node)
             if len(viewers) == VIEWERS:

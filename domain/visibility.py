@@ -49,6 +49,7 @@ from db.accounts.records import UserRecord
 from db.messaging.models import ThreadMember
 from db.messaging.records import MessageRecord
 from db.posts import repository as posts_repo
+from db.posts.caches import PostCaches
 from db.posts.records import CommentRecord, PostRecord
 from db.session import ShardSessions
 from db.stories.records import StoryRecord
@@ -422,13 +423,13 @@ class DirectFacts:
         return await known_or_loaded(
             self._known.posts,
             ids,
-            lambda misses: self._state.post_cache.load(
+            lambda misses: self._state.of(PostCaches).post_cache.load(
                 misses, sessions=self._sessions, fetch=posts_repo.get_posts
             ),
         )
 
     async def comments(self, ids: Sequence[int]) -> list[CommentRecord | None]:
-        return await self._state.comment_cache.load(
+        return await self._state.of(PostCaches).comment_cache.load(
             ids, sessions=self._sessions, fetch=posts_repo.get_comments
         )
 

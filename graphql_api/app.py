@@ -79,7 +79,7 @@ def create_app(
         if workers is not None:
             await workers
         await state.realtime.close()
-        state.password_hashing.shutdown()
+        state.shutdown()
         if close_runtime:
             await runtime.close()
 

@@ -29,6 +29,7 @@ from db.runtime import Runtime, shard_map_for, start_servers
 from db.session import ShardSessions
 from db.shards import ShardMap, shard_schema, to_sqlalchemy_url
 from domain.accounts.passwords import configure_password_hashing
+from domain.features import shard_tables
 from domain.state import AppState
 from graphql_api.app import create_app
 from graphql_api.compiled import runs as compiled_runs
@@ -40,40 +41,6 @@ from tests.helpers import GraphQLClient
 # Argon2 at its production cost (64 MiB, 3 passes) would dominate the suite's run time.
 configure_password_hashing(memory_cost_kib=1024, time_cost=1)
 
-TABLES = [
-    "users",
-    "unique_keys",
-    "sessions",
-    "following",
-    "followers",
-    "follow_requests",
-    "blocks",
-    "blocked_by",
-    "posts",
-    "post_hashtags",
-    "post_mentions",
-    "hashtag_posts",
-    "comments",
-    "post_likes",
-    "comment_likes",
-    "outbox",
-    "media",
-    "saved_posts",
-    "stories",
-    "story_views",
-    "close_friends",
-    "post_views",
-    "threads",
-    "direct_threads",
-    "thread_members",
-    "messages",
-    "message_reactions",
-    "inbox_entries",
-    "notifications",
-    "notification_actors",
-    "notification_events",
-    "explore_interactions",
-]
 
 
 @pytest.fixture
@@ -150,7 +117,7 @@ def empty_every_table(shard_map: ShardMap) -> None:
         statements = "; ".join(
             f"DELETE FROM {shard_schema(shard)}.{table}"
             for shard in shard_map.shards_on(index)
-            for table in TABLES
+            for table in shard_tables()
         )
         with engine.begin() as connection:
             connection.exec_driver_sql(statements)

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from db.events.models import OutboxEvent
+from db.feed.caches import FeedCaches
 from db.session import ShardSessions
 from domain import events, jobs
 from domain.accounts.sessions import sign_up
@@ -188,7 +189,7 @@ async def test_a_new_handler_plugs_into_an_existing_topic(
     assert await _owed(sessions, "feed.fan_out") == 1, "the feed's handler still gets it"
     await drain_jobs(app_state)
     assert created == [post.id]
-    assert await app_state.feeds.all_entries(author.user.id) == [post.id]
+    assert await app_state.of(FeedCaches).feeds.all_entries(author.user.id) == [post.id]
 
 
 def test_every_feature_registers_its_work() -> None:

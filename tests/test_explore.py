@@ -12,6 +12,7 @@ import pytest
 
 from domain.explore import models as served_models
 from domain.explore.explore import spread_authors
+from domain.explore.models import ServedModel
 from domain.explore.training import train
 from domain.state import AppState
 from recommender.model import ALSConfig
@@ -194,7 +195,7 @@ async def test_a_model_trained_elsewhere_is_served_without_a_restart(
     monkeypatch.setattr(served_models, "CHECK_INTERVAL_SECONDS", 0.0)
     first = await train(state, config=SMALL_MODEL)
     assert first is not None
-    served = await state.explore_model.current()
+    served = await state.of(ServedModel).current()
     assert served is not None
     assert served.version == first.version
     # A training run by another process (the CLI, a worker) with its own state.
@@ -202,7 +203,7 @@ async def test_a_model_trained_elsewhere_is_served_without_a_restart(
     second = await train(elsewhere, config=SMALL_MODEL)
     assert second is not None
     assert second.version != first.version
-    swapped = await state.explore_model.current()
+    swapped = await state.of(ServedModel).current()
     assert swapped is not None
     assert swapped.version == second.version
 

@@ -7,6 +7,8 @@ import time
 from typing import Any
 
 from db.feed.activity import ACTIVE_USERS_KEY
+from db.feed.caches import FeedCaches
+from db.posts.caches import PostCaches
 from db.runtime import Runtime
 from db.session import ShardSessions
 from domain.feed.fanout import fan_out
@@ -46,9 +48,9 @@ async def test_new_post_reaches_followers_through_the_worker(
     assert await feed_ids(gql, fan) == []  # builds the (empty) feed
     post_id = await create_post(gql, author, "fresh")
     # Before the worker runs, the precomputed feed does not have it yet.
-    assert raw_id(post_id) not in await state.feeds.all_entries(raw_id(fan.id))
+    assert raw_id(post_id) not in await state.of(FeedCaches).feeds.all_entries(raw_id(fan.id))
     await drain_jobs(state)
-    assert raw_id(post_id) in await state.feeds.all_entries(raw_id(fan.id))
+    assert raw_id(post_id) in await state.of(FeedCaches).feeds.all_entries(raw_id(fan.id))
     assert await feed_ids(gql, fan) == [post_id]
     assert await feed_ids(gql, author) == [post_id], "authors see their own posts"
     assert await feed_ids(gql, stranger) == []
@@ -62,7 +64,7 @@ async def test_fan_out_job_is_idempotent(gql: GraphQLClient, state: AppState) ->
     sessions = ShardSessions(state.runtime.databases)
     first = await fan_out(state, sessions, post_id)
     assert first.feeds_written == 2
-    entries = await state.feeds.all_entries(raw_id(fan.id))
+    entries = await state.of(FeedCaches).feeds.all_entries(raw_id(fan.id))
     # A delivery may run twice (at least once, after all), from the start again.
     from sqlalchemy import update
 
@@ -71,7 +73,7 @@ async def test_fan_out_job_is_idempotent(gql: GraphQLClient, state: AppState) ->
     async with sessions.for_id(post_id) as session:
         await session.execute(update(Post).where(Post.id == post_id).values(fanout_cursor=0))
     await fan_out(state, sessions, post_id)
-    assert await state.feeds.all_entries(raw_id(fan.id)) == entries == [post_id]
+    assert await state.of(FeedCaches).feeds.all_entries(raw_id(fan.id)) == entries == [post_id]
 
 
 async def test_inactive_followers_get_no_fan_out_but_a_rebuild(
@@ -86,7 +88,7 @@ async def test_inactive_followers_get_no_fan_out_but_a_rebuild(
     await redis.delete(f"active-touch:{raw_id(sleeper.id)}")
     post_id = await create_post(gql, author, "while you were away")
     await drain_jobs(state)
-    assert raw_id(post_id) not in await state.feeds.all_entries(raw_id(sleeper.id))
+    assert raw_id(post_id) not in await state.of(FeedCaches).feeds.all_entries(raw_id(sleeper.id))
     # Coming back marks the feed stale; the first read rebuilds it and is already right.
     assert await feed_ids(gql, sleeper) == [post_id]
 
@@ -106,8 +108,10 @@ async def test_missing_feed_is_rebuilt_on_first_read(
     rebuilt = await gql(FEED, {"first": 20}, token=viewer.token)
     assert [edge["node"]["id"] for edge in rebuilt.ok()["homeFeed"]["edges"]] == before
     assert rebuilt.work.sql_statements > 0, "the rebuild really went to PostgreSQL"
-    assert await state.feeds.is_ready(raw_id(viewer.id))
-    assert await state.feeds.all_entries(raw_id(viewer.id)) == [raw_id(p) for p in before]
+    assert await state.of(FeedCaches).feeds.is_ready(raw_id(viewer.id))
+    assert await state.of(FeedCaches).feeds.all_entries(raw_id(viewer.id)) == [
+        raw_id(p) for p in before
+    ]
 
 
 async def test_feed_pages_with_cursors(gql: GraphQLClient, state: AppState) -> None:
@@ -134,7 +138,10 @@ async def test_feed_is_capped_and_trimmed(tuned_gql: Any) -> None:
     await feed_ids(gql, viewer)
     posts = [raw_id(await create_post(gql, author, f"p{n}")) for n in range(14)]
     await drain_jobs(state)
-    assert await state.feeds.all_entries(raw_id(viewer.id)) == list(reversed(posts))[:10]
+    assert (
+        await state.of(FeedCaches).feeds.all_entries(raw_id(viewer.id))
+        == list(reversed(posts))[:10]
+    )
 
 
 async def test_follow_backfills_and_unfollow_removes(gql: GraphQLClient, state: AppState) -> None:
@@ -150,7 +157,7 @@ async def test_follow_backfills_and_unfollow_removes(gql: GraphQLClient, state: 
         token=viewer.token,
     )
     assert await feed_ids(gql, viewer) == []
-    assert await state.feeds.all_entries(raw_id(viewer.id)) == []
+    assert await state.of(FeedCaches).feeds.all_entries(raw_id(viewer.id)) == []
 
 
 async def test_deleted_and_blocked_posts_never_show(gql: GraphQLClient, state: AppState) -> None:
@@ -201,8 +208,8 @@ async def test_large_account_merge_matches_full_fan_out(tuned_gql: Any) -> None:
             captions.append(f"{author.username} {n}")
         await drain_jobs(state)
         star_id = raw_id(star.id)
-        in_feed = await state.feeds.all_entries(raw_id(viewer.id))
-        star_posts = (await state.author_posts.get_many([star_id]))[star_id]
+        in_feed = await state.of(FeedCaches).feeds.all_entries(raw_id(viewer.id))
+        star_posts = (await state.of(PostCaches).author_posts.get_many([star_id]))[star_id]
         if threshold == 2:
             assert not set(star_posts) & set(in_feed), "the celebrity was not fanned out"
         else:

@@ -11,7 +11,9 @@ from typing import Any
 import argon2
 import pytest
 
+from db.accounts.caches import AccountCaches
 from domain.accounts import passwords
+from domain.accounts.passwords import PasswordHashPool
 from domain.accounts.throttle import LOGIN_BASE_DELAY_SECONDS, login_subject
 from domain.state import AppState
 from tests.helpers import SIGN_UP, GraphQLClient, GraphQLResult, sign_up
@@ -53,7 +55,7 @@ async def test_wrong_passwords_earn_growing_delays(tuned_gql: TunedGql) -> None:
     assert retry_after(await log_in(gql, "victim", WRONG)) == 1
     # During the delay even the right password is refused, unchecked and uncounted.
     assert retry_after(await log_in(gql, "VICTIM", RIGHT)) == 1
-    assert await state.login_failures.failures(login_subject("victim")) == 2
+    assert await state.of(AccountCaches).login_failures.failures(login_subject("victim")) == 2
     await asyncio.sleep(1.0)
     # The third failure doubles the delay.
     assert (await log_in(gql, "victim", WRONG)).codes == ["UNAUTHENTICATED"]
@@ -61,7 +63,7 @@ async def test_wrong_passwords_earn_growing_delays(tuned_gql: TunedGql) -> None:
     await asyncio.sleep(2.0)
     # A success clears the count: two free failures again.
     (await log_in(gql, "victim", RIGHT)).ok()
-    assert await state.login_failures.failures(login_subject("victim")) == 0
+    assert await state.of(AccountCaches).login_failures.failures(login_subject("victim")) == 0
     assert (await log_in(gql, "victim", WRONG)).codes == ["UNAUTHENTICATED"]
     assert (await log_in(gql, "victim", WRONG)).codes == ["UNAUTHENTICATED"]
     assert retry_after(await log_in(gql, "victim", RIGHT)) == 1
@@ -147,7 +149,7 @@ async def test_concurrent_log_ins_do_not_stall_other_requests(tuned_gql: TunedGq
     # Argon2 at 64 MiB takes ~100 ms: with it on the event loop, the cheap query would wait
     # behind one hash after another.
     assert logged_in >= 4
-    assert state.password_hashing.in_use == 0
+    assert state.of(PasswordHashPool).in_use == 0
     assert statistics.median(latencies) < 0.05, sorted(latencies)
 
 
@@ -187,9 +189,11 @@ async def test_full_hash_queue_answers_service_unavailable(tuned_gql: TunedGql) 
     # One hashing, one waiting: the others are turned away at once.
     assert codes.count(["UNAUTHENTICATED"]) == 2, codes
     assert codes.count(["SERVICE_UNAVAILABLE"]) == 4, codes
-    assert state.password_hashing.in_use == 0
+    assert state.of(PasswordHashPool).in_use == 0
     # A refusal for a full queue is not a wrong password.
-    failures = [await state.login_failures.failures(login_subject(name)) for name in names]
+    failures = [
+        await state.of(AccountCaches).login_failures.failures(login_subject(name)) for name in names
+    ]
     assert sorted(failures) == [0, 0, 0, 0, 1, 1]
     # Slots come back: the next log-in is checked as usual.
     assert (await log_in(gql, "ghost0", WRONG)).codes == ["UNAUTHENTICATED"]

@@ -13,6 +13,7 @@ from sqlalchemy.pool import NullPool
 
 from db.cluster import GLOBAL_SCHEMA
 from db.shards import ShardMap, shard_schema, to_sqlalchemy_url
+from domain.features import shard_tables
 from infra.servers import Servers
 from migrations.runner import PROJECT_ROOT, migrate
 
@@ -139,3 +140,25 @@ def test_changing_the_shard_count_is_refused(scratch_shard_map: ShardMap) -> Non
     grown = ShardMap(logical_shards=8, database_urls=scratch_shard_map.database_urls)
     with pytest.raises(ConfigurationError, match="APERTURE_LOGICAL_SHARDS"):
         migrate(grown)
+
+
+def test_every_migrated_table_is_owned_by_exactly_one_feature(shard_map: ShardMap) -> None:
+    """The registry's tables are what migrations made: a table no feature declares would be
+    left behind by cleanup and by the checklist; one declared twice has two owners."""
+    engine = create_engine(to_sqlalchemy_url(shard_map.database_urls[0]), poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            migrated = set(
+                connection.execute(
+                    text(
+                        "SELECT table_name FROM information_schema.tables "
+                        "WHERE table_schema = :schema AND table_name <> 'alembic_version'"
+                    ),
+                    {"schema": shard_schema(0)},
+                ).scalars()
+            )
+    finally:
+        engine.dispose()
+    owned = shard_tables()
+    assert len(owned) == len(set(owned)), "a table is declared by two features"
+    assert set(owned) == migrated

@@ -13,8 +13,11 @@ from sqlalchemy import delete, insert, update
 from typer.testing import CliRunner
 
 from aperture.cli import app, run_repairs
+from db.accounts.caches import AccountCaches
 from db.accounts.models import User
 from db.accounts.repository import CountDrift
+from db.feed.caches import FeedCaches
+from db.posts.caches import PostCaches
 from db.posts.models import HashtagPost, Post
 from db.session import ShardSessions
 from domain.accounts.repairs import repair_user_counts
@@ -116,7 +119,7 @@ async def test_count_repair_fixes_user_counts_and_drops_wrong_hot_counters(
         )
     async with sessions.for_id(fan_id) as session:
         await session.execute(update(User).where(User.id == fan_id).values(following_count=5))
-    await state.user_cache.invalidate(star_id, fan_id)
+    await state.of(AccountCaches).user_cache.invalidate(star_id, fan_id)
     wrong = (await gql(USER, {"u": "counts.star"})).ok()["user"]
     assert wrong == {"followerCount": 7, "followingCount": 0, "postCount": 0}
 
@@ -142,7 +145,7 @@ async def test_count_repair_fixes_user_counts_and_drops_wrong_hot_counters(
     counts = "query($ids: [ID!]!) { nodes(ids: $ids) { ... on Post { likeCount } } }"
     read = await gql(counts, {"ids": [liked, unliked]}, token=fan.token)
     assert [node["likeCount"] for node in read.ok()["nodes"]] == [1, 0]
-    liked_key = state.post_likes.key(raw_id(liked))
+    liked_key = state.of(PostCaches).post_likes.key(raw_id(liked))
     await state.runtime.redis.set(liked_key, 5, keepttl=True)
     read = await gql(counts, {"ids": [liked, unliked]}, token=fan.token)
     assert [node["likeCount"] for node in read.ok()["nodes"]] == [5, 0]
@@ -151,14 +154,16 @@ async def test_count_repair_fixes_user_counts_and_drops_wrong_hot_counters(
     assert hot.dropped == [CounterDrift(liked_key, 5, 1)]
     assert hot.examined == 2
     assert await state.runtime.redis.exists(liked_key) == 0
-    assert await state.runtime.redis.exists(state.post_likes.key(raw_id(unliked))) == 1
+    assert (
+        await state.runtime.redis.exists(state.of(PostCaches).post_likes.key(raw_id(unliked))) == 1
+    )
     read = await gql(counts, {"ids": [liked, unliked]}, token=fan.token)
     assert [node["likeCount"] for node in read.ok()["nodes"]] == [1, 0]
     assert (await repair_hot_counters(state)).dropped == []
 
 
 async def feed_entries(state: AppState, viewer: Account) -> set[int]:
-    return set(await state.feeds.all_entries(raw_id(viewer.id)))
+    return set(await state.of(FeedCaches).feeds.all_entries(raw_id(viewer.id)))
 
 
 async def large_account_with_merged_posts(

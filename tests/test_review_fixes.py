@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 
 from aperture.seed import Graph, load_graph
+from db.feed.caches import FeedCaches
 from db.ids import compose_id
 from db.runtime import Runtime
 from db.session import ShardSessions
@@ -59,10 +60,10 @@ async def test_a_feed_page_of_hidden_entries_still_moves_on(
     await follow(gql, viewer, friend)
     real = await create_post(gql, friend, "the one to find")
     await drain_jobs(state)
-    assert len(await state.feeds.all_entries(from_global_id(viewer.id)[1])) == 1
+    assert len(await state.of(FeedCaches).feeds.all_entries(from_global_id(viewer.id)[1])) == 1
     # Entries the viewer may not see (an author they do not follow), newer than the real one.
     hidden = [from_global_id(await create_post(gql, stranger, f"h{n}"))[1] for n in range(14)]
-    await state.feeds.push([from_global_id(viewer.id)[1]], hidden)
+    await state.of(FeedCaches).feeds.push([from_global_id(viewer.id)[1]], hidden)
     query = (
         "query($after: String) { homeFeed(first: 1, after: $after) { "
         "edges { node { id } } pageInfo { hasNextPage endCursor } } }"

@@ -43,7 +43,7 @@ class ActivityMarks:
 
     async def note_marked(self, user_id: int, now: float) -> float | bool | None:
         """After this request set the user's hourly mark (``record``, or the session check
-        of ``db/accounts/cache.py``): move them to ``now`` in ``active_users``; as
+        of ``db/accounts/caches.py``): move them to ``now`` in ``active_users``; as
         ``record``."""
         mark = activity_mark_key(user_id)
         try:

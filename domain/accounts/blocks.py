@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from db.accounts import repository as accounts_repo
+from db.accounts.caches import AccountCaches
 from db.session import ShardSessions
 from domain.accounts.graph import disconnect
 from domain.accounts.relations import load_user
@@ -19,7 +20,7 @@ async def block(state: AppState, sessions: ShardSessions, viewer_id: int, target
         await accounts_repo.add_block(session, blocker_id=viewer_id, blocked_id=target_id)
     async with sessions.for_id(target_id) as session:
         await accounts_repo.add_blocked_by(session, blocked_id=target_id, blocker_id=viewer_id)
-    await state.block_sets.changed(viewer_id, target_id)
+    await state.of(AccountCaches).block_sets.changed(viewer_id, target_id)
     await disconnect(state, sessions, follower_id=viewer_id, followee_id=target_id)
     await disconnect(state, sessions, follower_id=target_id, followee_id=viewer_id)
 
@@ -29,4 +30,4 @@ async def unblock(state: AppState, sessions: ShardSessions, viewer_id: int, targ
         await accounts_repo.remove_block(session, blocker_id=viewer_id, blocked_id=target_id)
     async with sessions.for_id(target_id) as session:
         await accounts_repo.remove_blocked_by(session, blocked_id=target_id, blocker_id=viewer_id)
-    await state.block_sets.changed(viewer_id, target_id)
+    await state.of(AccountCaches).block_sets.changed(viewer_id, target_id)

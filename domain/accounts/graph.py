@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 
 from db.accounts import repository as accounts_repo
+from db.accounts.caches import AccountCaches
 from db.accounts.records import UserRecord
 from db.session import ShardSessions
 from domain import events
@@ -50,7 +51,7 @@ async def connect(
         await accounts_repo.remove_follow_request(
             session, target_id=followee_id, requester_id=follower_id
         )
-    await state.following_sets.changed(follower_id)
+    await state.of(AccountCaches).following_sets.changed(follower_id)
     await refresh_users(state, sessions, follower_id, followee_id)
     await events.relay(state, sessions, owed)
 
@@ -72,7 +73,7 @@ async def disconnect(
         await accounts_repo.remove_follow_request(
             session, target_id=followee_id, requester_id=follower_id
         )
-    await state.following_sets.changed(follower_id)
+    await state.of(AccountCaches).following_sets.changed(follower_id)
     await refresh_users(state, sessions, follower_id, followee_id)
     await events.relay(state, sessions, owed)
 

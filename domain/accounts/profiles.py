@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from db.accounts import repository as accounts_repo
+from db.accounts.caches import AccountCaches
 from db.accounts.records import UserRecord
 from db.media import repository as media_repo
 from db.session import ShardSessions
@@ -35,7 +36,7 @@ async def update_profile(
         user = await accounts_repo.update_user(session, viewer_id, values)
     if user is None:
         raise NotFound("Your account no longer exists")
-    await state.user_cache.store(user.id, user)
+    await state.of(AccountCaches).user_cache.store(user.id, user)
     return user_record(user)
 
 
@@ -49,8 +50,8 @@ async def delete_account(state: AppState, sessions: ShardSessions, viewer_id: in
             else []
         )
     await events.relay(state, sessions, owed)
-    await state.user_cache.store(viewer_id, None)
-    await state.session_cache.revoke(tokens)
+    await state.of(AccountCaches).user_cache.store(viewer_id, None)
+    await state.of(AccountCaches).session_cache.revoke(tokens)
 
 
 async def search_users(
@@ -110,5 +111,5 @@ async def set_avatar(
             else []
         )
     await events.relay(state, sessions, owed)
-    await state.user_cache.store(user.id, user)
+    await state.of(AccountCaches).user_cache.store(user.id, user)
     return user_record(user)

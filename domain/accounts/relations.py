@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.accounts import repository as accounts_repo
+from db.accounts.caches import AccountCaches
 from db.accounts.models import User
 from db.accounts.records import UserRecord
 from db.cache import to_record
@@ -20,7 +21,9 @@ async def load_users(
     state: AppState, sessions: ShardSessions, user_ids: Sequence[int]
 ) -> list[UserRecord | None]:
     """Live users by id, from the cache, then one statement per shard for the misses."""
-    return await state.user_cache.load(user_ids, sessions=sessions, fetch=accounts_repo.get_users)
+    return await state.of(AccountCaches).user_cache.load(
+        user_ids, sessions=sessions, fetch=accounts_repo.get_users
+    )
 
 
 async def load_user(state: AppState, sessions: ShardSessions, user_id: int) -> UserRecord | None:
@@ -38,7 +41,7 @@ async def refresh_users(state: AppState, sessions: ShardSessions, *user_ids: int
     for user_id in user_ids:
         async with sessions.for_id(user_id) as session:
             user = await accounts_repo.get_user(session, user_id)
-        await state.user_cache.store(user_id, user)
+        await state.of(AccountCaches).user_cache.store(user_id, user)
 
 
 async def user_id_for_username(
@@ -47,14 +50,14 @@ async def user_id_for_username(
     """Usernames never change owner, so the name → id mapping caches safely; an unknown
     name is remembered briefly, and sign-up overwrites that answer when it claims it."""
     username_lower = username.lower()
-    epoch = state.usernames.epoch()
-    cached = await state.usernames.get(username_lower)
+    epoch = state.of(AccountCaches).usernames.epoch()
+    cached = await state.of(AccountCaches).usernames.get(username_lower)
     if cached is not False:
         return cached if isinstance(cached, int) else None
     async with sessions.shard(sessions.shard_map.shard_for_username(username_lower)) as session:
         user = await accounts_repo.get_user_by_username(session, username_lower)
     user_id = user.id if user is not None else None
-    await state.usernames.fill(username_lower, user_id, epoch=epoch)
+    await state.of(AccountCaches).usernames.fill(username_lower, user_id, epoch=epoch)
     return user_id
 
 
@@ -73,7 +76,7 @@ async def block_set(state: AppState, sessions: ShardSessions, user_id: int) -> s
         async with sessions.for_id(user_id) as session:
             return await accounts_repo.block_relations(session, user_id)
 
-    return await state.block_sets.members(user_id, load=load)
+    return await state.of(AccountCaches).block_sets.members(user_id, load=load)
 
 
 def _followee_loader(sessions: ShardSessions, user_id: int) -> Callable[[], Awaitable[list[int]]]:
@@ -89,12 +92,12 @@ async def following_flags(
 ) -> list[bool]:
     """Whether ``user_id`` follows each of ``targets``."""
     loader = _followee_loader(sessions, user_id)
-    return await state.following_sets.contains(user_id, targets, load=loader)
+    return await state.of(AccountCaches).following_sets.contains(user_id, targets, load=loader)
 
 
 async def followee_ids(state: AppState, sessions: ShardSessions, user_id: int) -> set[int]:
     loader = _followee_loader(sessions, user_id)
-    return await state.following_sets.members(user_id, load=loader)
+    return await state.of(AccountCaches).following_sets.members(user_id, load=loader)
 
 
 async def requested_targets(

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from db.accounts import repository as accounts_repo
+from db.accounts.caches import AccountCaches
 from db.accounts.repository import CountDrift
 from db.session import ShardSessions
 from domain.state import AppState
@@ -53,7 +54,9 @@ async def repair_user_counts(
                     drifts = await accounts_repo.fix_counts(
                         session, sorted({drift.user_id for drift in drifts})
                     )
-                await state.user_cache.invalidate(*{drift.user_id for drift in drifts})
+                await state.of(AccountCaches).user_cache.invalidate(
+                    *{drift.user_id for drift in drifts}
+                )
             report.fixed += drifts
             if on_follower_count_fixed is not None and not dry_run:
                 for user_id in sorted({d.user_id for d in drifts if d.column == "follower_count"}):

@@ -17,7 +17,7 @@ from typing import NamedTuple
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.accounts import repository as accounts_repo
-from db.accounts.cache import session_key
+from db.accounts.caches import AccountCaches, session_key
 from db.accounts.models import User
 from db.accounts.records import UserRecord
 from db.feed.activity import ACTIVITY_MARK_SECONDS, activity_mark_key
@@ -27,7 +27,7 @@ from db.session import ShardSessions
 from domain import events
 from domain.accounts import throttle
 from domain.accounts.events import SESSION_ENDED, SessionEnded
-from domain.accounts.passwords import hash_password, verify_password
+from domain.accounts.passwords import PasswordHashPool, hash_password, verify_password
 from domain.accounts.relations import user_record
 from domain.accounts.validation import validate_email, validate_password, validate_username
 from domain.errors import Conflict, Unauthenticated
@@ -84,7 +84,7 @@ async def sign_up(
     validate_password(password)
     # Charged per attempt, taken or not: the limit also bounds probing for usernames.
     await throttle.check_signup_ip(state, client_ip)
-    with state.password_hashing.reserve() as slot:
+    with state.of(PasswordHashPool).reserve() as slot:
         password_hash = await slot.run(hash_password, password)
     shard_map = sessions.shard_map
     email_key = email.lower()
@@ -105,8 +105,8 @@ async def sign_up(
             if not claimed:
                 # Raising rolls back the user insert too: nothing is left behind.
                 raise Conflict("An account with this email already exists", field="email")
-    await state.user_cache.store(user.id, user)
-    await state.usernames.claim(user.username_lower, user.id)
+    await state.of(AccountCaches).user_cache.store(user.id, user)
+    await state.of(AccountCaches).usernames.claim(user.username_lower, user.id)
     token = await start_session(sessions, user)
     return SignedIn(user=user_record(user), token=token)
 
@@ -162,7 +162,7 @@ async def log_in(
     await throttle.check_login_ip(state, client_ip)
     subject = throttle.login_subject(login)
     # The hashing slot first: a full queue must not count as a wrong password.
-    with state.password_hashing.reserve() as slot:
+    with state.of(PasswordHashPool).reserve() as slot:
         await throttle.begin_login_attempt(state, subject)
         user = await _find_login_user(sessions, login)
         matches = await slot.run(
@@ -188,9 +188,9 @@ async def authenticate(state: AppState, sessions: ShardSessions, token: str) -> 
     if user_id is None or not sessions.shard_map.exists(shard_of(user_id)):
         return None
     token_hash = _token_hash(token)
-    epoch = state.session_cache.epoch()
+    epoch = state.of(AccountCaches).session_cache.epoch()
     # Redis down: read the session from PostgreSQL, and do not fill (db/redis.py).
-    cached = await state.session_cache.get(token_hash)
+    cached = await state.of(AccountCaches).session_cache.get(token_hash)
     if cached is not False:
         return cached if cached == user_id else None
     return await _session_from_rows(state, sessions, token_hash, user_id, epoch=epoch)
@@ -215,7 +215,7 @@ async def authenticate_and_charge(
         decision = await state.rate_limiter.acquire([address], cost)
         return Authenticated(user_id=None, marked_active=None), decision
     token_hash = _token_hash(token)
-    epoch = state.session_cache.epoch()
+    epoch = state.of(AccountCaches).session_cache.epoch()
     charged = await state.rate_limiter.charge_with_session(
         session_key=session_key(token_hash),
         session_value=str(user_id),
@@ -246,7 +246,9 @@ async def _session_from_rows(
     async with sessions.for_id(user_id) as session:
         live = await accounts_repo.find_live_session(session, token_hash)
     valid = live is not None and live.user_id == user_id
-    await state.session_cache.fill(token_hash, user_id if valid else None, epoch=epoch)
+    await state.of(AccountCaches).session_cache.fill(
+        token_hash, user_id if valid else None, epoch=epoch
+    )
     return user_id if valid else None
 
 
@@ -262,4 +264,4 @@ async def log_out(state: AppState, sessions: ShardSessions, token: str) -> None:
     await events.relay(state, sessions, owed)
     # After the commit; during a Redis outage the revocation is replayed before cached
     # reads resume, and the log-out still succeeds.
-    await state.session_cache.revoke([_token_hash(token)])
+    await state.of(AccountCaches).session_cache.revoke([_token_hash(token)])

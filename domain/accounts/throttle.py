@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 
+from db.accounts.caches import AccountCaches
 from db.rate_limits import BackoffPolicy, Quota
 from domain.errors import RateLimited
 from domain.state import AppState
@@ -67,7 +68,7 @@ async def check_signup_ip(state: AppState, client_ip: str) -> None:
 
 async def begin_login_attempt(state: AppState, subject: str) -> None:
     """Count this attempt as a failure up front, or refuse it during the account's delay."""
-    wait = await state.login_failures.begin_attempt(subject, login_policy(state))
+    wait = await state.of(AccountCaches).login_failures.begin_attempt(subject, login_policy(state))
     if wait > 0:
         raise RateLimited(
             "Too many wrong passwords for this account: wait before trying again",
@@ -76,4 +77,4 @@ async def begin_login_attempt(state: AppState, subject: str) -> None:
 
 
 async def login_succeeded(state: AppState, subject: str) -> None:
-    await state.login_failures.succeeded(subject)
+    await state.of(AccountCaches).login_failures.succeeded(subject)

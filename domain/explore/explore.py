@@ -19,8 +19,10 @@ import numpy as np
 
 from db.explore import repository as explore_repo
 from db.explore.repository import InteractionRow
+from db.explore.store import ExploreStore
 from db.posts.records import PostRecord
 from db.session import ShardSessions
+from domain.explore.models import ServedModel
 from domain.state import AppState
 from domain.visibility import Visibility
 from recommender.interactions import Interaction
@@ -73,7 +75,7 @@ def post_items(rows: Sequence[InteractionRow]) -> set[int]:
 async def fold_in(state: AppState, sessions: ShardSessions, user_id: int) -> bool:
     """Recompute a new or quiet person's factors from their log and store their
     candidates, without a retrain; False when there is no model or they are not new."""
-    model = await state.explore_model.current()
+    model = await state.of(ServedModel).current()
     if model is None:
         return False
     async with sessions.for_id(user_id) as session:
@@ -86,7 +88,7 @@ async def fold_in(state: AppState, sessions: ShardSessions, user_id: int) -> boo
     ids, _ = model.recommend([user_id], CANDIDATES_PER_USER + len(rows))
     seen = {item_id for _, item_id, _, _, _ in rows}
     ranked = [int(item) for item in ids[0] if item >= 0 and int(item) not in seen]
-    await state.explore.store_candidates({user_id: ranked[:CANDIDATES_PER_USER]})
+    await state.of(ExploreStore).store_candidates({user_id: ranked[:CANDIDATES_PER_USER]})
     log.debug("explore: folded in %d in %.1f ms", user_id, report.seconds * 1e3)
     return True
 
@@ -153,7 +155,7 @@ async def _trending(
 async def _ranked_rows(
     state: AppState, sessions: ShardSessions, visibility: Visibility, viewer_id: int, *, wanted: int
 ) -> list[PostRecord]:
-    mine, stored_trending = await state.explore.candidates(viewer_id)
+    mine, stored_trending = await state.of(ExploreStore).candidates(viewer_id)
     trending = await _trending(state, sessions, stored_trending)
     candidates = list(dict.fromkeys([*(mine or []), *trending]))
     async with sessions.for_id(viewer_id) as session:
@@ -189,7 +191,7 @@ async def refresh_trending(state: AppState, sessions: ShardSessions) -> list[int
 
     rows = await recent_log(sessions, since=state.clock() - TRENDING_WINDOW)
     ranked = trending_ids(rows, now=state.clock().timestamp())
-    await state.explore.store_trending(ranked)
+    await state.of(ExploreStore).store_trending(ranked)
     return ranked
 
 
@@ -200,12 +202,12 @@ async def similar_post_ids(
     viewer may see (theirs and followed accounts' included), best first; trending when
     the model does not know the post yet."""
     await visibility.require_post(post_id)
-    model = await state.explore_model.current()
+    model = await state.of(ServedModel).current()
     if model is not None and post_id in model.items:
         ids, _ = model.similar_items(post_id, CANDIDATES_PER_USER)
         ranked = [int(item) for item in ids if int(item) != post_id]
     else:
-        _, stored_trending = await state.explore.candidates(visibility.viewer_id or 0)
+        _, stored_trending = await state.of(ExploreStore).candidates(visibility.viewer_id or 0)
         trending = await _trending(state, sessions, stored_trending)
         ranked = [item for item in trending if item != post_id]
     return [row.id for row in await visibility.posts(ranked) if row is not None]
@@ -223,7 +225,7 @@ async def suggested_account_ids(
 async def taste_scores(state: AppState, viewer_id: int, item_ids: Sequence[int]) -> list[float]:
     """The model's predicted preference of the viewer for each item, clipped to [0, 1];
     0 for everything when there is no model, or it knows neither viewer nor item."""
-    model = await state.explore_model.current()
+    model = await state.of(ServedModel).current()
     if model is None or viewer_id not in model.users:
         return [0.0] * len(item_ids)
     person = model.user_factors[model.users.index_of(viewer_id)]

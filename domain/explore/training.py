@@ -13,6 +13,7 @@ from datetime import timedelta
 import numpy as np
 
 from db.explore.repository import InteractionRow
+from db.explore.store import ExploreStore
 from db.session import ShardSessions
 from domain.explore.explore import (
     CANDIDATES_PER_USER,
@@ -20,6 +21,7 @@ from domain.explore.explore import (
     post_items,
     recent_log,
 )
+from domain.explore.models import ServedModel
 from domain.state import AppState
 from recommender.interactions import CSRMatrix, build_matrix
 from recommender.model import ALSConfig, ALSRecommender, ProgressCallback, TrainingReport
@@ -91,7 +93,7 @@ async def train(
     trending = trending_ids(
         [row for row in rows if row[4] >= now - TRENDING_WINDOW], now=now.timestamp()
     )
-    await state.explore.store_trending(trending)
+    await state.of(ExploreStore).store_trending(trending)
     if len(rows) < MINIMUM_INTERACTIONS:
         log.info("explore: %d interactions, too few to train; trending only", len(rows))
         return None
@@ -102,10 +104,10 @@ async def train(
     )
     artifact = await asyncio.to_thread(model.to_bytes)
     candidates = await asyncio.to_thread(_candidates, model, matrix.matrix, story_items)
-    await state.explore.store_candidates(candidates)
+    await state.of(ExploreStore).store_candidates(candidates)
     # The pointer moves last: a process that sees the new version finds it whole.
-    await state.explore.save_model(model.version, artifact)
-    state.explore_model.forget_check()
+    await state.of(ExploreStore).save_model(model.version, artifact)
+    state.of(ServedModel).forget_check()
     log.info(
         "explore: trained %s on %d interactions (%d people, %d items) on the %s",
         model.version,

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from db.accounts import repository as accounts_repo
+from db.feed.caches import FeedCaches
 from db.session import ShardSessions
 from domain.state import AppState
 
@@ -17,14 +18,14 @@ async def record_activity(
     ``marked``: this request already set the hourly mark (with its session check)."""
     now = datetime.now(UTC)
     if marked:
-        previous = await state.activity.note_marked(user_id, now.timestamp())
+        previous = await state.of(FeedCaches).activity.note_marked(user_id, now.timestamp())
     else:
-        previous = await state.activity.record(user_id, now.timestamp())
+        previous = await state.of(FeedCaches).activity.record(user_id, now.timestamp())
     if previous is False:
         return  # recorded within the hour, or Redis is down
     away_since = now.timestamp() - state.runtime.settings.feed_active_days * 86400
     if previous is None or previous < away_since:
         # Fan-out skipped this user while they were away.
-        await state.feeds.invalidate(user_id)
+        await state.of(FeedCaches).feeds.invalidate(user_id)
     async with sessions.for_id(user_id) as session:
         await accounts_repo.touch_last_active(session, user_id, now)

@@ -21,6 +21,7 @@ from redis.exceptions import RedisError
 from db.accounts import repository as accounts_repo
 from db.events import repository as events_repo
 from db.feed import repository as feed_repo
+from db.feed.caches import FeedCaches
 from db.redis import redis_available
 from db.session import ShardSessions
 from domain.feed.large_accounts import note_follower_count
@@ -49,7 +50,7 @@ async def fan_out(state: AppState, sessions: ShardSessions, post_id: int) -> Fan
     if post is None or post.deleted_at is not None or author is None:
         return FanOutResult(post_id, 0, 0, merged_at_read_time=False)
 
-    feeds = state.feeds
+    feeds = state.of(FeedCaches).feeds
     # The author sees their own post at once, whatever their audience.
     written = await feeds.push([author.id], [post_id])
     if author.follower_count > settings.fanout_follower_threshold:
@@ -94,7 +95,7 @@ async def active_follower_batches(
             )
         if not followers:
             return
-        active = await state.activity.active_since(followers, active_since)
+        active = await state.of(FeedCaches).activity.active_since(followers, active_since)
         cursor = followers[-1]
         yield FollowerBatch(
             active=active, inactive=len(followers) - len(active), last_follower_id=cursor
@@ -123,15 +124,15 @@ async def backfill(
 ) -> None:
     """Put the followee's recent posts into a ready feed (a missing one is rebuilt on read)."""
     try:
-        if not await state.feeds.is_ready(follower_id):
+        if not await state.of(FeedCaches).feeds.is_ready(follower_id):
             return
         recent = await recent_posts_by_author(state, sessions, [followee_id])
-        await state.feeds.push(
+        await state.of(FeedCaches).feeds.push(
             [follower_id], recent.get(followee_id, [])[:POSTS_PER_AUTHOR_ON_REBUILD]
         )
     except RedisError:
         # The feed may lack the followee's posts: it is rebuilt once Redis answers.
-        await state.feeds.invalidate(follower_id)
+        await state.of(FeedCaches).feeds.invalidate(follower_id)
 
 
 async def remove_followee_posts(
@@ -140,7 +141,7 @@ async def remove_followee_posts(
     if not redis_available(state.runtime.redis):
         return  # the readers' follow check drops the followee's posts
     recent = await recent_posts_by_author(state, sessions, [followee_id])
-    await state.feeds.remove(follower_id, recent.get(followee_id, []))
+    await state.of(FeedCaches).feeds.remove(follower_id, recent.get(followee_id, []))
 
 
 # The job that pushes a shrunk account's merged posts (domain/feed/jobs.py).

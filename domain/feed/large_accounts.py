@@ -4,6 +4,7 @@ at read time instead of being written to every follower's feed."""
 from __future__ import annotations
 
 from db.feed import repository as feed_repo
+from db.feed.caches import FeedCaches
 from db.redis import PlannedRead
 from db.session import ShardSessions
 from domain.state import AppState
@@ -21,12 +22,12 @@ async def large_account_ids(state: AppState, sessions: ShardSessions) -> set[int
         )
         return [user_id for ids in per_shard.values() for user_id in ids]
 
-    return await state.large_accounts.members(_ALL, load=load)
+    return await state.of(FeedCaches).large_accounts.members(_ALL, load=load)
 
 
 def plan_large_account_ids(state: AppState) -> PlannedRead[set[int] | None]:
     """The cached set, as one part of a shared round trip; None when not cached."""
-    return state.large_accounts.plan_members(_ALL)
+    return state.of(FeedCaches).large_accounts.plan_members(_ALL)
 
 
 async def note_follower_count(
@@ -38,5 +39,5 @@ async def note_follower_count(
     is_large = follower_count > state.runtime.settings.fanout_follower_threshold
     was_large = user_id in await large_account_ids(state, sessions)
     if was_large != is_large:
-        await state.large_accounts.changed(_ALL)
+        await state.of(FeedCaches).large_accounts.changed(_ALL)
     return was_large and not is_large

@@ -18,15 +18,18 @@ from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.accounts import repository as accounts_repo
+from db.accounts.caches import AccountCaches
 from db.feed import repository as feed_repo
+from db.feed.caches import FeedCaches
 from db.feed.store import FeedPage
+from db.posts.caches import CACHED_LIST_LENGTH, PostCaches
 from db.posts.records import PostRecord
 from db.redis import read_epoch, read_together_or_raise, redis_available
 from db.session import ShardSessions
 from domain.accounts.relations import followee_ids
 from domain.feed.large_accounts import large_account_ids, plan_large_account_ids
 from domain.posts.pages import PostFields, PostPageAhead, read_ahead
-from domain.state import CACHED_LIST_LENGTH, AppState
+from domain.state import AppState
 from domain.visibility import Visibility
 
 # How many of each followed account's newest posts a rebuild or a backfill reads: enough
@@ -53,7 +56,7 @@ async def recent_posts_by_author(
 ) -> dict[int, list[int]]:
     """Each author's newest post ids: one MGET, then one statement per shard for misses."""
     epoch = read_epoch(state.runtime.redis)
-    cached = await state.author_posts.get_many(list(author_ids))
+    cached = await state.of(PostCaches).author_posts.get_many(list(author_ids))
     misses = [author for author in author_ids if author not in cached]
     if misses:
 
@@ -69,7 +72,7 @@ async def recent_posts_by_author(
             loaded[author].append(post_id)
         for ids in loaded.values():
             ids.sort(reverse=True)
-        await state.author_posts.fill(loaded, epoch=epoch)
+        await state.of(PostCaches).author_posts.fill(loaded, epoch=epoch)
         cached.update(loaded)
     return cached
 
@@ -85,8 +88,8 @@ async def rebuild(state: AppState, sessions: ShardSessions, user_id: int) -> int
     candidates = (
         post_id for ids in per_author.values() for post_id in ids[:POSTS_PER_AUTHOR_ON_REBUILD]
     )
-    newest = heapq.nlargest(state.feeds.capacity, candidates)
-    await state.feeds.complete(user_id, newest)
+    newest = heapq.nlargest(state.of(FeedCaches).feeds.capacity, candidates)
+    await state.of(FeedCaches).feeds.complete(user_id, newest)
     return len(newest)
 
 
@@ -165,9 +168,9 @@ async def _precomputed_home_feed(
     first_page, large_set, blocked = await read_together_or_raise(
         state.runtime.redis,
         [
-            state.feeds.plan_page(viewer_id, before_id=before_id, count=chunk),
+            state.of(FeedCaches).feeds.plan_page(viewer_id, before_id=before_id, count=chunk),
             plan_large_account_ids(state),
-            state.block_sets.plan_members(viewer_id),
+            state.of(AccountCaches).block_sets.plan_members(viewer_id),
         ],
     )
     large = await _large_followees(state, sessions, visibility, large_set)
@@ -183,10 +186,10 @@ async def _precomputed_home_feed(
     page: FeedPage | None = first_page
     for _ in range(1 + MAX_EXTRA_READS):
         if page is None:
-            page = await state.feeds.page(viewer_id, before_id=cursor, count=chunk)
+            page = await state.of(FeedCaches).feeds.page(viewer_id, before_id=cursor, count=chunk)
         if not page.ready:
             await rebuild(state, sessions, viewer_id)
-            page = await state.feeds.page(viewer_id, before_id=cursor, count=chunk)
+            page = await state.of(FeedCaches).feeds.page(viewer_id, before_id=cursor, count=chunk)
         stored = page.post_ids
         page = None
         full = len(stored) == chunk

@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 
 from db.accounts import repository as accounts_repo
 from db.feed import repository as feed_repo
+from db.feed.caches import FeedCaches
+from db.posts.caches import CACHED_LIST_LENGTH
 from db.session import ShardSessions
 from domain.feed.fanout import active_follower_batches
 from domain.feed.large_accounts import note_follower_count
-from domain.state import CACHED_LIST_LENGTH, AppState
+from domain.state import AppState
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +59,7 @@ async def refill_followers(
     written = 0
     if merged:  # fan_out pushed them to the author's own feed already
         async for batch in active_follower_batches(state, sessions, author_id, after_follower_id=0):
-            written += await state.feeds.push(batch.active, merged)
+            written += await state.of(FeedCaches).feeds.push(batch.active, merged)
     async with sessions.for_id(author_id) as session:
         # Older merged posts too: no reader would find them in a feed any more.
         await feed_repo.clear_merged_at_read(session, author_id, through_id=newest_id)

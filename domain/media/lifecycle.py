@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.ids import shard_of
 from db.media import repository as media_repo
+from db.media.caches import MediaCaches
 from db.media.models import Media
 from db.session import ShardSessions
 from domain.errors import ApertureError
@@ -107,7 +108,7 @@ async def _delete_rows(
             deleted = ids
         else:
             deleted = await media_repo.delete_media_of(session, ids, attached_to=still_attached_to)
-    await state.media_cache.invalidate(*ids)
+    await state.of(MediaCaches).media_cache.invalidate(*ids)
     return deleted
 
 
@@ -162,7 +163,7 @@ async def attach_to_message(
             session, media_ids=[media_id], owner_id=owner_id, attach_to=message_id
         )
     if attached:
-        await state.media_cache.store(media_id, attached[0])
+        await state.of(MediaCaches).media_cache.store(media_id, attached[0])
 
 
 async def sweep_unpublished(state: AppState) -> int:

@@ -17,6 +17,7 @@ from datetime import timedelta
 from typing import TypeVar
 
 from db.media import repository as media_repo
+from db.media.caches import MediaCaches
 from db.media.models import Media
 from db.media.records import MediaVariant
 from db.session import ShardSessions
@@ -121,7 +122,7 @@ async def process_upload(state: AppState, sessions: ShardSessions, media_id: int
             now=state.clock(),
         )
     if ready is not None:
-        await state.media_cache.store(media_id, ready)
+        await state.of(MediaCaches).media_cache.store(media_id, ready)
     await store.delete([media.upload_key])
 
 
@@ -212,7 +213,7 @@ async def _fail(state: AppState, sessions: ShardSessions, media: Media, code: st
     async with sessions.for_id(media.id) as session:
         failed = await media_repo.mark_failed(session, media.id, error_code=code, now=state.clock())
     if failed is not None:
-        await state.media_cache.store(media.id, failed)
+        await state.of(MediaCaches).media_cache.store(media.id, failed)
     await state.runtime.object_store.delete([media.upload_key])
 
 
@@ -242,6 +243,6 @@ async def sweep_abandoned(state: AppState) -> int:
                     await media_repo.mark_failed(
                         session, row.id, error_code="MEDIA_ABANDONED", now=state.clock()
                     )
-        await state.media_cache.invalidate(*[row.id for row in rows])
+        await state.of(MediaCaches).media_cache.invalidate(*[row.id for row in rows])
         swept += len(rows)
     return swept

@@ -17,7 +17,7 @@ from db.media.storage import StoredObject
 from db.session import ShardSessions
 from domain.accounts.relations import load_user
 from domain.errors import ApertureError, NotFound
-from domain.media.delivery import owner_of_key
+from domain.media.delivery import MediaUrls, owner_of_key
 from domain.state import AppState
 from domain.visibility import media_urls_signed
 
@@ -49,7 +49,9 @@ async def open_media(
     now = state.clock()
     signed = expires is not None and signature is not None
     if expires is not None and signature is not None:
-        refusal = state.media_urls.signer.verify(key, expires=expires, signature=signature, now=now)
+        refusal = state.of(MediaUrls).signer.verify(
+            key, expires=expires, signature=signature, now=now
+        )
         if refusal is not None:
             raise MediaRefused(
                 "This media link has expired: fetch the post again for a fresh one"

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from db.media import repository as media_repo
+from db.media.caches import MediaCaches
 from db.media.records import MediaKind, MediaRecord
 from db.media.storage import PresignedPost
 from db.session import ShardSessions
@@ -81,7 +82,7 @@ async def create_upload(
         key=key, content_type=content_type, max_bytes=byte_size, expires_seconds=ttl
     )
     return UploadTicket(
-        media=state.media_cache.record_of(media),
+        media=state.of(MediaCaches).media_cache.record_of(media),
         target=target,
         expires_at=state.clock() + timedelta(seconds=ttl),
         max_bytes=byte_size,
@@ -97,7 +98,7 @@ async def finalize_upload(
         if media is None or media.owner_id != viewer_id:
             raise NotFound("No such upload")
         if media.status != "pending":
-            return state.media_cache.record_of(media)
+            return state.of(MediaCaches).media_cache.record_of(media)
         head = await state.runtime.object_store.head(media.upload_key)
         if head is None:
             raise BadUserInput(
@@ -110,8 +111,8 @@ async def finalize_upload(
             session, MEDIA_UPLOADED, MediaUploaded(media_id=media_id, owner_id=viewer_id)
         )
     await events.relay(state, sessions, owed)
-    await state.media_cache.store(media_id, changed)
-    return state.media_cache.record_of(changed)
+    await state.of(MediaCaches).media_cache.store(media_id, changed)
+    return state.of(MediaCaches).media_cache.record_of(changed)
 
 
 async def load_media(
@@ -119,7 +120,9 @@ async def load_media(
 ) -> list[MediaRecord | None]:
     """Media rows by id, whoever may see them: callers reach media through what
     publishes it (a visible post, story or profile), or as its owner."""
-    return await state.media_cache.load(media_ids, sessions=sessions, fetch=media_repo.get_media)
+    return await state.of(MediaCaches).media_cache.load(
+        media_ids, sessions=sessions, fetch=media_repo.get_media
+    )
 
 
 async def own_media(

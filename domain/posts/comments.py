@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.id_lists import IdListCache
 from db.posts import repository as posts_repo
+from db.posts.caches import CACHED_LIST_LENGTH, PostCaches
 from db.posts.records import CommentRecord
 from db.redis import read_epoch
 from db.session import ShardSessions
@@ -16,7 +17,7 @@ from domain import events
 from domain.errors import Forbidden, NotFound
 from domain.posts.events import COMMENT_ADDED, CommentAdded
 from domain.posts.text import validate_comment
-from domain.state import CACHED_LIST_LENGTH, AppState
+from domain.state import AppState
 from domain.visibility import direct, visible_comment_count
 
 
@@ -24,7 +25,7 @@ async def load_comments(
     state: AppState, sessions: ShardSessions, comment_ids: Sequence[int]
 ) -> list[CommentRecord | None]:
     """Live comments by id, whoever may see them: callers pass them through Visibility."""
-    return await state.comment_cache.load(
+    return await state.of(PostCaches).comment_cache.load(
         comment_ids, sessions=sessions, fetch=posts_repo.get_comments
     )
 
@@ -32,7 +33,7 @@ async def load_comments(
 async def comment_counts(
     state: AppState, sessions: ShardSessions, post_ids: Sequence[int]
 ) -> list[int]:
-    return await state.post_comments.get_many(
+    return await state.of(PostCaches).post_comments.get_many(
         post_ids, sessions=sessions, count=posts_repo.comment_counts
     )
 
@@ -45,7 +46,7 @@ async def visible_comment_counts(
     totals = await comment_counts(state, sessions, post_ids)
     if not blocked:
         return totals
-    by_commenter = await state.post_commenters.get_many(
+    by_commenter = await state.of(PostCaches).post_commenters.get_many(
         post_ids, sorted(blocked), sessions=sessions, count=posts_repo.commenter_counts
     )
     return [
@@ -64,12 +65,14 @@ async def refresh_comment_lists(
             rows = await posts_repo.first_comment_ids(
                 session, post_ids=[post_id], after_id=None, limit=CACHED_LIST_LENGTH
             )
-            await state.top_comments.store(post_id, [comment for _, comment in rows])
+            await state.of(PostCaches).top_comments.store(post_id, [comment for _, comment in rows])
         else:
             rows = await posts_repo.first_comment_ids(
                 session, parent_ids=[parent_id], after_id=None, limit=CACHED_LIST_LENGTH
             )
-            await state.comment_replies.store(parent_id, [comment for _, comment in rows])
+            await state.of(PostCaches).comment_replies.store(
+                parent_id, [comment for _, comment in rows]
+            )
 
 
 async def add_comment(
@@ -101,11 +104,11 @@ async def add_comment(
             CommentAdded(comment_id=comment.id, post_id=post_id, author_id=viewer_id),
         )
     await events.relay(state, sessions, owed)
-    await state.comment_cache.store(comment.id, comment)
-    await state.post_comments.adjust(post_id, 1)
-    await state.post_commenters.adjust(post_id, viewer_id, 1)
+    await state.of(PostCaches).comment_cache.store(comment.id, comment)
+    await state.of(PostCaches).post_comments.adjust(post_id, 1)
+    await state.of(PostCaches).post_commenters.adjust(post_id, viewer_id, 1)
     await refresh_comment_lists(state, sessions, post_id=post_id, parent_id=parent_id)
-    return state.comment_cache.record_of(comment)
+    return state.of(PostCaches).comment_cache.record_of(comment)
 
 
 async def delete_comment(
@@ -120,9 +123,9 @@ async def delete_comment(
         deleted = await posts_repo.mark_comment_deleted(session, comment_id)
     if deleted is None:
         raise NotFound("No such comment")
-    await state.comment_cache.store(comment_id, None)
-    await state.post_comments.adjust(comment.post_id, -1)
-    await state.post_commenters.adjust(comment.post_id, comment.author_id, -1)
+    await state.of(PostCaches).comment_cache.store(comment_id, None)
+    await state.of(PostCaches).post_comments.adjust(comment.post_id, -1)
+    await state.of(PostCaches).post_commenters.adjust(comment.post_id, comment.author_id, -1)
     await refresh_comment_lists(
         state, sessions, post_id=comment.post_id, parent_id=comment.parent_id
     )
@@ -139,7 +142,9 @@ async def first_comment_ids(
     state: AppState, sessions: ShardSessions, keys: Sequence[ThreadKey], *, replies: bool
 ) -> list[list[int]]:
     """The first ids of many threads: one MGET, then one statement per shard for misses."""
-    cache: IdListCache = state.comment_replies if replies else state.top_comments
+    cache: IdListCache = (
+        state.of(PostCaches).comment_replies if replies else state.of(PostCaches).top_comments
+    )
     owners = list(dict.fromkeys(owner for owner, _ in keys))
     epoch = read_epoch(state.runtime.redis)
     cached = await cache.get_many(owners)

@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.flags import ViewerFlags
 from db.posts import repository as posts_repo
+from db.posts.caches import PostCaches
 from db.posts.records import CommentRecord
 from db.redis import read_epoch
 from db.session import ShardSessions
@@ -20,7 +21,7 @@ from domain.visibility import direct
 async def like_counts(
     state: AppState, sessions: ShardSessions, post_ids: Sequence[int]
 ) -> list[int]:
-    return await state.post_likes.get_many(
+    return await state.of(PostCaches).post_likes.get_many(
         post_ids, sessions=sessions, count=posts_repo.post_like_counts
     )
 
@@ -28,7 +29,7 @@ async def like_counts(
 async def comment_like_counts(
     state: AppState, sessions: ShardSessions, comment_ids: Sequence[int]
 ) -> list[int]:
-    return await state.comment_likes.get_many(
+    return await state.of(PostCaches).comment_likes.get_many(
         comment_ids, sessions=sessions, count=posts_repo.comment_like_counts
     )
 
@@ -61,7 +62,12 @@ async def viewer_liked_posts(
     state: AppState, sessions: ShardSessions, viewer_id: int, post_ids: Sequence[int]
 ) -> list[bool]:
     return await _viewer_flags(
-        state, sessions, viewer_id, post_ids, flags=state.liked_posts, query=posts_repo.liked_posts
+        state,
+        sessions,
+        viewer_id,
+        post_ids,
+        flags=state.of(PostCaches).liked_posts,
+        query=posts_repo.liked_posts,
     )
 
 
@@ -73,7 +79,7 @@ async def viewer_liked_comments(
         sessions,
         viewer_id,
         comment_ids,
-        flags=state.liked_comments,
+        flags=state.of(PostCaches).liked_comments,
         query=posts_repo.liked_comments,
     )
 
@@ -95,8 +101,8 @@ async def set_post_like(
     await events.relay(state, sessions, owed)
     # Liking twice changes no row, so it changes no counter either.
     if changed:
-        await state.post_likes.adjust(post_id, 1 if liked else -1)
-    await state.liked_posts.store(viewer_id, post_id, liked)
+        await state.of(PostCaches).post_likes.adjust(post_id, 1 if liked else -1)
+    await state.of(PostCaches).liked_posts.store(viewer_id, post_id, liked)
 
 
 async def set_comment_like(
@@ -113,6 +119,6 @@ async def set_comment_like(
                 session, comment_id=comment_id, user_id=viewer_id
             )
     if changed:
-        await state.comment_likes.adjust(comment_id, 1 if liked else -1)
-    await state.liked_comments.store(viewer_id, comment_id, liked)
+        await state.of(PostCaches).comment_likes.adjust(comment_id, 1 if liked else -1)
+    await state.of(PostCaches).liked_comments.store(viewer_id, comment_id, liked)
     return comment

@@ -23,7 +23,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from db.accounts.caches import AccountCaches
+from db.media.caches import MediaCaches
 from db.media.records import MediaRecord
+from db.posts.caches import PostCaches
 from db.redis import PlannedRead, read_together, redis_available
 from domain.state import AppState
 from domain.visibility import KnownFacts, Visibility, visible_comment_count
@@ -83,18 +86,18 @@ async def _read(
     ids = list(dict.fromkeys(post_ids))
     if not ids or not redis_available(redis):
         return None
-    reads: list[PlannedRead[Any]] = [state.post_cache.plan_get(ids)]
+    reads: list[PlannedRead[Any]] = [state.of(PostCaches).post_cache.plan_get(ids)]
     if fields.like_count:
-        reads.append(state.post_likes.plan_get(ids))
+        reads.append(state.of(PostCaches).post_likes.plan_get(ids))
     if fields.comment_count:
-        reads.append(state.post_comments.plan_get(ids))
+        reads.append(state.of(PostCaches).post_comments.plan_get(ids))
     if fields.viewer_has_liked and viewer_id is not None:
-        reads.append(state.liked_posts.plan_get(viewer_id, ids))
+        reads.append(state.of(PostCaches).liked_posts.plan_get(viewer_id, ids))
     if fields.viewer_has_saved and viewer_id is not None:
-        reads.append(state.saved_posts.plan_get(viewer_id, ids))
+        reads.append(state.of(PostCaches).saved_posts.plan_get(viewer_id, ids))
     read_blocks = viewer_id is not None and blocked is None
     if read_blocks and viewer_id is not None:
-        reads.append(state.block_sets.plan_members(viewer_id))
+        reads.append(state.of(AccountCaches).block_sets.plan_members(viewer_id))
     answers = await read_together(redis, reads)
     if answers is None:
         return None
@@ -117,22 +120,24 @@ async def _read(
 
     authors = list(dict.fromkeys(row.author_id for row in posts.values() if row is not None))
     others = [author for author in authors if author != viewer_id]
-    second: list[PlannedRead[Any]] = [state.user_cache.plan_get(authors)]
+    second: list[PlannedRead[Any]] = [state.of(AccountCaches).user_cache.plan_get(authors)]
     media_ids = (
         list(dict.fromkeys(m for row in posts.values() if row is not None for m in row.media_ids))
         if fields.media
         else []
     )
-    second.append(state.media_cache.plan_get(media_ids))
+    second.append(state.of(MediaCaches).media_cache.plan_get(media_ids))
     follows_at = commenters_at = None
     if viewer_id is not None and others:
         follows_at = len(second)
-        second.append(state.following_sets.plan_contains(viewer_id, others))
+        second.append(state.of(AccountCaches).following_sets.plan_contains(viewer_id, others))
     if known_blocks and ahead.comment_counts:
         # Only a viewer with blocks pays for this, and in a round trip made anyway.
         commenters_at = len(second)
         second.append(
-            state.post_commenters.plan_get(list(ahead.comment_counts), sorted(known_blocks))
+            state.of(PostCaches).post_commenters.plan_get(
+                list(ahead.comment_counts), sorted(known_blocks)
+            )
         )
     answers = await read_together(redis, second)
     if answers is None:

@@ -16,7 +16,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from db.accounts.records import UserRecord
 from db.media import repository as media_repo
+from db.media.caches import MediaCaches
 from db.posts import repository as posts_repo
+from db.posts.caches import CACHED_LIST_LENGTH, PostCaches
 from db.posts.records import PostRecord
 from db.redis import read_epoch
 from db.session import ShardSessions
@@ -25,7 +27,7 @@ from domain.accounts.relations import refresh_users, user_ids_for_usernames
 from domain.errors import BadUserInput, Forbidden, MediaNotReady, NotFound
 from domain.posts.events import POST_CREATED, POST_DELETED, PostCreated, PostDeleted
 from domain.posts.text import parse_hashtags, parse_mentions, validate_caption
-from domain.state import CACHED_LIST_LENGTH, AppState
+from domain.state import AppState
 from domain.visibility import Visibility, direct
 
 log = logging.getLogger(__name__)
@@ -35,7 +37,9 @@ async def load_posts(
     state: AppState, sessions: ShardSessions, post_ids: Sequence[int]
 ) -> list[PostRecord | None]:
     """Live posts by id, whoever may see them: callers pass them through Visibility."""
-    return await state.post_cache.load(post_ids, sessions=sessions, fetch=posts_repo.get_posts)
+    return await state.of(PostCaches).post_cache.load(
+        post_ids, sessions=sessions, fetch=posts_repo.get_posts
+    )
 
 
 async def _index_tags(
@@ -57,7 +61,7 @@ async def refresh_author_posts(state: AppState, sessions: ShardSessions, author_
         ids = await posts_repo.author_post_ids(
             session, author_id, before_id=None, limit=CACHED_LIST_LENGTH
         )
-    await state.author_posts.store(author_id, ids)
+    await state.of(PostCaches).author_posts.store(author_id, ids)
 
 
 MAX_MEDIA_PER_POST = 10
@@ -115,14 +119,14 @@ async def create_post(
     # (a retry would post twice). Its event goes first; the outbox row backs it up.
     await events.relay(state, sessions, owed)
     try:
-        await state.media_cache.invalidate(*media_ids)
-        await state.post_cache.store(post.id, post)
+        await state.of(MediaCaches).media_cache.invalidate(*media_ids)
+        await state.of(PostCaches).post_cache.store(post.id, post)
         await _index_tags(sessions, post.id, add=hashtags, remove=())
         await refresh_author_posts(state, sessions, viewer_id)
         await refresh_users(state, sessions, viewer_id)
     except (RedisError, SQLAlchemyError, OSError):
         log.exception("post %s is saved, but refreshing its caches and indexes failed", post.id)
-    return state.post_cache.record_of(post)
+    return state.of(PostCaches).post_cache.record_of(post)
 
 
 async def _own_post(visibility: Visibility, post_id: int) -> PostRecord:
@@ -145,7 +149,7 @@ async def edit_caption(
         )
     if post is None:
         raise NotFound("No such post")
-    await state.post_cache.store(post.id, post)
+    await state.of(PostCaches).post_cache.store(post.id, post)
     old_tags = parse_hashtags(old.caption)
     await _index_tags(
         sessions,
@@ -153,7 +157,7 @@ async def edit_caption(
         add=[t for t in hashtags if t not in old_tags],
         remove=[t for t in old_tags if t not in hashtags],
     )
-    return state.post_cache.record_of(post)
+    return state.of(PostCaches).post_cache.record_of(post)
 
 
 async def delete_post(
@@ -168,11 +172,11 @@ async def delete_post(
             session, POST_DELETED, PostDeleted(post_id=post_id, author_id=viewer_id)
         )
     await events.relay(state, sessions, owed)
-    await state.post_cache.store(post_id, None)
+    await state.of(PostCaches).post_cache.store(post_id, None)
     await _index_tags(sessions, post_id, add=(), remove=parse_hashtags(post.caption))
     await refresh_author_posts(state, sessions, viewer_id)
     await refresh_users(state, sessions, viewer_id)
-    return state.post_cache.record_of(post)
+    return state.of(PostCaches).post_cache.record_of(post)
 
 
 # Lists of posts -----------------------------------------------------------------------
@@ -193,7 +197,7 @@ async def author_post_ids(
     await visibility.require_content_access(author)
     epoch = read_epoch(state.runtime.redis)
     if before_id is None and limit <= CACHED_LIST_LENGTH:
-        cached = await state.author_posts.get_many([author.id])
+        cached = await state.of(PostCaches).author_posts.get_many([author.id])
         if author.id in cached:
             return cached[author.id][:limit]
     async with sessions.for_id(author.id) as session:
@@ -204,7 +208,7 @@ async def author_post_ids(
             limit=max(CACHED_LIST_LENGTH, limit) if before_id is None else limit,
         )
     if before_id is None:
-        await state.author_posts.fill({author.id: fetched}, epoch=epoch)
+        await state.of(PostCaches).author_posts.fill({author.id: fetched}, epoch=epoch)
     return fetched[:limit]
 
 

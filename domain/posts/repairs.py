@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from db.counters import CountQuery, HotCounters
 from db.ids import shard_of
 from db.posts import repository as posts_repo
+from db.posts.caches import PostCaches
 from db.posts.repository import TagPair
 from db.reels import repository as reels_repo
 from db.session import ShardSessions
@@ -137,10 +138,10 @@ def _hot_counters(state: AppState) -> Sequence[tuple[HotCounters, CountQuery]]:
     # The count each counter's readers recount with (domain/posts/likes.py, comments.py,
     # domain/reels/reels.py).
     return (
-        (state.post_likes, posts_repo.post_like_counts),
-        (state.post_comments, posts_repo.comment_counts),
-        (state.comment_likes, posts_repo.comment_like_counts),
-        (state.post_views, reels_repo.view_counts),
+        (state.of(PostCaches).post_likes, posts_repo.post_like_counts),
+        (state.of(PostCaches).post_comments, posts_repo.comment_counts),
+        (state.of(PostCaches).comment_likes, posts_repo.comment_like_counts),
+        (state.of(PostCaches).post_views, reels_repo.view_counts),
     )
 
 

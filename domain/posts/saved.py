@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from db.posts import repository as posts_repo
+from db.posts.caches import PostCaches
 from db.redis import read_epoch
 from db.session import ShardSessions
 from domain import events
@@ -29,7 +30,7 @@ async def set_saved(
             )
         else:
             await posts_repo.unsave_post(session, user_id=viewer_id, post_id=post_id)
-    await state.saved_posts.store(viewer_id, post_id, saved)
+    await state.of(PostCaches).saved_posts.store(viewer_id, post_id, saved)
     await events.relay(state, sessions, owed)
 
 
@@ -37,13 +38,13 @@ async def viewer_saved(
     state: AppState, sessions: ShardSessions, viewer_id: int, post_ids: Sequence[int]
 ) -> list[bool]:
     epoch = read_epoch(state.runtime.redis)
-    known = await state.saved_posts.get_many(viewer_id, post_ids)
+    known = await state.of(PostCaches).saved_posts.get_many(viewer_id, post_ids)
     misses = [post_id for post_id in dict.fromkeys(post_ids) if post_id not in known]
     if misses:
         async with sessions.for_id(viewer_id) as session:
             saved = await posts_repo.saved_posts(session, viewer_id, misses)
         loaded = {post_id: post_id in saved for post_id in misses}
-        await state.saved_posts.fill(viewer_id, loaded, epoch=epoch)
+        await state.of(PostCaches).saved_posts.fill(viewer_id, loaded, epoch=epoch)
         known.update(loaded)
     return [known.get(post_id, False) for post_id in post_ids]
 

@@ -16,8 +16,10 @@ from datetime import datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.posts import repository as posts_repo
+from db.posts.caches import PostCaches
 from db.redis import read_epoch, read_together
 from db.reels import repository as reels_repo
+from db.reels.caches import ReelCaches
 from db.scored_sets import score_ms
 from db.session import ShardSessions
 from domain import events
@@ -41,7 +43,7 @@ TASTE_WEIGHT = 4.0
 async def view_counts(
     state: AppState, sessions: ShardSessions, post_ids: Sequence[int]
 ) -> list[int]:
-    return await state.post_views.get_many(
+    return await state.of(PostCaches).post_views.get_many(
         post_ids, sessions=sessions, count=reels_repo.view_counts
     )
 
@@ -63,7 +65,7 @@ async def record_view(
             )
     await events.relay(state, sessions, owed)
     if added:
-        await state.post_views.adjust(post_id, 1)
+        await state.of(PostCaches).post_views.adjust(post_id, 1)
     (count,) = await view_counts(state, sessions, [post_id])
     return count
 
@@ -73,7 +75,7 @@ async def index_reel(state: AppState, sessions: ShardSessions, post_id: int) -> 
     (post,) = await load_posts(state, sessions, [post_id])
     if post is None or not post.is_reel:
         return
-    await state.reels_index.add(
+    await state.of(ReelCaches).reels_index.add(
         GLOBAL_INDEX,
         str(post.id),
         score_ms(post.created_at),
@@ -86,7 +88,7 @@ async def recent_reels(state: AppState, sessions: ShardSessions) -> list[tuple[i
     since = state.clock() - REEL_WINDOW
     epoch = read_epoch(state.runtime.redis)
     replies = await read_together(
-        state.runtime.redis, [state.reels_index.plan_read([GLOBAL_INDEX])]
+        state.runtime.redis, [state.of(ReelCaches).reels_index.plan_read([GLOBAL_INDEX])]
     )
     cached, version = replies[0][GLOBAL_INDEX] if replies is not None else (None, "0")
     if cached is None:
@@ -101,7 +103,9 @@ async def recent_reels(state: AppState, sessions: ShardSessions) -> list[tuple[i
             for post_id, created_at in rows
         }
         if replies is not None:
-            await state.reels_index.fill(GLOBAL_INDEX, cached, version=version, epoch=epoch)
+            await state.of(ReelCaches).reels_index.fill(
+                GLOBAL_INDEX, cached, version=version, epoch=epoch
+            )
     floor = score_ms(since)
     newest = sorted(
         ((int(member), score) for member, score in cached.items() if score >= floor),

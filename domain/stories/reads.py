@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from db.session import ShardSessions
 from db.stories import repository as stories_repo
+from db.stories.caches import StoryCaches
 from db.stories.records import StoryRecord
 from domain.state import AppState
 
@@ -16,7 +17,7 @@ async def load_stories(
 ) -> list[StoryRecord | None]:
     """Story rows by id, expired or not, whoever may see them: callers go through
     Visibility, which also hides expired stories."""
-    return await state.story_cache.load(
+    return await state.of(StoryCaches).story_cache.load(
         story_ids, sessions=sessions, fetch=stories_repo.get_stories
     )
 
@@ -26,7 +27,7 @@ async def close_friend_ids(state: AppState, sessions: ShardSessions, user_id: in
         async with sessions.for_id(user_id) as session:
             return await stories_repo.close_friends_of(session, user_id)
 
-    return await state.close_friends.members(user_id, load=load)
+    return await state.of(StoryCaches).close_friends.members(user_id, load=load)
 
 
 async def in_close_friends(

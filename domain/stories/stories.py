@@ -18,10 +18,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.events.repository import Delivery
 from db.media import repository as media_repo
+from db.media.caches import MediaCaches
 from db.redis import read_epoch, read_together
 from db.scored_sets import score_ms
 from db.session import ShardSessions
 from db.stories import repository as stories_repo
+from db.stories.caches import StoryCaches
 from db.stories.models import Story
 from db.stories.records import StoryAudience, StoryRecord
 from domain import events
@@ -92,12 +94,12 @@ async def create_story(
                 "Only your own processed media that is not published yet can be a story",
                 mediaIds=[str(media_id)],
             )
-    await state.media_cache.invalidate(media_id)
-    await state.story_cache.store(story.id, story)
-    await state.story_index.add(
+    await state.of(MediaCaches).media_cache.invalidate(media_id)
+    await state.of(StoryCaches).story_cache.store(story.id, story)
+    await state.of(StoryCaches).story_index.add(
         viewer_id, _member(story), score_ms(story.expires_at), drop_below=score_ms(now)
     )
-    return state.story_cache.record_of(story)
+    return state.of(StoryCaches).story_cache.record_of(story)
 
 
 async def delete_story(
@@ -116,8 +118,8 @@ async def delete_story(
             else []
         )
     await events.relay(state, sessions, owed)
-    await state.story_cache.store(story_id, None)
-    await state.story_index.changed(viewer_id)
+    await state.of(StoryCaches).story_cache.store(story_id, None)
+    await state.of(StoryCaches).story_index.changed(viewer_id)
     return story
 
 
@@ -129,7 +131,7 @@ async def live_entries(
     now_ms = score_ms(state.clock())
     epoch = read_epoch(state.runtime.redis)
     replies = await read_together(
-        state.runtime.redis, [state.story_index.plan_read_above(author_ids, now_ms)]
+        state.runtime.redis, [state.of(StoryCaches).story_index.plan_read_above(author_ids, now_ms)]
     )
     found = replies[0] if replies is not None else {}
     entries: dict[int, list[StoryEntry]] = {}
@@ -147,7 +149,7 @@ async def live_entries(
         rebuilt = await _rebuild(state, sessions, list(misses), now=state.clock())
         for author_id, stories in rebuilt.items():
             if replies is not None:
-                await state.story_index.fill(
+                await state.of(StoryCaches).story_index.fill(
                     author_id,
                     {_member(story): score_ms(story.expires_at) for story in stories},
                     version=misses[author_id],
@@ -191,7 +193,7 @@ async def seen_story_ids(
     answered = True
     if cached is None:
         replies = await read_together(
-            state.runtime.redis, [state.stories_seen.plan_read([viewer_id])]
+            state.runtime.redis, [state.of(StoryCaches).stories_seen.plan_read([viewer_id])]
         )
         answered = replies is not None
         cached = replies[0][viewer_id] if replies is not None else (None, "0")
@@ -208,7 +210,7 @@ async def seen_story_ids(
     # Scored by when they could last be live: a day after the view at the latest.
     expiry = score_ms(now + STORY_LIFETIME)
     if answered:
-        await state.stories_seen.fill(
+        await state.of(StoryCaches).stories_seen.fill(
             viewer_id, {str(story_id): expiry for story_id in seen}, version=version, epoch=epoch
         )
     return seen
@@ -234,7 +236,7 @@ async def mark_seen(
                 else []
             )
         await events.relay(state, sessions, owed)
-    await state.stories_seen.add(
+    await state.of(StoryCaches).stories_seen.add(
         viewer_id, str(story_id), score_ms(story.expires_at), drop_below=score_ms(now)
     )
     return story
@@ -291,7 +293,7 @@ async def change_close_friends(
     adding = [row.id for row in visible if row.id != viewer_id]
     async with sessions.for_id(viewer_id) as session:
         await stories_repo.set_close_friends(session, viewer_id, add=adding, remove=list(remove))
-    await state.close_friends.changed(viewer_id)
+    await state.of(StoryCaches).close_friends.changed(viewer_id)
     return await close_friend_ids(state, sessions, viewer_id)
 
 
@@ -321,8 +323,8 @@ async def purge_expired(state: AppState) -> int:
     if not purged:
         return 0
     for story in purged:
-        await state.story_cache.store(story.id, None)
-    await state.story_index.changed(*{story.author_id for story in purged})
+        await state.of(StoryCaches).story_cache.store(story.id, None)
+    await state.of(StoryCaches).story_index.changed(*{story.author_id for story in purged})
     log.info("purged %d expired stories", len(purged))
     return len(purged)
 

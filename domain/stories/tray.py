@@ -13,8 +13,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from db.accounts.caches import AccountCaches
 from db.redis import read_together
 from db.session import ShardSessions
+from db.stories.caches import StoryCaches
 from domain.accounts.relations import followee_ids
 from domain.state import AppState
 from domain.stories.stories import live_entries, seen_story_ids
@@ -35,7 +37,10 @@ async def tray(
 ) -> list[TrayEntry]:
     replies = await read_together(
         state.runtime.redis,
-        [state.following_sets.plan_members(viewer_id), state.stories_seen.plan_read([viewer_id])],
+        [
+            state.of(AccountCaches).following_sets.plan_members(viewer_id),
+            state.of(StoryCaches).stories_seen.plan_read([viewer_id]),
+        ],
     )
     following = replies[0] if replies is not None else None
     if following is None:

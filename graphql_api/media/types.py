@@ -11,6 +11,7 @@ from db.accounts.records import UserRecord
 from db.media.records import MediaRecord as MediaRow
 from db.media.records import MediaVariant as VariantRow
 from domain.errors import BadUserInput
+from domain.media.delivery import MediaUrls
 from domain.visibility import media_urls_signed
 from graphql_api.context import Info
 from graphql_api.node import Node
@@ -60,7 +61,7 @@ ERROR_MESSAGES = {
 
 def _url(info: Info, key: str, *, signed: bool) -> str:
     state = info.context.state
-    return state.media_urls.url(key, signed=signed, now=state.clock())
+    return state.of(MediaUrls).url(key, signed=signed, now=state.clock())
 
 
 @strawberry.type(description="One rendition of an image, or of a video's poster frame.")

@@ -13,13 +13,13 @@ from strawberry.types.nodes import SelectedField, Selection
 
 from db.accounts.records import UserRecord as UserRow
 from db.media.records import MediaRecord as MediaRow
+from db.posts.caches import CACHED_LIST_LENGTH
 from db.posts.records import CommentRecord as CommentRow
 from db.posts.records import PostRecord as PostRow
 from domain.errors import BadUserInput
 from domain.posts import comments, posts
 from domain.posts.pages import PostFields, PostPageAhead, read_ahead
 from domain.posts.text import parse_hashtags
-from domain.state import CACHED_LIST_LENGTH
 from domain.visibility import KnownFacts, known_or_loaded, media_urls_signed
 from graphql_api.context import Info
 from graphql_api.node import Node

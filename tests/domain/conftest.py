@@ -46,7 +46,7 @@ async def runtime(
 def state(runtime: Runtime) -> Iterator[AppState]:
     app_state = AppState(runtime)
     yield app_state
-    app_state.password_hashing.shutdown()
+    app_state.shutdown()
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import hashlib
 
 import pytest
 
-from db.accounts.cache import session_key
+from db.accounts.caches import session_key
 from db.accounts.records import UserRecord as User
 from db.feed.activity import activity_mark_key
 from db.ids import shard_of
@@ -156,7 +156,7 @@ async def test_tokens_authenticate_until_logged_out(
     await auth.log_out(state, sessions, signed_up.token)
     assert await auth.authenticate(state, sessions, signed_up.token) is None
     # The revocation is in PostgreSQL, not only in the cache: with the cached answer
-    # gone (key layout from db/accounts/cache.py), the token is still refused.
+    # gone (key layout from db/accounts/caches.py), the token is still refused.
     token_hash = hashlib.sha256(signed_up.token.encode()).digest()
     assert await state.runtime.redis.delete(session_key(token_hash)) == 1
     assert await auth.authenticate(state, sessions, signed_up.token) is None

@@ -38,7 +38,7 @@ async def tight(settings: Settings, servers: Servers) -> AsyncIterator[AppState]
     runtime = Runtime.connect(settings.model_copy(update=TIGHT), servers)
     tight_state = AppState(runtime)
     yield tight_state
-    tight_state.password_hashing.shutdown()
+    tight_state.shutdown()
     await runtime.close()
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from db.accounts.records import UserRecord as User
+from db.posts.caches import PostCaches
 from db.posts.records import PostRecord as Post
 from db.session import ShardSessions
 from domain.accounts import blocks, profiles
@@ -34,7 +35,7 @@ async def like_count(state: AppState, sessions: ShardSessions, post: Post) -> in
 
 async def recounted_likes(state: AppState, sessions: ShardSessions, post: Post) -> int:
     """The count PostgreSQL gives, with the hot counter dropped."""
-    await state.runtime.redis.delete(state.post_likes.key(post.id))
+    await state.runtime.redis.delete(state.of(PostCaches).post_likes.key(post.id))
     return await like_count(state, sessions, post)
 
 
@@ -230,7 +231,7 @@ async def test_liking_a_comment_twice_counts_once(state: AppState, sessions: Sha
     for _ in range(2):
         await likes.set_comment_like(state, sessions, fan.id, comment_id, liked=True)
     assert await likes.comment_like_counts(state, sessions, [comment_id]) == [1]
-    await state.runtime.redis.delete(state.comment_likes.key(comment_id))
+    await state.runtime.redis.delete(state.of(PostCaches).comment_likes.key(comment_id))
     assert await likes.comment_like_counts(state, sessions, [comment_id]) == [1]
     assert await likes.viewer_liked_comments(state, sessions, fan.id, [comment_id]) == [True]
 

@@ -16,9 +16,11 @@ from dataclasses import dataclass
 
 import pytest
 
+from db.accounts.caches import AccountCaches
 from db.accounts.records import UserRecord as User
 from db.ids import shard_of
 from db.instrumentation import WorkCounter, count_work
+from db.posts.caches import PostCaches
 from db.session import ShardSessions
 from domain.accounts import blocks, profiles
 from domain.errors import Forbidden
@@ -397,11 +399,11 @@ async def spread(state: AppState) -> Spread:
 
 async def forget_everything(state: AppState, spread: Spread) -> None:
     """Nothing about these rows or the viewer's relations left in Redis."""
-    await state.comment_cache.invalidate(*spread.comment_ids)
-    await state.post_cache.invalidate(*spread.post_ids)
-    await state.user_cache.invalidate(*(author.id for author in spread.authors))
-    await state.block_sets.changed(spread.viewer.id)
-    await state.following_sets.changed(spread.viewer.id)
+    await state.of(PostCaches).comment_cache.invalidate(*spread.comment_ids)
+    await state.of(PostCaches).post_cache.invalidate(*spread.post_ids)
+    await state.of(AccountCaches).user_cache.invalidate(*(author.id for author in spread.authors))
+    await state.of(AccountCaches).block_sets.changed(spread.viewer.id)
+    await state.of(AccountCaches).following_sets.changed(spread.viewer.id)
 
 
 async def test_a_posts_batch_costs_one_statement_per_shard_per_kind(

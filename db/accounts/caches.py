@@ -13,6 +13,10 @@ from typing import Generic, TypeVar
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from db.accounts.models import User
+from db.accounts.records import UserRecord
+from db.cache import RowCache
+from db.rate_limits import FailureBackoff
 from db.redis import (
     cached_get,
     fill_if_absent,
@@ -20,6 +24,8 @@ from db.redis import (
     overwrite,
     read_epoch,
 )
+from db.relation_cache import RelationSetCache
+from infra.settings import Settings
 
 _NOTHING = "-"
 K = TypeVar("K")
@@ -107,3 +113,17 @@ class UsernameCache(_IdCache[str]):
     async def claim(self, username_lower: str, user_id: int) -> None:
         """Overwrites a remembered "no such user"; replayed if Redis is down."""
         await overwrite(self._redis, username_key(username_lower), str(user_id), ex=self._ttl)
+
+
+class AccountCaches:
+    """Accounts' Redis structures, and the names of their keys."""
+
+    def __init__(self, redis: Redis, settings: Settings) -> None:
+        ttl = settings.cache_ttl_seconds
+        # Credentials never leave PostgreSQL (UserRecord has none): log-in reads the row.
+        self.user_cache = RowCache(redis, User, UserRecord, prefix="user", ttl_seconds=ttl)
+        self.session_cache = SessionCache(redis, ttl_seconds=ttl)
+        self.usernames = UsernameCache(redis, ttl_seconds=ttl)
+        self.following_sets = RelationSetCache(redis, name="following", ttl_seconds=ttl)
+        self.block_sets = RelationSetCache(redis, name="blockrel", ttl_seconds=ttl)
+        self.login_failures = FailureBackoff(redis, name="login")

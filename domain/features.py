@@ -1,0 +1,111 @@
+"""The feature registry: what each ``domain/<feature>/`` owns, declared in its own
+``feature.py`` and found on start, so that the shared parts (``AppState``, the test
+suite's cleanup, the migrations check) loop over features instead of naming them.
+
+A feature declares:
+
+- ``tables``: the shard tables it owns (``tables_defined_in(db.<feature>.models)``);
+- ``services``: the objects it keeps for the life of a process, by class (its Redis
+  caches from ``db/<feature>/caches.py``, a thread pool, a served model), each made on
+  first use by ``AppState.of(kind)``.
+
+Its events and jobs register themselves from ``domain/<feature>/jobs.py``
+(``domain/jobs.py``); its API declares itself in ``graphql_api/<feature>/feature.py``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from db.base import Base
+from db.events import models as events_models
+
+if TYPE_CHECKING:
+    from domain.state import AppState
+
+ServiceFactory = Callable[["AppState"], Any]
+
+
+@dataclass(frozen=True)
+class DomainFeature:
+    name: str
+    tables: tuple[str, ...] = ()
+    services: Mapping[type[Any], ServiceFactory] = field(default_factory=dict)
+
+
+def feature_modules(package: ModuleType, module_name: str) -> list[ModuleType]:
+    """``<package>.<feature>.<module_name>`` for every feature package that has one, in
+    name order; a package without it is not a feature of that kind."""
+    found: list[ModuleType] = []
+    for module in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
+        if not module.ispkg:
+            continue
+        qualified = f"{package.__name__}.{module.name}.{module_name}"
+        try:
+            found.append(importlib.import_module(qualified))
+        except ModuleNotFoundError as error:
+            if error.name != qualified:
+                raise
+    return found
+
+
+_discovered: dict[tuple[str, ...], tuple[DomainFeature, ...]] = {}
+
+
+def domain_features() -> tuple[DomainFeature, ...]:
+    """Every ``domain/<feature>/feature.py``'s ``FEATURE``, found once per set of paths
+    (a test that adds a package to ``domain.__path__`` sees it)."""
+    import domain
+
+    paths = tuple(domain.__path__)
+    features = _discovered.get(paths)
+    if features is None:
+        features = tuple(module.FEATURE for module in feature_modules(domain, "feature"))
+        names = [feature.name for feature in features]
+        if len(set(names)) != len(names):
+            raise RuntimeError(f"two features share a name: {sorted(names)}")
+        _discovered[paths] = features
+    return features
+
+
+def service_factories() -> dict[type[Any], ServiceFactory]:
+    factories: dict[type[Any], ServiceFactory] = {}
+    for feature in domain_features():
+        for kind, factory in feature.services.items():
+            if kind in factories:
+                raise RuntimeError(f"{kind.__name__} is declared by two features")
+            factories[kind] = factory
+    return factories
+
+
+def shard_tables() -> list[str]:
+    """Every shard table: the features' and the outbox their events leave through."""
+    owned = [table for feature in domain_features() for table in feature.tables]
+    return [*owned, *tables_defined_in(events_models)]
+
+
+def tables_defined_in(*modules: ModuleType) -> tuple[str, ...]:
+    """The tables of the models defined in ``modules`` (``db/<feature>/models.py``)."""
+    names = {module.__name__ for module in modules}
+    return tuple(
+        sorted(
+            str(mapper.persist_selectable.name)  # type: ignore[attr-defined]
+            for mapper in Base.registry.mappers
+            if mapper.class_.__module__ in names
+        )
+    )
+
+
+def caches(kind: Callable[[Any, Any], Any]) -> ServiceFactory:
+    """A factory for a ``db/<feature>/caches.py`` class: made from the process's Redis
+    client and settings."""
+
+    def make(state: AppState) -> Any:
+        return kind(state.runtime.redis, state.runtime.settings)
+
+    return make
