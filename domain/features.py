@@ -4,7 +4,7 @@ suite's cleanup, the migrations check) loop over features instead of naming them
 
 A feature declares:
 
-- ``tables``: the shard tables it owns (``tables_defined_in(db.<feature>.models)``);
+- ``tables``: the shard tables it owns (``tables_of("db.<feature>")``);
 - ``services``: the objects it keeps for the life of a process, by class (its Redis
   caches from ``db/<feature>/caches.py``, a thread pool, a served model), each made on
   first use by ``AppState.of(kind)``.
@@ -22,8 +22,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from db.base import Base
-from db.events import models as events_models
+from db.base import tables_of
 
 if TYPE_CHECKING:
     from domain.state import AppState
@@ -86,19 +85,7 @@ def service_factories() -> dict[type[Any], ServiceFactory]:
 def shard_tables() -> list[str]:
     """Every shard table: the features' and the outbox their events leave through."""
     owned = [table for feature in domain_features() for table in feature.tables]
-    return [*owned, *tables_defined_in(events_models)]
-
-
-def tables_defined_in(*modules: ModuleType) -> tuple[str, ...]:
-    """The tables of the models defined in ``modules`` (``db/<feature>/models.py``)."""
-    names = {module.__name__ for module in modules}
-    return tuple(
-        sorted(
-            str(mapper.persist_selectable.name)  # type: ignore[attr-defined]
-            for mapper in Base.registry.mappers
-            if mapper.class_.__module__ in names
-        )
-    )
+    return [*owned, *tables_of("db.events")]
 
 
 def caches(kind: Callable[[Any, Any], Any]) -> ServiceFactory:

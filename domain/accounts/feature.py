@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from db.accounts import models
 from db.accounts.caches import AccountCaches
+from db.base import tables_of
 from domain.accounts.passwords import PasswordHashPool
-from domain.features import DomainFeature, caches, tables_defined_in
+from domain.features import DomainFeature, caches
 from domain.state import AppState
 
 
@@ -18,6 +18,6 @@ def _password_hashing(state: AppState) -> PasswordHashPool:
 
 FEATURE = DomainFeature(
     name="accounts",
-    tables=tables_defined_in(models),
+    tables=tables_of("db.accounts"),
     services={AccountCaches: caches(AccountCaches), PasswordHashPool: _password_hashing},
 )

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from db.explore import models
+from db.base import tables_of
 from db.explore.store import ExploreStore
 from domain.explore.models import ServedModel
-from domain.features import DomainFeature, tables_defined_in
+from domain.features import DomainFeature
 from domain.state import AppState
 
 
@@ -19,6 +19,6 @@ def _served_model(state: AppState) -> ServedModel:
 
 FEATURE = DomainFeature(
     name="explore",
-    tables=tables_defined_in(models),
+    tables=tables_of("db.explore"),
     services={ExploreStore: _store, ServedModel: _served_model},
 )

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from db.media import models
+from db.base import tables_of
 from db.media.caches import MediaCaches
-from domain.features import DomainFeature, caches, tables_defined_in
+from domain.features import DomainFeature, caches
 from domain.media.delivery import MediaUrls, UrlSigner
 from domain.state import AppState
 
@@ -19,6 +19,6 @@ def _media_urls(state: AppState) -> MediaUrls:
 
 FEATURE = DomainFeature(
     name="media",
-    tables=tables_defined_in(models),
+    tables=tables_of("db.media"),
     services={MediaCaches: caches(MediaCaches), MediaUrls: _media_urls},
 )

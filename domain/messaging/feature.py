@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from db.messaging import models
-from domain.features import DomainFeature, tables_defined_in
+from db.base import tables_of
+from domain.features import DomainFeature
 
-FEATURE = DomainFeature(name="messaging", tables=tables_defined_in(models))
+FEATURE = DomainFeature(name="messaging", tables=tables_of("db.messaging"))

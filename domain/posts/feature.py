@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from db.posts import models
+from db.base import tables_of
 from db.posts.caches import PostCaches
-from domain.features import DomainFeature, caches, tables_defined_in
+from domain.features import DomainFeature, caches
 
 FEATURE = DomainFeature(
     name="posts",
-    tables=tables_defined_in(models),
+    tables=tables_of("db.posts"),
     services={PostCaches: caches(PostCaches)},
 )

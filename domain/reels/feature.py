@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from db.reels import models
+from db.base import tables_of
 from db.reels.caches import ReelCaches
-from domain.features import DomainFeature, caches, tables_defined_in
+from domain.features import DomainFeature, caches
 
 FEATURE = DomainFeature(
     name="reels",
-    tables=tables_defined_in(models),
+    tables=tables_of("db.reels"),
     services={ReelCaches: caches(ReelCaches)},
 )

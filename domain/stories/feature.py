@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from db.stories import models
+from db.base import tables_of
 from db.stories.caches import StoryCaches
-from domain.features import DomainFeature, caches, tables_defined_in
+from domain.features import DomainFeature, caches
 
 FEATURE = DomainFeature(
     name="stories",
-    tables=tables_defined_in(models),
+    tables=tables_of("db.stories"),
     services={StoryCaches: caches(StoryCaches)},
 )
