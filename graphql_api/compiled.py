@@ -8,12 +8,12 @@ knows at compile time which field of which type each response key is, how to rea
 (an attribute, or the field's own resolver called directly) and how to serialise it, and
 writes the response dict in one walk.
 
-What it covers (``COMPILED_FIELDS``): the read shapes of the home feed, the profile grid
-and post detail (``homeFeed``, ``user``, ``viewer``, ``node`` and the post, user,
-connection, edge and page-info fields under them), with fragments and aliases, without
-directives. Everything else, and anything unexpected while a plan runs (a resolver that
-raises, a permission refused, a null where the schema promises a value, a variable that
-does not coerce), falls back to the stock executor, which then produces the result and
+What it covers (``SHARED_COMPILED_FIELDS`` and each feature's ``compiled_fields``):
+the read shapes of the home feed, the profile grid and post detail (``homeFeed``,
+``user``, ``viewer``, ``node`` and the post, user, connection, edge and page-info fields
+under them), with fragments and aliases, without directives. Everything else, and
+anything unexpected while a plan runs (a resolver that raises, a permission refused, a
+null where the schema promises a value, a variable that does not coerce), falls back to the stock executor, which then produces the result and
 its errors as always: plans only ever produce a result without errors. Reads have no
 effect but cache fills, so a plan abandoned halfway changes nothing.
 
@@ -63,70 +63,25 @@ from strawberry.extensions import SchemaExtension
 from strawberry.types.nodes import SelectedField, Selection
 
 from db.instrumentation import uncounted
+from graphql_api.features import compiled_fields
 
 if TYPE_CHECKING:
     from strawberry.permission import BasePermission
     from strawberry.schema.name_converter import NameConverter
     from strawberry.types.field import StrawberryField
 
-    from graphql_api.context import Context
+from graphql_api.context import Context
 
 log = logging.getLogger(__name__)
 
 # The fields a plan may run, by type. Each either is a plain attribute or has a resolver
 # that reads only ``info.context`` and ``info.selected_fields`` (the two things a plan's
 # ``PlanInfo`` offers); a resolver using more of ``Info`` must not be listed here.
-COMPILED_FIELDS: Mapping[str, frozenset[str]] = {
-    "Query": frozenset({"homeFeed", "user", "viewer", "node"}),
-    "PostConnection": frozenset({"edges", "pageInfo", "nodes"}),
-    "PostEdge": frozenset({"node", "cursor"}),
+# The shared types' fields; each feature adds its own (``compiled_fields`` in its
+# ``graphql_api/<feature>/feature.py``).
+SHARED_COMPILED_FIELDS: Mapping[str, frozenset[str]] = {
+    "Query": frozenset({"node"}),
     "PageInfo": frozenset({"hasNextPage", "hasPreviousPage", "startCursor", "endCursor"}),
-    "Post": frozenset(
-        {
-            "id",
-            "caption",
-            "createdAt",
-            "updatedAt",
-            "hashtags",
-            "author",
-            "likeCount",
-            "commentCount",
-            "viewerHasLiked",
-            "viewerHasSaved",
-            "media",
-            "isReel",
-            "viewCount",
-        }
-    ),
-    "Media": frozenset(
-        {
-            "id",
-            "kind",
-            "width",
-            "height",
-            "aspectRatio",
-            "placeholder",
-            "durationSeconds",
-            "url",
-            "videoUrl",
-        }
-    ),
-    "User": frozenset(
-        {
-            "id",
-            "username",
-            "fullName",
-            "bio",
-            "website",
-            "isPrivate",
-            "createdAt",
-            "followerCount",
-            "followingCount",
-            "postCount",
-            "posts",
-            "avatar",
-        }
-    ),
 }
 PLAN_CACHE_SIZE = 512
 # Field nodes a compilation may visit with fragments expanded: far more than any hot
@@ -245,6 +200,7 @@ class Compiler:
             if isinstance(definition, FragmentDefinitionNode)
         }
         self.visited = 0
+        self.compiled_fields = compiled_fields(SHARED_COMPILED_FIELDS)
 
     def visit(self) -> None:
         self.visited += 1
@@ -261,7 +217,7 @@ class Compiler:
     def object_plans(
         self, object_type: GraphQLObjectType, selections: Sequence[SelectionSetNode]
     ) -> list[FieldPlan]:
-        allowed = COMPILED_FIELDS.get(object_type.name)
+        allowed = self.compiled_fields.get(object_type.name)
         if allowed is None:
             raise NotCompiled
         grouped: OrderedDict[str, list[FieldNode]] = OrderedDict()

@@ -50,20 +50,9 @@ from graphql import (
 )
 from graphql.language import DocumentNode
 
+from graphql_api.features import list_bounds
 from graphql_api.relay import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 
-# Lists whose length a rule elsewhere bounds; anything not named here is charged as a
-# full page, the most any list in this API returns.
-LIST_BOUNDS: Mapping[tuple[str, str], int] = {
-    ("Post", "mentions"): 20,
-    ("Post", "media"): 10,  # domain.posts.posts.MAX_MEDIA_PER_POST
-    ("Media", "variants"): 6,  # three widths in two formats
-    # domain.messaging.threads.MAX_GROUP_MEMBERS: one reaction and one read mark each.
-    ("Thread", "members"): 32,
-    ("Thread", "readMarks"): 32,
-    ("Message", "reactions"): 32,
-    ("Notification", "actors"): 3,  # db.notifications.repository.NAMED_ACTORS
-}
 MUTATION_COST = 10
 INTROSPECTION_COST = 50
 MAX_INTROSPECTION_LIST_NESTING = 3
@@ -139,6 +128,7 @@ class _Analysis:
         self.variables = variables
         self.memo: dict[tuple[str, int | None, bool], Summary] = {}
         self.in_progress: set[str] = set()
+        self.list_bounds = list_bounds()
 
     def int_argument(self, node: ValueNode | None) -> int | None:
         """The page size to charge; None where the argument's default applies (absent or
@@ -191,7 +181,9 @@ class _Analysis:
                     if isinstance(argument.value, VariableNode):
                         ids = self.variables.get(argument.value.name.value)
                         return len(ids) if isinstance(ids, list) else MAX_PAGE_SIZE
-        return LIST_BOUNDS.get((parent.name, name), MAX_PAGE_SIZE)
+        # Lists whose length a rule bounds (each feature declares its own); anything
+        # else is charged as a full page, the most any list in this API returns.
+        return self.list_bounds.get((parent.name, name), MAX_PAGE_SIZE)
 
     def selection_set(
         self,

@@ -1,4 +1,5 @@
-"""The schema: every feature's queries and mutations merged into one root each."""
+"""The schema: every feature's queries, mutations and subscriptions (declared in
+``graphql_api/<feature>/feature.py``) merged into one root each."""
 
 from __future__ import annotations
 
@@ -12,32 +13,12 @@ from strawberry.extensions import ParserCache
 from strawberry.types.execution import ExecutionContext
 
 from domain.errors import BadUserInput, NotFound
-from graphql_api.accounts.schema import AccountMutations, AccountQueries
-from graphql_api.accounts.types import User
 from graphql_api.compiled import CompiledExecution
 from graphql_api.context import Info, OperationScope
 from graphql_api.error_handling import TypedErrors, log_errors
-from graphql_api.explore.schema import ExploreQueries
-from graphql_api.feed.schema import FeedQueries
+from graphql_api.features import api_features
 from graphql_api.guard import DOCUMENT_CACHE_SIZE, OperationGuard, TokenLimit
-from graphql_api.media.schema import MediaMutations, MediaQueries
-from graphql_api.media.types import Media
-from graphql_api.messaging.schema import (
-    MessagingMutations,
-    MessagingQueries,
-    MessagingSubscriptions,
-)
 from graphql_api.node import Node, resolve_node
-from graphql_api.notifications.schema import (
-    NotificationMutations,
-    NotificationQueries,
-    NotificationSubscriptions,
-)
-from graphql_api.posts.schema import PostMutations, PostQueries
-from graphql_api.posts.types import Comment, Post
-from graphql_api.reels.schema import ReelMutations, ReelQueries
-from graphql_api.stories.schema import StoryMutations, StoryQueries
-from graphql_api.stories.types import Story
 
 MAX_NODES_PER_QUERY = 100
 
@@ -65,38 +46,36 @@ class NodeQueries:
         return list(await asyncio.gather(*(one(global_id) for global_id in ids)))
 
 
-@strawberry.type
-class Query(
-    NodeQueries,
-    AccountQueries,
-    PostQueries,
-    FeedQueries,
-    MediaQueries,
-    StoryQueries,
-    ReelQueries,
-    ExploreQueries,
-    MessagingQueries,
-    NotificationQueries,
-):
-    pass
+def _root(name: str, parts: list[type]) -> type | None:
+    """One root type with every feature's fields of that kind, in feature order."""
+    if not parts:
+        return None
+    return strawberry.type(type(name, tuple(parts), {}))
 
 
-@strawberry.type
-class Mutation(
-    AccountMutations,
-    PostMutations,
-    MediaMutations,
-    StoryMutations,
-    ReelMutations,
-    MessagingMutations,
-    NotificationMutations,
-):
-    pass
-
-
-@strawberry.type
-class Subscription(MessagingSubscriptions, NotificationSubscriptions):
-    pass
+def build_schema() -> strawberry.Schema:
+    features = api_features()
+    query = strawberry.type(
+        type("Query", (NodeQueries, *(f.query for f in features if f.query)), {})
+    )
+    mutation = _root("Mutation", [f.mutation for f in features if f.mutation])
+    subscription = _root("Subscription", [f.subscription for f in features if f.subscription])
+    # Factories, not instances: each operation gets fresh extension state.
+    extensions: list[Any] = [
+        OperationScope,
+        TokenLimit,
+        lambda: StreamSafeParserCache(maxsize=DOCUMENT_CACHE_SIZE),
+        OperationGuard,
+        CompiledExecution,
+        TypedErrors,
+    ]
+    return ApertureSchema(
+        query=query,
+        mutation=mutation,
+        subscription=subscription,
+        types=[kind for feature in features for kind in feature.types],
+        extensions=extensions,
+    )
 
 
 class StreamSafeParserCache(ParserCache):
@@ -123,25 +102,6 @@ class ApertureSchema(strawberry.Schema):
         # Strawberry logs every error at ERROR with a traceback; a client's mistake is
         # one INFO line, and only our own failures get a traceback.
         log_errors(errors, execution_context)
-
-
-def build_schema() -> strawberry.Schema:
-    # Factories, not instances: each operation gets fresh extension state.
-    extensions: list[Any] = [
-        OperationScope,
-        TokenLimit,
-        lambda: StreamSafeParserCache(maxsize=DOCUMENT_CACHE_SIZE),
-        OperationGuard,
-        CompiledExecution,
-        TypedErrors,
-    ]
-    return ApertureSchema(
-        query=Query,
-        mutation=Mutation,
-        subscription=Subscription,
-        types=[User, Post, Comment, Media, Story],
-        extensions=extensions,
-    )
 
 
 schema = build_schema()

@@ -1,0 +1,30 @@
+"""Media in the API: uploads and what a photo or video offers its viewers."""
+
+from __future__ import annotations
+
+from graphql_api.features import ApiFeature
+from graphql_api.media.schema import MediaMutations, MediaQueries
+from graphql_api.media.types import Media
+
+FEATURE = ApiFeature(
+    name="media",
+    query=MediaQueries,
+    mutation=MediaMutations,
+    types=(Media,),
+    list_bounds={("Media", "variants"): 6},  # three widths in two formats
+    compiled_fields={
+        "Media": frozenset(
+            {
+                "id",
+                "kind",
+                "width",
+                "height",
+                "aspectRatio",
+                "placeholder",
+                "durationSeconds",
+                "url",
+                "videoUrl",
+            }
+        ),
+    },
+)
