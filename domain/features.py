@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+import domain
 from db.base import tables_of
 
 if TYPE_CHECKING:
@@ -59,8 +60,6 @@ _discovered: dict[tuple[str, ...], tuple[DomainFeature, ...]] = {}
 def domain_features() -> tuple[DomainFeature, ...]:
     """Every ``domain/<feature>/feature.py``'s ``FEATURE``, found once per set of paths
     (a test that adds a package to ``domain.__path__`` sees it)."""
-    import domain
-
     paths = tuple(domain.__path__)
     features = _discovered.get(paths)
     if features is None:
