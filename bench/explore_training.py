@@ -47,7 +47,7 @@ import implicit  # type: ignore[import-untyped]
 import implicit.cpu.als  # type: ignore[import-untyped]
 import numpy as np
 
-from bench.machine import describe_machine
+from bench.harness import describe_machine
 from recommender.interactions import CSRMatrix, InteractionArrays, build_matrix
 from recommender.model import ALSConfig, ALSRecommender, confidence
 

@@ -27,7 +27,7 @@ import orjson
 from redis.asyncio import Redis
 from sqlalchemy import inspect as sa_inspect
 
-from bench.machine import describe_machine
+from bench.harness import describe_machine
 from db.accounts.models import User
 from db.accounts.records import UserRecord
 from db.base import Base
@@ -82,6 +82,8 @@ def main() -> None:
                 updated_at=now,
                 deleted_at=None,
                 fanout_cursor=0,
+                media_ids=[],
+                is_reel=False,
             ),
         ),
         (

@@ -17,39 +17,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import shutil
-import sys
-import tempfile
 import time
-from pathlib import Path
 
-from bench.feed_common import snapshot_code, start_api_server
-from bench.machine import describe_machine
-from db.runtime import shard_map_for, start_servers
-from infra.settings import Settings
-from migrations.runner import migrate
+from bench.harness import (
+    cpu_seconds,
+    describe_machine,
+    embedded_platform,
+    log,
+    rss_kib,
+    start_api_server,
+)
 
 REQUEST = (
     b"POST /graphql HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
     b'Content-Length: 26\r\n\r\n{"query":"{ __typename }"}'
 )
-
-
-def log(message: str) -> None:
-    print(f"[bench.idle_connections {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr)
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for {pid}")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def open_connections(
@@ -101,18 +83,13 @@ def main() -> None:
     parser.add_argument("--idle", type=float, default=10.0)
     options = parser.parse_args()
     counts = [int(value) for value in options.connections.split(",")]
-    work_dir = Path(tempfile.mkdtemp(prefix="apt-idle-"))
-    settings = Settings(data_dir=work_dir / "data", database_urls=[], redis_url=None)
-    servers = start_servers(settings, postgres_cleanup="delete")
-    try:
-        migrate(shard_map_for(settings, servers))
-        code = snapshot_code(work_dir / "code")
+    with embedded_platform("idle") as env:
         server = start_api_server(
-            settings,
-            servers,
-            code,
+            env.settings,
+            env.servers,
+            env.code,
             {"APERTURE_SERVE_RUNS_WORKERS": "false", "APERTURE_RATE_LIMITS": "false"},
-            work_dir / "serve.log",
+            env.work_dir / "serve.log",
         )
         try:
             pid = server.process.pid
@@ -124,9 +101,6 @@ def main() -> None:
                 log(f"{count} idle connections: {cpu_ms:.1f} ms CPU/s, RSS {rss / 1024:.1f} MiB")
         finally:
             server.stop()
-    finally:
-        servers.stop()
-        shutil.rmtree(work_dir, ignore_errors=True)
     base_rss = rows[0][2]
     print("\n".join(describe_machine()))
     print(

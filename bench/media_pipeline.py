@@ -87,16 +87,13 @@ def _throughput(
     return share * processes / slowest, max(rss for _, rss in results)
 
 
-def _peak_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    return 0
-
-
 async def _through_decoders(data: bytes, *, photos: int, processes: int) -> tuple[float, int]:
     """Photos per second through a fresh ``DecoderPool``, after one warm-up photo per
     decoder, and the largest decoder's peak RSS (KiB)."""
+    # Here, not at the top: the spawned processes import this module again, and the
+    # harness would bring the whole application into the memory they measure.
+    from bench.harness import status_kib
+
     pool = DecoderPool(processes)
     try:
 
@@ -107,7 +104,7 @@ async def _through_decoders(data: bytes, *, photos: int, processes: int) -> tupl
         started = time.perf_counter()
         await asyncio.gather(*(one() for _ in range(photos)))
         seconds = time.perf_counter() - started
-        return photos / seconds, max(_peak_kib(pid) for pid in pool.pids())
+        return photos / seconds, max(status_kib(pid, "VmHWM") for pid in pool.pids())
     finally:
         pool.close()
 

@@ -17,16 +17,11 @@ must be free of GraphQL errors and the warm answer must equal the cold one. The 
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import gc
 import os
 import random
-import shutil
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -36,16 +31,25 @@ from typing import Any
 import httpx
 
 from aperture.seed import DEMO_PASSWORD, Graph, generate_graph, load_graph, read_edge_list
-from bench import machine
+from bench.harness import (
+    RESULTS_DIR,
+    argument_parser,
+    connected,
+    describe_machine,
+    embedded_platform,
+    git,
+    log,
+    percentile,
+    write_report,
+)
 from db.instrumentation import count_work
-from db.runtime import Runtime, shard_map_for, start_servers
+from db.runtime import Runtime
 from db.session import ShardSessions
 from graphql_api.app import create_app
 from infra.servers import Servers
 from infra.settings import Settings
-from migrations.runner import migrate
 
-RESULTS_PATH = Path(__file__).resolve().parent / "results" / "social_core.md"
+RESULTS_PATH = RESULTS_DIR / "social_core.md"
 GRAPH_SEED = 42
 POSTS_PER_USER = 3
 USERNAME_PREFIX = "user"
@@ -179,10 +183,6 @@ class Dataset:
     comment_likes: int
     seed_seconds: float
     api_writes_seconds: float
-
-
-def log(message: str) -> None:
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
 def build_graph(options: Options) -> Graph:
@@ -384,11 +384,6 @@ def mean_of(samples: Sequence[Sample], attribute: str) -> float:
     return statistics.fmean(float(getattr(sample, attribute)) for sample in samples)
 
 
-def percentile(values: Sequence[float], pct: int) -> float:
-    """Linear interpolation between closest ranks (numpy's default)."""
-    return statistics.quantiles(values, n=100, method="inclusive")[pct - 1]
-
-
 @dataclass(frozen=True)
 class SummaryRow:
     scenario: str
@@ -426,30 +421,12 @@ def summarise(scenario: str, cache: str, runs: Sequence[Sequence[Sample]]) -> Su
     )
 
 
-def describe_machine() -> list[str]:
-    return machine.describe_machine()
-
-
 def describe_code() -> str:
     """The commit measured, and whether the working tree differed from it."""
-    root = Path(__file__).resolve().parent.parent
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
+    commit = git("rev-parse", "--short", "HEAD")
+    if not commit:
         return "- Code: unknown (not a git checkout)"
+    dirty = git("status", "--porcelain", "--untracked-files=no")
     return f"- Code: commit {commit}" + (" with uncommitted changes" if dirty else "")
 
 
@@ -534,15 +511,12 @@ async def run_benchmark(
     settings: Settings, servers: Servers, options: Options, started: float
 ) -> str:
     rng = random.Random(GRAPH_SEED)
-    runtime = Runtime.connect(settings, servers)
-    try:
+    async with connected(settings, servers) as runtime:
         app = create_app(runtime, close_runtime=False)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://bench.test") as http:
             with FullCollections() as collections:
                 return await _measure_all(runtime, Api(http, collections), options, rng, started)
-    finally:
-        await runtime.close()
 
 
 async def _measure_all(
@@ -593,26 +567,13 @@ async def _measure_all(
 
 def run(options: Options) -> str:
     started = time.perf_counter()
-    # A short path: Unix socket paths must stay under 108 bytes.
-    data_dir = Path(tempfile.mkdtemp(prefix="apt-bench-"))
-    try:
-        # Always embedded servers, whatever APERTURE_* says: the benchmark flushes Redis.
-        settings = Settings(data_dir=data_dir, database_urls=[], redis_url=None)
-        servers = start_servers(settings, postgres_cleanup="delete")
-        try:
-            migrate(shard_map_for(settings, servers))
-            log(f"servers up and migrated in {time.perf_counter() - started:.1f}s")
-            return asyncio.run(run_benchmark(settings, servers, options, started))
-        finally:
-            servers.stop()
-    finally:
-        shutil.rmtree(data_dir, ignore_errors=True)
+    # Always embedded servers, whatever APERTURE_* says: the benchmark flushes Redis.
+    with embedded_platform("bench", snapshot=False) as env:
+        return asyncio.run(run_benchmark(env.settings, env.servers, options, started))
 
 
 def parse_options(argv: Sequence[str] | None = None) -> Options:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.social_core", description=__doc__.splitlines()[0] if __doc__ else None
-    )
+    parser = argument_parser("bench.social_core", __doc__)
     parser.add_argument("--users", type=int, default=2000, help="users of the generated graph")
     parser.add_argument(
         "--requests", type=int, default=300, help="requests per scenario, cache state and run"
@@ -630,11 +591,7 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    report = run(parse_options(argv))
-    RESULTS_PATH.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS_PATH.write_text(report)
-    print(report)
-    log(f"wrote {RESULTS_PATH}")
+    write_report(RESULTS_PATH, [run(parse_options(argv))])
 
 
 if __name__ == "__main__":
