@@ -22,30 +22,16 @@ end up in one report with the goals table.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
-import shlex
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from bench.feed_common import (
-    PROJECT_ROOT,
-    BenchEnv,
-    describe_machine,
-    fmt,
-    log,
-    reset_data,
-    snapshot_code,
-)
 from bench.feed_fanout import FanoutOptions, render_fanout, run_fanout
 from bench.feed_load import (
     GOAL_RATE,
@@ -59,13 +45,23 @@ from bench.feed_load import (
     run_mix,
     run_reads,
 )
-from db.runtime import shard_map_for, start_servers
-from infra.settings import Settings
-from migrations.runner import migrate
+from bench.harness import (
+    DEFAULT_EDGES,
+    RESULTS_DIR,
+    BenchEnv,
+    argument_parser,
+    command_line,
+    describe_machine,
+    embedded_platform,
+    fmt,
+    integers,
+    log,
+    reset_data,
+    utc_now,
+    write_report,
+)
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 RESULTS_PATH = RESULTS_DIR / "feed.md"
-DEFAULT_EDGES = PROJECT_ROOT.parent / "shared" / "data" / "social-graphs" / "socfb-Reed98.edges"
 PARTS = ("fanout", "reads", "mix")
 
 # The issue's goals (GOAL_RATE, the rate of the latency goal, lives in feed_load).
@@ -87,16 +83,8 @@ class Options:
     mix: MixOptions
 
 
-def _ints(text: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in text.split(",") if part.strip())
-
-
 def parse_options(argv: Sequence[str] | None = None) -> Options:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.feed",
-        description=__doc__.splitlines()[0] if __doc__ else None,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = argument_parser("bench.feed", __doc__)
     parser.add_argument("--part", choices=(*PARTS, "all"), default="all")
     parser.add_argument(
         "--quick", action="store_true", help="smoke run (small data, short steps: ~1 minute)"
@@ -156,7 +144,7 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
             steps=StepOptions(rates=(25,), duration_s=5, runs=1, warmup_s=0),
         )
     else:
-        sizes = _ints(args.fanout_sizes)
+        sizes = integers(args.fanout_sizes)
         if args.burst_size not in sizes:
             parser.error("--burst-size must be one of --fanout-sizes")
         fanout = FanoutOptions(
@@ -173,7 +161,7 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
             posts_per_user=args.posts_per_user,
             viewers=args.reads_viewers,
             steps=StepOptions(
-                rates=_ints(args.rates),
+                rates=integers(args.rates),
                 duration_s=args.duration,
                 runs=args.runs,
                 warmup_s=args.warmup,
@@ -190,7 +178,7 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
             graphs=tuple(graphs),
             viewers=args.mix_viewers,
             steps=StepOptions(
-                rates=_ints(args.mix_rates),
+                rates=integers(args.mix_rates),
                 duration_s=args.mix_duration,
                 runs=args.mix_runs,
                 warmup_s=args.warmup,
@@ -263,58 +251,24 @@ async def run_part(part: str, env: BenchEnv, options: Options) -> PartOutput:
 
 def run(options: Options, command: str) -> None:
     started = time.perf_counter()
-    # A short path: Unix socket paths must stay under 108 bytes.
-    data_dir = Path(tempfile.mkdtemp(prefix="apt-feed-"))
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    try:
-        # Always our own embedded servers, whatever APERTURE_* says: parts empty them.
-        settings = Settings(data_dir=data_dir, database_urls=[], redis_url=None)
-        servers = start_servers(settings, postgres_cleanup="delete")
-        try:
-            code = snapshot_code(data_dir / "code")
-            migrate(shard_map_for(settings, servers))
-            log(f"servers up and migrated in {time.perf_counter() - started:.1f}s")
-            log(f"code under test: {code.description}")
-            work_dir = data_dir / "work"
-            work_dir.mkdir()
-            env = BenchEnv(
-                settings=settings,
-                servers=servers,
-                code=code,
-                work_dir=work_dir,
-                web_processes=options.web_processes,
-            )
-            for part in options.parts:
-                log(f"part {part}")
-                load_before = os.getloadavg()[0]
-                output = asyncio.run(run_part(part, env, options))
-                output.load = (load_before, os.getloadavg()[0])
-                save_part(part + options.tag, output, command, env)
-                keep_logs(work_dir)
-                log(f"part {part} done in {output.seconds:.0f}s")
-        finally:
-            servers.stop()
-    finally:
-        shutil.rmtree(data_dir, ignore_errors=True)
-    report = combined_report(time.perf_counter() - started, command)
-    RESULTS_PATH.write_text(report)
-    print(report)
-    log(f"wrote {RESULTS_PATH}")
+    with embedded_platform("feed", logs="feed-logs") as platform:
+        env = replace(platform, web_processes=options.web_processes)
+        for part in options.parts:
+            log(f"part {part}")
+            load_before = os.getloadavg()[0]
+            output = asyncio.run(run_part(part, env, options))
+            output.load = (load_before, os.getloadavg()[0])
+            save_part(part + options.tag, output, command, env)
+            log(f"part {part} done in {output.seconds:.0f}s")
+    write_report(RESULTS_PATH, combined_report(time.perf_counter() - started, command))
 
 
 # --- report ------------------------------------------------------------------------------
 
 
-def keep_logs(work_dir: Path) -> None:
-    """Server, worker and k6 logs survive the temporary directory, for post-mortems."""
-    logs = RESULTS_DIR / "feed-logs"
-    logs.mkdir(exist_ok=True)
-    for path in work_dir.glob("*.log"):
-        shutil.copy(path, logs / path.name)
-
-
 def save_part(part: str, output: PartOutput, command: str, env: BenchEnv) -> None:
-    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    when = utc_now()
     header = [
         f"_Part `{part}`: `{command}`, finished {when}, {output.seconds:.0f} s; code: "
         f"{env.code.description}; web processes per server: {env.web_processes}; "
@@ -402,12 +356,12 @@ def goals_table() -> list[str]:
     return lines
 
 
-def combined_report(total_seconds: float, command: str) -> str:
+def combined_report(total_seconds: float, command: str) -> list[str]:
     lines = [
         "# Home feed benchmark (issue 4)",
         "",
         f"- Command (this invocation): `{command}`; wall time {total_seconds:.0f} s",
-        *describe_machine(),
+        *describe_machine(load_generator="k6"),
         "",
     ]
     for part in PARTS:
@@ -416,14 +370,12 @@ def combined_report(total_seconds: float, command: str) -> str:
         for path in paths:
             if path.exists():
                 lines += [path.read_text().rstrip("\n"), ""]
-    lines += goals_table()
-    return "\n".join(lines) + "\n"
+    return lines + goals_table()
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     arguments = list(sys.argv[1:] if argv is None else argv)
-    command = " ".join(["python -m bench.feed", shlex.join(arguments)]).strip()
-    run(parse_options(arguments), command)
+    run(parse_options(arguments), command_line("bench.feed", arguments))
 
 
 if __name__ == "__main__":

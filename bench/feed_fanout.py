@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from aperture.seed import Graph, load_graph
-from bench.feed_common import (
+from bench.harness import (
     BenchEnv,
     fmt,
     log,
@@ -28,7 +28,6 @@ from bench.feed_common import (
     start_worker,
 )
 from db.feed.store import encode_member, feed_key
-from db.runtime import Runtime
 from db.session import ShardSessions
 from domain.feed.fanout import fan_out_pending
 from domain.posts import posts as posts_service
@@ -141,10 +140,9 @@ async def _wait_done(sessions: ShardSessions, post_ids: Sequence[int]) -> None:
 
 async def run_fanout(env: BenchEnv, options: FanoutOptions) -> FanoutReport:
     settings = env.settings.model_copy(update={"fanout_follower_threshold": THRESHOLD})
-    runtime = Runtime.connect(settings, env.servers)
-    state = AppState(runtime)
-    sessions = ShardSessions(runtime.databases)
-    try:
+    async with env.connect(settings) as runtime:
+        state = AppState(runtime)
+        sessions = ShardSessions(runtime.databases)
         sizes = sorted(options.sizes)
         authors = len(sizes)
         pool = max(sizes)
@@ -236,8 +234,6 @@ async def run_fanout(env: BenchEnv, options: FanoutOptions) -> FanoutReport:
             worker_concurrency=settings.worker_concurrency,
             batch_size=settings.fanout_batch_size,
         )
-    finally:
-        await runtime.close()
 
 
 def render_fanout(report: FanoutReport) -> list[str]:

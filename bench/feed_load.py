@@ -8,30 +8,30 @@ PostgreSQL and Valkey; only one runs at a time, so they never compete for the CP
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from aperture.seed import Graph, generate_graph, load_graph, read_edge_list
-from bench.feed_common import (
+from bench.harness import (
     FEED_QUERY_10,
     FEED_QUERY_20,
     BenchEnv,
     Child,
-    K6Result,
+    Runs,
     fmt,
     log,
+    log_run,
     make_tokens,
     mark_active,
-    median,
     progress_printer,
     reset_data,
     run_k6,
     start_api_server,
     warm_feeds,
+    write_data,
 )
 from db.runtime import Runtime
 from db.session import ShardSessions
@@ -55,11 +55,10 @@ class StepOptions:
 
 
 @dataclass
-class Step:
+class Step(Runs):
     """The runs of one rate against one server."""
 
-    rate: int
-    runs: list[K6Result] = field(default_factory=list)
+    rate: int = 0
 
     def held_runs(self) -> int:
         return sum(run.held(P99_LIMIT_MS) for run in self.runs)
@@ -67,24 +66,6 @@ class Step:
     def held(self) -> bool:
         """Held in a majority of runs: error rate 0, no dropped iterations, p99 < 1 s."""
         return self.held_runs() * 2 > len(self.runs)
-
-    def p50(self, kind: str = "all") -> float:
-        return median([run.latency[kind][0] for run in self.runs])
-
-    def p99(self, kind: str = "all") -> float:
-        return median([run.latency[kind][1] for run in self.runs])
-
-    def worst_error_rate(self) -> float:
-        return max(run.error_rate for run in self.runs)
-
-    def most_dropped(self) -> int:
-        return max(run.dropped for run in self.runs)
-
-    def achieved(self) -> float:
-        return median([run.achieved_rps for run in self.runs])
-
-    def server_cpu(self) -> float:
-        return median([run.server_cpu for run in self.runs])
 
 
 def highest_held(steps: Sequence[Step]) -> int:
@@ -132,14 +113,7 @@ def step_through(
                 kinds=kinds,
             )
             step.runs.append(result)
-            p50, p99, _ = result.latency["all"]
-            log(
-                f"{label} {rate} req/s run {run_index + 1}: p50 {p50:.1f} ms p99 {p99:.1f} ms, "
-                f"{result.failed}/{result.requests} failed, {result.dropped} dropped, "
-                f"server CPU {result.server_cpu:.0%}"
-            )
-            for sample in result.failure_samples[:2]:
-                log(f"  {sample[:300]}")
+            log_run(f"{label} {rate} req/s run {run_index + 1}", result)
         return step
 
     steps: list[Step] = []
@@ -188,10 +162,9 @@ class ReadsReport:
 
 async def run_reads(env: BenchEnv, options: ReadsOptions) -> ReadsReport:
     work_dir = env.work_dir
-    runtime = Runtime.connect(env.settings, env.servers)
-    state = AppState(runtime)
     rng = random.Random(GRAPH_SEED)
-    try:
+    async with env.connect() as runtime:
+        state = AppState(runtime)
         started = time.perf_counter()
         graph = generate_graph(options.users, seed=GRAPH_SEED)
         user_ids = await load_graph(
@@ -207,11 +180,8 @@ async def run_reads(env: BenchEnv, options: ReadsOptions) -> ReadsReport:
         log(f"reads data ready in {seed_seconds:.1f}s ({len(tokens)} viewer tokens)")
         follows = len(graph.edges)
         del graph
-    finally:
-        await runtime.close()
 
-    data = work_dir / "reads-tokens.json"
-    data.write_text(json.dumps({"tokens": tokens}))
+    data = write_data(work_dir / "reads-tokens.json", tokens=tokens)
     results: list[StrategyResult] = []
     pages: dict[str, dict[int, list[str]]] = {}
     for strategy in STRATEGIES:
@@ -372,10 +342,9 @@ def build_mix_graph(spec: MixGraph) -> Graph:
 async def run_mix_graph(env: BenchEnv, spec: MixGraph, options: MixOptions) -> MixResult:
     work_dir = env.work_dir
     reset_data(env.servers)
-    runtime = Runtime.connect(env.settings, env.servers)
-    state = AppState(runtime)
     rng = random.Random(GRAPH_SEED)
-    try:
+    async with env.connect() as runtime:
+        state = AppState(runtime)
         started = time.perf_counter()
         graph = build_mix_graph(spec)
         log(f"{spec.name}: {graph.users} users, {len(graph.edges)} follows; loading")
@@ -391,9 +360,10 @@ async def run_mix_graph(env: BenchEnv, spec: MixGraph, options: MixOptions) -> M
         users, follows = graph.users, len(graph.edges)
         del graph
         log(f"{spec.name}: data ready in {seed_seconds:.1f}s ({len(tokens)} viewer tokens)")
-        data = work_dir / f"mix-{spec.name}.json"
-        data.write_text(
-            json.dumps({"tokens": tokens, "usernames": [f"user{n}" for n in range(users)]})
+        data = write_data(
+            work_dir / f"mix-{spec.name}.json",
+            tokens=tokens,
+            usernames=[f"user{n}" for n in range(users)],
         )
         server = start_api_server(
             env.settings,
@@ -430,8 +400,6 @@ async def run_mix_graph(env: BenchEnv, spec: MixGraph, options: MixOptions) -> M
             drain_seconds=drain_seconds,
             pending_after=pending,
         )
-    finally:
-        await runtime.close()
 
 
 async def run_mix(env: BenchEnv, options: MixOptions) -> list[MixResult]:
