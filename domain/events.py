@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.errors import is_unavailable
 from db.events import repository as events_repo
-from db.events.repository import Delivery
+from db.events.repository import Delivery as Delivery  # re-exported: what emit returns
 from db.ids import lowest_id_at
 from db.session import ShardSessions
 from domain.jobs import (
@@ -137,6 +137,14 @@ async def emit(session: AsyncSession, topic: Topic[P], payload: P) -> list[Deliv
         handlers=names,
         payload=dataclasses.asdict(payload),  # type: ignore[call-overload]
     )
+
+
+async def owed_count(
+    session: AsyncSession, *, handler: str, payload_contains: dict[str, Any] | None = None
+) -> int:
+    """Deliveries to ``handler`` not done yet in ``session``'s shard (of events whose
+    payload holds ``payload_contains``)."""
+    return await events_repo.count_owed(session, handler=handler, payload_contains=payload_contains)
 
 
 async def relay(state: AppState, sessions: ShardSessions, deliveries: Sequence[Delivery]) -> None:

@@ -48,13 +48,12 @@ from typing import Protocol, TypeVar
 from db.accounts.records import UserRecord
 from db.messaging.models import ThreadMember
 from db.messaging.records import MessageRecord
-from db.posts import repository as posts_repo
-from db.posts.caches import PostCaches
 from db.posts.records import CommentRecord, PostRecord
 from db.session import ShardSessions
 from db.stories.records import StoryRecord
 from domain.accounts.relations import block_set, following_flags, load_users
 from domain.errors import Forbidden, NotFound
+from domain.posts.reads import load_comments, load_posts
 from domain.state import AppState
 from domain.stories.reads import in_close_friends, load_stories
 
@@ -423,15 +422,11 @@ class DirectFacts:
         return await known_or_loaded(
             self._known.posts,
             ids,
-            lambda misses: self._state.of(PostCaches).post_cache.load(
-                misses, sessions=self._sessions, fetch=posts_repo.get_posts
-            ),
+            lambda misses: load_posts(self._state, self._sessions, misses),
         )
 
     async def comments(self, ids: Sequence[int]) -> list[CommentRecord | None]:
-        return await self._state.of(PostCaches).comment_cache.load(
-            ids, sessions=self._sessions, fetch=posts_repo.get_comments
-        )
+        return await load_comments(self._state, self._sessions, ids)
 
     async def follows(self, ids: Sequence[int]) -> list[bool]:
         viewer_id = self._viewer_id

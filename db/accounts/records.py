@@ -8,6 +8,9 @@ from datetime import datetime
 
 import msgspec
 
+from db.accounts.models import User
+from db.cache import to_record
+
 
 class UserRecord(msgspec.Struct, frozen=True):
     id: int
@@ -24,3 +27,8 @@ class UserRecord(msgspec.Struct, frozen=True):
     last_active_at: datetime
     avatar_media_id: int | None = None
     deleted_at: datetime | None = None
+
+
+def user_record(row: User) -> UserRecord:
+    """A user row just written or read from PostgreSQL, as readers get it."""
+    return to_record(UserRecord, row)

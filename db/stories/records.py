@@ -7,6 +7,9 @@ from typing import Literal
 
 import msgspec
 
+from db.cache import to_record
+from db.stories.models import Story
+
 StoryAudience = Literal["everyone", "close_friends"]
 
 
@@ -17,3 +20,8 @@ class StoryRecord(msgspec.Struct, frozen=True):
     audience: StoryAudience
     created_at: datetime
     expires_at: datetime
+
+
+def story_record(row: Story) -> StoryRecord:
+    """A story row just written or read from PostgreSQL, as readers get it."""
+    return to_record(StoryRecord, row)

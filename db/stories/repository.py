@@ -11,6 +11,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.stories.models import CloseFriend, Story, StoryView
+from db.stories.records import StoryRecord, story_record
 
 
 async def insert_story(
@@ -62,7 +63,7 @@ async def get_stories(session: AsyncSession, ids: Sequence[int]) -> list[Story]:
 
 async def live_stories_of(
     session: AsyncSession, author_ids: Sequence[int], *, now: datetime
-) -> list[Story]:
+) -> list[StoryRecord]:
     """The authors' stories that have not expired, oldest first."""
     if not author_ids:
         return []
@@ -71,7 +72,7 @@ async def live_stories_of(
         .where(Story.author_id.in_(author_ids), Story.expires_at > now)
         .order_by(Story.author_id, Story.created_at)
     )
-    return list(result)
+    return [story_record(row) for row in result]
 
 
 async def delete_story(session: AsyncSession, story_id: int) -> Story | None:
@@ -83,13 +84,15 @@ async def delete_story(session: AsyncSession, story_id: int) -> Story | None:
     return story
 
 
-async def purge_expired(session: AsyncSession, *, before: datetime, limit: int) -> list[Story]:
+async def purge_expired(
+    session: AsyncSession, *, before: datetime, limit: int
+) -> list[StoryRecord]:
     """Delete stories that expired before ``before``, with their views; returns them."""
     doomed = (
         select(Story.id).where(Story.expires_at < before).order_by(Story.expires_at).limit(limit)
     )
     result = await session.scalars(delete(Story).where(Story.id.in_(doomed)).returning(Story))
-    stories = list(result)
+    stories = [story_record(row) for row in result]
     if stories:
         await session.execute(
             delete(StoryView).where(StoryView.story_id.in_([story.id for story in stories]))

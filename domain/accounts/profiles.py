@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from db.accounts import repository as accounts_repo
 from db.accounts.caches import AccountCaches
-from db.accounts.records import UserRecord
-from db.media import repository as media_repo
+from db.accounts.records import UserRecord, user_record
 from db.session import ShardSessions
 from domain import events
 from domain.accounts.events import (
@@ -14,9 +15,9 @@ from domain.accounts.events import (
     AccountDeleted,
     AvatarReplaced,
 )
-from domain.accounts.relations import user_record
 from domain.accounts.validation import profile_changes, validate_search_prefix
 from domain.errors import MediaNotReady, NotFound
+from domain.media.lifecycle import publish_media
 from domain.state import AppState
 from domain.visibility import Visibility
 
@@ -91,8 +92,8 @@ async def set_avatar(
             raise NotFound("Your account no longer exists")
         replaced = current.avatar_media_id
         if media_id is not None and media_id != replaced:
-            attached = await media_repo.attach_media(
-                session, media_ids=[media_id], owner_id=viewer_id, attach_to=viewer_id
+            attached = await publish_media(
+                session, media_ids=[media_id], owner_id=viewer_id, publisher_id=viewer_id
             )
             if not attached or attached[0].kind != "image":
                 # Raising rolls the attach back with the rest of the transaction.
@@ -113,3 +114,9 @@ async def set_avatar(
     await events.relay(state, sessions, owed)
     await state.of(AccountCaches).user_cache.store(user.id, user)
     return user_record(user)
+
+
+async def touch_last_active(sessions: ShardSessions, user_id: int, *, now: datetime) -> None:
+    """Note on the user's row when they were last active."""
+    async with sessions.for_id(user_id) as session:
+        await accounts_repo.touch_last_active(session, user_id, now)

@@ -10,9 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.accounts import repository as accounts_repo
 from db.accounts.caches import AccountCaches
-from db.accounts.models import User
-from db.accounts.records import UserRecord
-from db.cache import to_record
+from db.accounts.records import UserRecord, user_record
 from db.session import ShardSessions
 from domain.state import AppState
 
@@ -31,9 +29,11 @@ async def load_user(state: AppState, sessions: ShardSessions, user_id: int) -> U
     return row
 
 
-def user_record(user: User) -> UserRecord:
-    """A user row just written or read from PostgreSQL, as readers get it."""
-    return to_record(UserRecord, user)
+async def stored_user(session: AsyncSession, user_id: int) -> UserRecord | None:
+    """The user's row as committed, not as cached: for jobs that decide on its counts.
+    ``session`` is the caller's, on the user's shard."""
+    user = await accounts_repo.get_user(session, user_id)
+    return user_record(user) if user is not None else None
 
 
 async def refresh_users(state: AppState, sessions: ShardSessions, *user_ids: int) -> None:
@@ -98,6 +98,17 @@ async def following_flags(
 async def followee_ids(state: AppState, sessions: ShardSessions, user_id: int) -> set[int]:
     loader = _followee_loader(sessions, user_id)
     return await state.of(AccountCaches).following_sets.members(user_id, load=loader)
+
+
+async def follower_ids_page(
+    sessions: ShardSessions, user_id: int, *, after_follower_id: int, limit: int
+) -> list[int]:
+    """``user_id``'s followers after ``after_follower_id`` in id order, ``limit`` of them:
+    batches that resume where they stopped."""
+    async with sessions.for_id(user_id) as session:
+        return await accounts_repo.follower_ids_page(
+            session, user_id, after_follower_id=after_follower_id, limit=limit
+        )
 
 
 async def requested_targets(

@@ -18,7 +18,7 @@ from domain.posts.events import (
     PostLiked,
     PostSaved,
 )
-from domain.posts.posts import load_posts
+from domain.posts.reads import load_posts
 from domain.reels.events import REEL_VIEWED, ReelViewed
 from domain.state import AppState
 from domain.stories.events import STORY_VIEWED, StoryViewed

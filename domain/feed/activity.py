@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from db.accounts import repository as accounts_repo
 from db.feed.caches import FeedCaches
 from db.session import ShardSessions
+from domain.accounts.profiles import touch_last_active
 from domain.state import AppState
 
 
@@ -27,5 +27,4 @@ async def record_activity(
     if previous is None or previous < away_since:
         # Fan-out skipped this user while they were away.
         await state.of(FeedCaches).feeds.invalidate(user_id)
-    async with sessions.for_id(user_id) as session:
-        await accounts_repo.touch_last_active(session, user_id, now)
+    await touch_last_active(sessions, user_id, now=now)

@@ -18,12 +18,12 @@ from dataclasses import dataclass
 
 from redis.exceptions import RedisError
 
-from db.accounts import repository as accounts_repo
-from db.events import repository as events_repo
 from db.feed import repository as feed_repo
 from db.feed.caches import FeedCaches
 from db.redis import redis_available
 from db.session import ShardSessions
+from domain.accounts.relations import follower_ids_page, stored_user
+from domain.events import owed_count
 from domain.feed.large_accounts import note_follower_count
 from domain.feed.reads import POSTS_PER_AUTHOR_ON_REBUILD, recent_posts_by_author
 from domain.jobs import enqueue
@@ -46,7 +46,7 @@ async def fan_out(state: AppState, sessions: ShardSessions, post_id: int) -> Fan
     settings = state.runtime.settings
     async with sessions.for_id(post_id) as session:
         post = await feed_repo.get_post_for_fanout(session, post_id)
-        author = await accounts_repo.get_user(session, post.author_id) if post else None
+        author = await stored_user(session, post.author_id) if post else None
     if post is None or post.deleted_at is not None or author is None:
         return FanOutResult(post_id, 0, 0, merged_at_read_time=False)
 
@@ -89,10 +89,9 @@ async def active_follower_batches(
     active_since = time.time() - settings.feed_active_days * 86400
     cursor = after_follower_id
     while True:
-        async with sessions.for_id(author_id) as session:
-            followers = await accounts_repo.follower_ids_page(
-                session, author_id, after_follower_id=cursor, limit=settings.fanout_batch_size
-            )
+        followers = await follower_ids_page(
+            sessions, author_id, after_follower_id=cursor, limit=settings.fanout_batch_size
+        )
         if not followers:
             return
         active = await state.of(FeedCaches).activity.active_since(followers, active_since)
@@ -105,7 +104,7 @@ async def active_follower_batches(
 async def fan_out_pending(sessions: ShardSessions, post_id: int) -> bool:
     """Whether the post's fan-out is still owed (not every follower's feed has it yet)."""
     async with sessions.for_id(post_id) as session:
-        owed = await events_repo.count_owed(
+        owed = await owed_count(
             session, handler=FAN_OUT_HANDLER, payload_contains={"post_id": post_id}
         )
     return owed > 0
@@ -114,7 +113,7 @@ async def fan_out_pending(sessions: ShardSessions, post_id: int) -> bool:
 async def pending_fan_outs(sessions: ShardSessions) -> int:
     """How many posts' fan-outs are owed, across every shard."""
     counts = await sessions.scatter_all(
-        lambda session: events_repo.count_owed(session, handler=FAN_OUT_HANDLER)
+        lambda session: owed_count(session, handler=FAN_OUT_HANDLER)
     )
     return sum(counts.values())
 
@@ -153,7 +152,7 @@ async def follower_count_changed(state: AppState, sessions: ShardSessions, user_
     when it fell back below it, queue the push of the posts readers no longer merge
     (the daily ``feed.repair_small_accounts`` catches a crossing nobody saw)."""
     async with sessions.for_id(user_id) as session:
-        user = await accounts_repo.get_user(session, user_id)
+        user = await stored_user(session, user_id)
     if user is not None and await note_follower_count(
         state, sessions, user_id, user.follower_count
     ):

@@ -13,11 +13,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from db.accounts import repository as accounts_repo
 from db.feed import repository as feed_repo
 from db.feed.caches import FeedCaches
 from db.posts.caches import CACHED_LIST_LENGTH
 from db.session import ShardSessions
+from domain.accounts.relations import stored_user
 from domain.feed.fanout import active_follower_batches
 from domain.feed.large_accounts import note_follower_count
 from domain.state import AppState
@@ -47,7 +47,7 @@ async def refill_followers(
     and unmark them; None while it is still large (readers merge it) or is gone."""
     threshold = state.runtime.settings.fanout_follower_threshold
     async with sessions.for_id(author_id) as session:
-        author = await accounts_repo.get_user(session, author_id)
+        author = await stored_user(session, author_id)
         # Readers merged at most this many of a large account's newest posts.
         newest_id, merged = await feed_repo.newest_posts_merged_at_read(
             session, author_id, newest=CACHED_LIST_LENGTH

@@ -26,10 +26,12 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from db.cache import to_record
 from db.ids import shard_of
 from db.media import repository as media_repo
 from db.media.caches import MediaCaches
 from db.media.models import Media
+from db.media.records import MediaRecord
 from db.session import ShardSessions
 from domain.errors import ApertureError
 from domain.media.delivery import owner_of_key
@@ -72,6 +74,28 @@ async def check_upload_quota(
             "delete some posts or stories first",
             quota="accountMediaBytes",
         )
+
+
+async def ready_kinds(
+    session: AsyncSession, media_ids: Sequence[int], *, owner_id: int
+) -> dict[int, str]:
+    """The kind of each of ``media_ids`` that is the owner's and processed. ``session`` is
+    the caller's, on the owner's shard."""
+    return await media_repo.kinds_of_ready(session, media_ids, owner_id=owner_id)
+
+
+async def publish_media(
+    session: AsyncSession, *, media_ids: Sequence[int], owner_id: int, publisher_id: int
+) -> list[MediaRecord]:
+    """Publish the owner's processed, unpublished media on ``publisher_id`` (a post, story
+    or user) in the caller's transaction, on the owner's shard: both commit together, or
+    neither. Returns what it published, fewer than asked when some media was not the
+    owner's, not ready, or published already. The caller invalidates the media cache once
+    it has committed."""
+    attached = await media_repo.attach_media(
+        session, media_ids=media_ids, owner_id=owner_id, attach_to=publisher_id
+    )
+    return [to_record(MediaRecord, row) for row in attached]
 
 
 async def _delete_rows(

@@ -21,15 +21,6 @@ from domain.state import AppState
 from domain.visibility import direct, visible_comment_count
 
 
-async def load_comments(
-    state: AppState, sessions: ShardSessions, comment_ids: Sequence[int]
-) -> list[CommentRecord | None]:
-    """Live comments by id, whoever may see them: callers pass them through Visibility."""
-    return await state.of(PostCaches).comment_cache.load(
-        comment_ids, sessions=sessions, fetch=posts_repo.get_comments
-    )
-
-
 async def comment_counts(
     state: AppState, sessions: ShardSessions, post_ids: Sequence[int]
 ) -> list[int]:

@@ -15,7 +15,6 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
 from db.accounts.records import UserRecord
-from db.media import repository as media_repo
 from db.media.caches import MediaCaches
 from db.posts import repository as posts_repo
 from db.posts.caches import CACHED_LIST_LENGTH, PostCaches
@@ -25,21 +24,13 @@ from db.session import ShardSessions
 from domain import events
 from domain.accounts.relations import refresh_users, user_ids_for_usernames
 from domain.errors import BadUserInput, Forbidden, MediaNotReady, NotFound
+from domain.media.lifecycle import publish_media, ready_kinds
 from domain.posts.events import POST_CREATED, POST_DELETED, PostCreated, PostDeleted
 from domain.posts.text import parse_hashtags, parse_mentions, validate_caption
 from domain.state import AppState
 from domain.visibility import Visibility, direct
 
 log = logging.getLogger(__name__)
-
-
-async def load_posts(
-    state: AppState, sessions: ShardSessions, post_ids: Sequence[int]
-) -> list[PostRecord | None]:
-    """Live posts by id, whoever may see them: callers pass them through Visibility."""
-    return await state.of(PostCaches).post_cache.load(
-        post_ids, sessions=sessions, fetch=posts_repo.get_posts
-    )
 
 
 async def _index_tags(
@@ -93,7 +84,7 @@ async def create_post(
     mention_ids = await user_ids_for_usernames(state, sessions, parse_mentions(caption))
     async with sessions.for_id(viewer_id) as session:
         # Media lives in its owner's shard, which is the post's: both commit together.
-        kinds = await media_repo.kinds_of_ready(session, media_ids, owner_id=viewer_id)
+        kinds = await ready_kinds(session, media_ids, owner_id=viewer_id)
         post = await posts_repo.insert_post(
             session,
             author_id=viewer_id,
@@ -103,8 +94,8 @@ async def create_post(
             media_ids=media_ids,
             is_reel=len(media_ids) == 1 and kinds.get(media_ids[0]) == "video",
         )
-        attached = await media_repo.attach_media(
-            session, media_ids=media_ids, owner_id=viewer_id, attach_to=post.id
+        attached = await publish_media(
+            session, media_ids=media_ids, owner_id=viewer_id, publisher_id=post.id
         )
         if len(attached) != len(media_ids):
             missing = sorted(set(media_ids) - {media.id for media in attached})

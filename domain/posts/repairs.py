@@ -29,8 +29,8 @@ from db.ids import shard_of
 from db.posts import repository as posts_repo
 from db.posts.caches import PostCaches
 from db.posts.repository import TagPair
-from db.reels import repository as reels_repo
 from db.session import ShardSessions
+from domain.reels.reels import counted_views
 from domain.state import AppState
 
 log = logging.getLogger(__name__)
@@ -141,7 +141,7 @@ def _hot_counters(state: AppState) -> Sequence[tuple[HotCounters, CountQuery]]:
         (state.of(PostCaches).post_likes, posts_repo.post_like_counts),
         (state.of(PostCaches).post_comments, posts_repo.comment_counts),
         (state.of(PostCaches).comment_likes, posts_repo.comment_like_counts),
-        (state.of(PostCaches).post_views, reels_repo.view_counts),
+        (state.of(PostCaches).post_views, counted_views),
     )
 
 

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.posts import repository as posts_repo
 from db.posts.caches import PostCaches
 from db.redis import read_epoch, read_together
 from db.reels import repository as reels_repo
@@ -26,7 +25,8 @@ from domain import events
 from domain.errors import BadUserInput
 from domain.posts.comments import comment_counts
 from domain.posts.likes import like_counts
-from domain.posts.posts import load_posts
+from domain.posts.reads import load_posts
+from domain.posts.reads import recent_reels as recent_post_reels
 from domain.reels.events import REEL_VIEWED, ReelViewed
 from domain.state import AppState
 from domain.visibility import Visibility, direct
@@ -40,11 +40,17 @@ FOLLOWED_BOOST = 1.5
 TASTE_WEIGHT = 4.0
 
 
+async def counted_views(session: AsyncSession, post_ids: list[int]) -> dict[int, int]:
+    """Reels' views counted from their rows in ``session``'s shard: what the cached view
+    counters are filled from, and checked against."""
+    return await reels_repo.view_counts(session, post_ids)
+
+
 async def view_counts(
     state: AppState, sessions: ShardSessions, post_ids: Sequence[int]
 ) -> list[int]:
     return await state.of(PostCaches).post_views.get_many(
-        post_ids, sessions=sessions, count=reels_repo.view_counts
+        post_ids, sessions=sessions, count=counted_views
     )
 
 
@@ -92,16 +98,8 @@ async def recent_reels(state: AppState, sessions: ShardSessions) -> list[tuple[i
     )
     cached, version = replies[0][GLOBAL_INDEX] if replies is not None else (None, "0")
     if cached is None:
-
-        async def per_shard(session: AsyncSession) -> list[tuple[int, datetime]]:
-            return await posts_repo.recent_reels(session, since=since, limit=CANDIDATES)
-
-        found = await sessions.scatter_all(per_shard)
-        cached = {
-            str(post_id): score_ms(created_at)
-            for rows in found.values()
-            for post_id, created_at in rows
-        }
+        found = await recent_post_reels(sessions, since=since, limit_per_shard=CANDIDATES)
+        cached = {str(post_id): score_ms(created_at) for post_id, created_at in found}
         if replies is not None:
             await state.of(ReelCaches).reels_index.fill(
                 GLOBAL_INDEX, cached, version=version, epoch=epoch

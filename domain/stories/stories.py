@@ -16,18 +16,17 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.events.repository import Delivery
-from db.media import repository as media_repo
 from db.media.caches import MediaCaches
 from db.redis import read_epoch, read_together
 from db.scored_sets import score_ms
 from db.session import ShardSessions
 from db.stories import repository as stories_repo
 from db.stories.caches import StoryCaches
-from db.stories.models import Story
-from db.stories.records import StoryAudience, StoryRecord
+from db.stories.records import StoryAudience, StoryRecord, story_record
 from domain import events
 from domain.errors import BadUserInput, Forbidden, MediaNotReady, RateLimited
+from domain.events import Delivery
+from domain.media.lifecycle import publish_media
 from domain.state import AppState
 from domain.stories.events import STORY_DELETED, STORY_VIEWED, StoryDeleted, StoryViewed
 from domain.stories.reads import close_friend_ids, load_stories
@@ -51,7 +50,7 @@ class StoryEntry:
     close_friends: bool
 
 
-def _member(story: Story | StoryRecord) -> str:
+def _member(story: StoryRecord) -> str:
     return f"{story.id}:c" if story.audience == "close_friends" else str(story.id)
 
 
@@ -78,7 +77,7 @@ async def create_story(
                 f"At most {MAX_STORIES_PER_DAY} stories in 24 hours",
                 retry_after=(oldest + STORY_LIFETIME - now).total_seconds(),
             )
-        story = await stories_repo.insert_story(
+        row = await stories_repo.insert_story(
             session,
             author_id=viewer_id,
             media_id=media_id,
@@ -86,8 +85,8 @@ async def create_story(
             created_at=now,
             expires_at=now + STORY_LIFETIME,
         )
-        attached = await media_repo.attach_media(
-            session, media_ids=[media_id], owner_id=viewer_id, attach_to=story.id
+        attached = await publish_media(
+            session, media_ids=[media_id], owner_id=viewer_id, publisher_id=row.id
         )
         if not attached:
             raise MediaNotReady(
@@ -95,11 +94,12 @@ async def create_story(
                 mediaIds=[str(media_id)],
             )
     await state.of(MediaCaches).media_cache.invalidate(media_id)
-    await state.of(StoryCaches).story_cache.store(story.id, story)
+    await state.of(StoryCaches).story_cache.store(row.id, row)
+    story = story_record(row)
     await state.of(StoryCaches).story_index.add(
         viewer_id, _member(story), score_ms(story.expires_at), drop_below=score_ms(now)
     )
-    return state.of(StoryCaches).story_cache.record_of(story)
+    return story
 
 
 async def delete_story(
@@ -168,12 +168,12 @@ async def live_entries(
 
 async def _rebuild(
     state: AppState, sessions: ShardSessions, author_ids: list[int], *, now: datetime
-) -> dict[int, list[Story]]:
-    async def per_shard(session: AsyncSession, shard_ids: list[int]) -> list[Story]:
+) -> dict[int, list[StoryRecord]]:
+    async def per_shard(session: AsyncSession, shard_ids: list[int]) -> list[StoryRecord]:
         return await stories_repo.live_stories_of(session, shard_ids, now=now)
 
     stories = await sessions.scatter_ids(author_ids, per_shard)
-    by_author: dict[int, list[Story]] = {author_id: [] for author_id in author_ids}
+    by_author: dict[int, list[StoryRecord]] = {author_id: [] for author_id in author_ids}
     for story in stories:
         by_author[story.author_id].append(story)
     return by_author
@@ -307,7 +307,7 @@ async def purge_expired(state: AppState) -> int:
     sessions = ShardSessions(state.runtime.databases)
     before = state.clock() - timedelta(seconds=state.runtime.settings.story_purge_after_seconds)
 
-    async def per_shard(session: AsyncSession) -> tuple[list[Story], list[Delivery]]:
+    async def per_shard(session: AsyncSession) -> tuple[list[StoryRecord], list[Delivery]]:
         stories = await stories_repo.purge_expired(session, before=before, limit=PURGE_BATCH)
         owed: list[Delivery] = []
         for story in stories:
@@ -316,7 +316,7 @@ async def purge_expired(state: AppState) -> int:
             )
         return stories, owed
 
-    purged: list[Story] = []
+    purged: list[StoryRecord] = []
     for stories, owed in (await sessions.scatter_all(per_shard)).values():
         await events.relay(state, sessions, owed)
         purged += stories

@@ -12,7 +12,7 @@ from strawberry.dataloader import DataLoader
 
 from db.posts.records import CommentRecord, PostRecord
 from db.session import ShardSessions
-from domain.posts import comments, likes, posts, saved
+from domain.posts import comments, likes, posts, reads, saved
 from domain.posts.comments import ThreadKey
 from domain.reels import reels
 from domain.state import AppState
@@ -56,10 +56,10 @@ class PostLoaders:
         self.viewer_saved: DataLoader[int, bool] = DataLoader(load_fn=self._load_viewer_saved)
 
     async def _load_posts(self, ids: Sequence[int]) -> list[PostRecord | None]:
-        return await posts.load_posts(self._state, self._sessions, ids)
+        return await reads.load_posts(self._state, self._sessions, ids)
 
     async def _load_comments(self, ids: Sequence[int]) -> list[CommentRecord | None]:
-        return await comments.load_comments(self._state, self._sessions, ids)
+        return await reads.load_comments(self._state, self._sessions, ids)
 
     async def _load_like_counts(self, ids: Sequence[int]) -> list[int]:
         return await likes.like_counts(self._state, self._sessions, ids)
