@@ -46,8 +46,7 @@ from datetime import datetime
 from typing import Protocol, TypeVar
 
 from db.accounts.records import UserRecord
-from db.messaging.models import ThreadMember
-from db.messaging.records import MessageRecord
+from db.messaging.records import MessageRecord, ThreadMemberRecord
 from db.posts.records import CommentRecord, PostRecord
 from db.session import ShardSessions
 from db.stories.records import StoryRecord
@@ -188,7 +187,7 @@ class Visibility:
 
     # Threads ----------------------------------------------------------------------------
 
-    def in_thread(self, members: Sequence[ThreadMember]) -> bool:
+    def in_thread(self, members: Sequence[ThreadMemberRecord]) -> bool:
         return any(member.user_id == self.viewer_id for member in members)
 
     async def hidden_senders(self) -> set[int]:

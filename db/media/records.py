@@ -37,3 +37,28 @@ class MediaRecord(msgspec.Struct, frozen=True):
     video_key: str | None = None
     error_code: str | None = None
     attached_to: int | None = None
+
+
+class StoredMedia(msgspec.Struct, frozen=True):
+    """A media row whole, as processing and the lifecycle work on it: unlike a
+    ``MediaRecord`` it names the raw upload, its declared size and the content hash, so it
+    goes to no cache and no client."""
+
+    id: int
+    owner_id: int
+    kind: MediaKind
+    status: MediaStatus
+    content_type: str
+    declared_bytes: int
+    upload_key: str
+    created_at: datetime
+    content_sha256: str | None = None
+    width: int | None = None
+    height: int | None = None
+    duration_ms: int | None = None
+    placeholder: str | None = None
+    variants: list[MediaVariant] = msgspec.field(default_factory=list)
+    video_key: str | None = None
+    error_code: str | None = None
+    attached_to: int | None = None
+    processed_at: datetime | None = None

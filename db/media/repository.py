@@ -11,8 +11,9 @@ from sqlalchemy import delete, func, literal, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from db.cache import to_record
 from db.media.models import Media
-from db.media.records import MediaVariant
+from db.media.records import MediaVariant, StoredMedia
 
 # pg_advisory_xact_lock's first key for an owner's uploads ("MEDI").
 UPLOAD_LOCK_SPACE = 0x4D454449
@@ -46,6 +47,15 @@ async def get_media(session: AsyncSession, ids: Sequence[int]) -> list[Media]:
     if not ids:
         return []
     return list(await session.scalars(select(Media).where(Media.id.in_(ids))))
+
+
+def stored_media(row: Media) -> StoredMedia:
+    return to_record(StoredMedia, row)
+
+
+async def get_stored_media(session: AsyncSession, ids: Sequence[int]) -> list[StoredMedia]:
+    """Rows whole, for processing and deleting (``get_media`` fills the readers' cache)."""
+    return [stored_media(row) for row in await get_media(session, ids)]
 
 
 async def media_for_update(session: AsyncSession, media_id: int) -> Media | None:
@@ -154,7 +164,9 @@ async def ready_media_of(session: AsyncSession, *, media_id: int, owner_id: int)
     return media
 
 
-async def unfinished_before(session: AsyncSession, cutoff: datetime, *, limit: int) -> list[Media]:
+async def unfinished_before(
+    session: AsyncSession, cutoff: datetime, *, limit: int
+) -> list[StoredMedia]:
     """Uploads never finalized, or stuck in processing, since before ``cutoff``."""
     result = await session.scalars(
         select(Media)
@@ -162,7 +174,7 @@ async def unfinished_before(session: AsyncSession, cutoff: datetime, *, limit: i
         .order_by(Media.created_at)
         .limit(limit)
     )
-    return list(result)
+    return [stored_media(row) for row in result]
 
 
 async def delete_media(session: AsyncSession, ids: Sequence[int]) -> None:
@@ -170,22 +182,24 @@ async def delete_media(session: AsyncSession, ids: Sequence[int]) -> None:
         await session.execute(delete(Media).where(Media.id.in_(ids)))
 
 
-async def attached_to(session: AsyncSession, publisher_ids: Sequence[int]) -> list[Media]:
+async def attached_to(session: AsyncSession, publisher_ids: Sequence[int]) -> list[StoredMedia]:
     """The media that the posts, stories, messages or users ``publisher_ids`` carry."""
     if not publisher_ids:
         return []
     result = await session.scalars(select(Media).where(Media.attached_to.in_(publisher_ids)))
-    return list(result)
+    return [stored_media(row) for row in result]
 
 
 async def media_of_owner(
     session: AsyncSession, owner_id: int, *, after_id: int | None, limit: int
-) -> list[Media]:
+) -> list[StoredMedia]:
     """An owner's media in id order, ``limit`` at a time."""
     query = select(Media).where(Media.owner_id == owner_id)
     if after_id is not None:
         query = query.where(Media.id > after_id)
-    return list(await session.scalars(query.order_by(Media.id).limit(limit)))
+    return [
+        stored_media(row) for row in await session.scalars(query.order_by(Media.id).limit(limit))
+    ]
 
 
 async def keys_shared_with_others(
@@ -202,10 +216,10 @@ async def keys_shared_with_others(
             Media.id.not_in(excluding),
         )
     )
-    return {key for media in result for key in object_keys(media)}
+    return {key for media in result for key in object_keys(stored_media(media))}
 
 
-def object_keys(media: Media) -> list[str]:
+def object_keys(media: StoredMedia) -> list[str]:
     """Every object a media row names: its variants, its video, its raw upload."""
     keys = [variant.key for variant in media.variants]
     if media.video_key is not None:
@@ -242,7 +256,9 @@ async def lock_upload_usage(session: AsyncSession, owner_id: int) -> UploadUsage
     )
 
 
-async def unpublished_before(session: AsyncSession, cutoff: datetime, *, limit: int) -> list[Media]:
+async def unpublished_before(
+    session: AsyncSession, cutoff: datetime, *, limit: int
+) -> list[StoredMedia]:
     """Media processed (ready or failed) before ``cutoff`` and never published."""
     result = await session.scalars(
         select(Media)
@@ -254,7 +270,7 @@ async def unpublished_before(session: AsyncSession, cutoff: datetime, *, limit: 
         .order_by(Media.processed_at)
         .limit(limit)
     )
-    return list(result)
+    return [stored_media(row) for row in result]
 
 
 async def delete_media_of(

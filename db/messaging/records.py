@@ -7,7 +7,7 @@ from typing import Literal
 
 import msgspec
 
-from db.messaging.models import Message, Thread
+from db.messaging.models import Message, Thread, ThreadMember
 
 ThreadKind = Literal["direct", "group"]
 MessageKind = Literal["text", "post", "media", "story_reply"]
@@ -21,6 +21,16 @@ class ThreadRecord(msgspec.Struct, frozen=True):
     last_seq: int
     last_message_at: datetime | None
     created_at: datetime
+
+
+class ThreadMemberRecord(msgspec.Struct, frozen=True):
+    """A member still in the thread."""
+
+    thread_id: int
+    user_id: int
+    added_by: int
+    joined_at: datetime
+    last_read_seq: int
 
 
 class MessageRecord(msgspec.Struct, frozen=True):
@@ -60,4 +70,14 @@ def message_record(row: Message) -> MessageRecord:
         media_id=row.media_id,
         story_id=row.story_id,
         created_at=row.created_at,
+    )
+
+
+def thread_member_record(row: ThreadMember) -> ThreadMemberRecord:
+    return ThreadMemberRecord(
+        thread_id=row.thread_id,
+        user_id=row.user_id,
+        added_by=row.added_by,
+        joined_at=row.joined_at,
+        last_read_seq=row.last_read_seq,
     )

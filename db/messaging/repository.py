@@ -18,6 +18,7 @@ from db.messaging.models import (
     Thread,
     ThreadMember,
 )
+from db.messaging.records import ThreadMemberRecord, thread_member_record
 
 
 async def lock_pair(session: AsyncSession, low: int, high: int) -> None:
@@ -79,20 +80,19 @@ async def add_members(
     return new
 
 
-async def active_members(session: AsyncSession, thread_id: int) -> list[ThreadMember]:
-    return list(
-        await session.scalars(
-            select(ThreadMember)
-            .where(ThreadMember.thread_id == thread_id, ThreadMember.left_at.is_(None))
-            .order_by(ThreadMember.joined_at, ThreadMember.user_id)
-        )
+async def active_members(session: AsyncSession, thread_id: int) -> list[ThreadMemberRecord]:
+    rows = await session.scalars(
+        select(ThreadMember)
+        .where(ThreadMember.thread_id == thread_id, ThreadMember.left_at.is_(None))
+        .order_by(ThreadMember.joined_at, ThreadMember.user_id)
     )
+    return [thread_member_record(row) for row in rows]
 
 
 async def members_of(
     session: AsyncSession, thread_ids: Sequence[int]
-) -> dict[int, list[ThreadMember]]:
-    found: dict[int, list[ThreadMember]] = {thread_id: [] for thread_id in thread_ids}
+) -> dict[int, list[ThreadMemberRecord]]:
+    found: dict[int, list[ThreadMemberRecord]] = {thread_id: [] for thread_id in thread_ids}
     if not thread_ids:
         return found
     rows = await session.scalars(
@@ -101,7 +101,7 @@ async def members_of(
         .order_by(ThreadMember.joined_at, ThreadMember.user_id)
     )
     for row in rows:
-        found[row.thread_id].append(row)
+        found[row.thread_id].append(thread_member_record(row))
     return found
 
 

@@ -10,6 +10,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.notifications.models import Notification, NotificationActor, NotificationEvent
+from db.notifications.records import NotificationRecord, notification_record
 
 # The actors a group names ("ana, ben and 3 others").
 NAMED_ACTORS = 3
@@ -38,7 +39,7 @@ async def fold_in(
     comment_id: int | None = None,
     thread_id: int | None = None,
     story_id: int | None = None,
-) -> Notification:
+) -> NotificationRecord:
     """Add ``actor_id`` to the recipient's unread group ``group_key``, opening it if none is."""
     opened = insert(Notification).values(
         recipient_id=recipient_id,
@@ -83,49 +84,44 @@ async def fold_in(
         .returning(Notification)
     )
     assert group is not None
-    return group
+    return notification_record(group)
 
 
 async def get_notifications(
     session: AsyncSession, recipient_id: int, ids: Sequence[int]
-) -> list[Notification]:
+) -> list[NotificationRecord]:
     if not ids:
         return []
-    return list(
-        await session.scalars(
-            select(Notification).where(
-                Notification.recipient_id == recipient_id, Notification.id.in_(ids)
-            )
+    rows = await session.scalars(
+        select(Notification).where(
+            Notification.recipient_id == recipient_id, Notification.id.in_(ids)
         )
     )
+    return [notification_record(row) for row in rows]
 
 
 async def changed_after(
     session: AsyncSession, recipient_id: int, *, after_revision: int, limit: int
-) -> list[Notification]:
+) -> list[NotificationRecord]:
     """Groups opened or changed after ``after_revision``, in the order they changed."""
-    return list(
-        await session.scalars(
-            select(Notification)
-            .where(
-                Notification.recipient_id == recipient_id, Notification.revision > after_revision
-            )
-            .order_by(Notification.revision)
-            .limit(limit)
-        )
+    rows = await session.scalars(
+        select(Notification)
+        .where(Notification.recipient_id == recipient_id, Notification.revision > after_revision)
+        .order_by(Notification.revision)
+        .limit(limit)
     )
+    return [notification_record(row) for row in rows]
 
 
 async def latest_before(
     session: AsyncSession, recipient_id: int, *, before_revision: int | None, limit: int
-) -> list[Notification]:
+) -> list[NotificationRecord]:
     """The ``limit`` groups changed last before ``before_revision``, in change order."""
     query = select(Notification).where(Notification.recipient_id == recipient_id)
     if before_revision is not None:
         query = query.where(Notification.revision < before_revision)
-    rows = list(await session.scalars(query.order_by(Notification.revision.desc()).limit(limit)))
-    rows.reverse()
-    return rows
+    rows = await session.scalars(query.order_by(Notification.revision.desc()).limit(limit))
+    return [notification_record(row) for row in reversed(list(rows))]
 
 
 async def unread_count(session: AsyncSession, recipient_id: int) -> int:

@@ -18,8 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.accounts import repository as accounts_repo
 from db.accounts.caches import AccountCaches, session_key
-from db.accounts.models import User
-from db.accounts.records import UserRecord
+from db.accounts.records import UserRecord, user_record
 from db.feed.activity import ACTIVITY_MARK_SECONDS, activity_mark_key
 from db.ids import is_valid_id, shard_of
 from db.rate_limits import Decision, Quota
@@ -28,7 +27,6 @@ from domain import events
 from domain.accounts import throttle
 from domain.accounts.events import SESSION_ENDED, SessionEnded
 from domain.accounts.passwords import PasswordHashPool, hash_password, verify_password
-from domain.accounts.relations import user_record
 from domain.accounts.validation import validate_email, validate_password, validate_username
 from domain.errors import Conflict, Unauthenticated
 from domain.state import AppState
@@ -63,7 +61,7 @@ def _user_id_from_token(token: str) -> int | None:
     return user_id if is_valid_id(user_id) else None
 
 
-async def start_session(sessions: ShardSessions, user: User) -> str:
+async def start_session(sessions: ShardSessions, user: UserRecord) -> str:
     token = f"{TOKEN_PREFIX}_{user.id}_{secrets.token_urlsafe(32)}"
     async with sessions.for_id(user.id) as session:
         await accounts_repo.insert_session(session, token_hash=_token_hash(token), user_id=user.id)
@@ -107,8 +105,9 @@ async def sign_up(
                 raise Conflict("An account with this email already exists", field="email")
     await state.of(AccountCaches).user_cache.store(user.id, user)
     await state.of(AccountCaches).usernames.claim(user.username_lower, user.id)
-    token = await start_session(sessions, user)
-    return SignedIn(user=user_record(user), token=token)
+    record = user_record(user)
+    token = await start_session(sessions, record)
+    return SignedIn(user=record, token=token)
 
 
 async def _reclaim_orphan_email(
@@ -134,7 +133,14 @@ async def _reclaim_orphan_email(
     )
 
 
-async def _find_login_user(sessions: ShardSessions, login: str) -> User | None:
+class _Credentials(NamedTuple):
+    """An account found by its login, and the hash its password must match."""
+
+    user: UserRecord
+    password_hash: str
+
+
+async def _find_login_user(sessions: ShardSessions, login: str) -> _Credentials | None:
     shard_map = sessions.shard_map
     if "@" in login:
         async with sessions.shard(shard_map.shard_for_email(login)) as session:
@@ -142,9 +148,11 @@ async def _find_login_user(sessions: ShardSessions, login: str) -> User | None:
         if owner is None or not shard_map.exists(shard_of(owner)):
             return None
         async with sessions.for_id(owner) as session:
-            return await accounts_repo.get_user(session, owner)
-    async with sessions.shard(shard_map.shard_for_username(login)) as session:
-        return await accounts_repo.get_user_by_username(session, login)
+            user = await accounts_repo.get_user(session, owner)
+    else:
+        async with sessions.shard(shard_map.shard_for_username(login)) as session:
+            user = await accounts_repo.get_user_by_username(session, login)
+    return _Credentials(user_record(user), user.password_hash) if user is not None else None
 
 
 async def log_in(
@@ -164,15 +172,15 @@ async def log_in(
     # The hashing slot first: a full queue must not count as a wrong password.
     with state.of(PasswordHashPool).reserve() as slot:
         await throttle.begin_login_attempt(state, subject)
-        user = await _find_login_user(sessions, login)
+        found = await _find_login_user(sessions, login)
         matches = await slot.run(
-            verify_password, user.password_hash if user is not None else None, password
+            verify_password, found.password_hash if found is not None else None, password
         )
-    if user is None or not matches:
+    if found is None or not matches:
         raise Unauthenticated("Wrong username, email or password")
     await throttle.login_succeeded(state, subject)
-    token = await start_session(sessions, user)
-    return SignedIn(user=user_record(user), token=token)
+    token = await start_session(sessions, found.user)
+    return SignedIn(user=found.user, token=token)
 
 
 class Authenticated(NamedTuple):

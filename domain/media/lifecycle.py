@@ -30,8 +30,7 @@ from db.cache import to_record
 from db.ids import shard_of
 from db.media import repository as media_repo
 from db.media.caches import MediaCaches
-from db.media.models import Media
-from db.media.records import MediaRecord
+from db.media.records import MediaRecord, StoredMedia
 from db.session import ShardSessions
 from domain.errors import ApertureError
 from domain.media.delivery import owner_of_key
@@ -101,7 +100,7 @@ async def publish_media(
 async def _delete_rows(
     state: AppState,
     sessions: ShardSessions,
-    rows: Sequence[Media],
+    rows: Sequence[StoredMedia],
     *,
     still_attached_to: int | None,
     any_attachment: bool = False,
@@ -157,7 +156,7 @@ async def release_media(
     async with sessions.for_id(media_id) as session:
         rows = [
             row
-            for row in await media_repo.get_media(session, [media_id])
+            for row in await media_repo.get_stored_media(session, [media_id])
             if row.owner_id == owner_id and row.attached_to == publisher_id
         ]
     return bool(await _delete_rows(state, sessions, rows, still_attached_to=publisher_id))

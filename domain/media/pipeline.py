@@ -18,8 +18,7 @@ from typing import TypeVar
 
 from db.media import repository as media_repo
 from db.media.caches import MediaCaches
-from db.media.models import Media
-from db.media.records import MediaVariant
+from db.media.records import MediaVariant, StoredMedia
 from db.session import ShardSessions
 from domain.media.decoders import DecoderCrashed, DecoderPool, decoder_pool
 from domain.media.delivery import variant_key
@@ -54,7 +53,7 @@ def limits_for(state: AppState) -> Limits:
 
 async def process_upload(state: AppState, sessions: ShardSessions, media_id: int) -> None:
     async with sessions.for_id(media_id) as session:
-        found = await media_repo.get_media(session, [media_id])
+        found = await media_repo.get_stored_media(session, [media_id])
     media = found[0] if found else None
     store = state.runtime.object_store
     if media is None or media.status != "processing":
@@ -127,7 +126,7 @@ async def process_upload(state: AppState, sessions: ShardSessions, media_id: int
 
 
 async def _fetch_and_decode(
-    state: AppState, media: Media
+    state: AppState, media: StoredMedia
 ) -> tuple[ProcessedImage, ProcessedVideo | None]:
     """The upload's bytes, decoded in a decoder process. A turn of the pool is held from
     the fetch to the answer, so that a worker holds only the inputs being decoded."""
@@ -147,7 +146,7 @@ async def _decode(
     work: Callable[..., Decoded],
     data: bytes,
     *,
-    media: Media,
+    media: StoredMedia,
     limits: Limits,
 ) -> Decoded:
     """``work`` on the upload in a decoder; once more in another if the first one dies.
@@ -186,7 +185,7 @@ def named_variants(
 
 
 async def _store_variants(
-    state: AppState, media: Media, image: ProcessedImage
+    state: AppState, media: StoredMedia, image: ProcessedImage
 ) -> list[MediaVariant]:
     store = state.runtime.object_store
     named = named_variants(
@@ -209,7 +208,7 @@ async def _store_variants(
     return [record for record, _ in named]
 
 
-async def _fail(state: AppState, sessions: ShardSessions, media: Media, code: str) -> None:
+async def _fail(state: AppState, sessions: ShardSessions, media: StoredMedia, code: str) -> None:
     async with sessions.for_id(media.id) as session:
         failed = await media_repo.mark_failed(session, media.id, error_code=code, now=state.clock())
     if failed is not None:
@@ -226,7 +225,7 @@ async def sweep_abandoned(state: AppState) -> int:
     sessions = ShardSessions(state.runtime.databases)
     cutoff = state.clock() - timedelta(seconds=state.runtime.settings.upload_abandon_seconds)
 
-    async def per_shard(session: object) -> list[Media]:
+    async def per_shard(session: object) -> list[StoredMedia]:
         return await media_repo.unfinished_before(session, cutoff, limit=SWEEP_BATCH)  # type: ignore[arg-type]
 
     found = await sessions.scatter_all(per_shard)

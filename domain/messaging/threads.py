@@ -7,8 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from db.messaging import repository as messaging_repo
-from db.messaging.models import ThreadMember
-from db.messaging.records import ThreadRecord, thread_record
+from db.messaging.records import ThreadMemberRecord, ThreadRecord, thread_record
 from db.session import ShardSessions
 from domain import events
 from domain.errors import BadUserInput, Forbidden, NotFound
@@ -119,7 +118,7 @@ async def create_group(
 
 async def thread_and_members(
     sessions: ShardSessions, thread_id: int
-) -> tuple[ThreadRecord, list[ThreadMember]] | None:
+) -> tuple[ThreadRecord, list[ThreadMemberRecord]] | None:
     async with sessions.for_id(thread_id) as session:
         threads = await messaging_repo.get_threads(session, [thread_id])
         if not threads:
@@ -130,7 +129,7 @@ async def thread_and_members(
 
 async def require_member(
     state: AppState, sessions: ShardSessions, viewer_id: int, thread_id: int
-) -> tuple[ThreadRecord, list[ThreadMember]]:
+) -> tuple[ThreadRecord, list[ThreadMemberRecord]]:
     found = None
     if sessions.shard_map.exists(thread_id >> 10 & 0x1FFF):
         found = await thread_and_members(sessions, thread_id)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from db.notifications import repository as notifications_repo
-from db.notifications.models import Notification
+from db.notifications.records import NotificationRecord
 from db.session import ShardSessions
 from domain import realtime
 from domain.realtime import EventKind, LiveEvent
@@ -50,7 +50,7 @@ async def notify(
     group_key: str,
     event_key: str,
     target: Target = Target(),
-) -> Notification | None:
+) -> NotificationRecord | None:
     """Fold one event into the recipient's notifications and tell their sockets; None when
     there is nothing to say (their own action, a block either way, already counted)."""
     if recipient_id == actor_id:
@@ -87,7 +87,7 @@ async def notifications_page(
     after_revision: int | None,
     before_revision: int | None,
     limit: int,
-) -> tuple[list[Notification], bool]:
+) -> tuple[list[NotificationRecord], bool]:
     """Groups in the order they last changed, oldest first: after ``after_revision``
     going forward (catching up), else the latest before ``before_revision``."""
     async with sessions.for_id(viewer_id) as session:
@@ -104,7 +104,7 @@ async def notifications_page(
 
 async def load_notifications(
     sessions: ShardSessions, viewer_id: int, ids: list[int]
-) -> list[Notification]:
+) -> list[NotificationRecord]:
     async with sessions.for_id(viewer_id) as session:
         return await notifications_repo.get_notifications(session, viewer_id, ids)
 

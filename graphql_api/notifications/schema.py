@@ -6,7 +6,7 @@ from collections.abc import AsyncGenerator
 
 import strawberry
 
-from db.notifications.models import Notification as NotificationRow
+from db.notifications.records import NotificationRecord
 from domain.notifications import notifications
 from domain.realtime import EventKind, LiveEvent
 from graphql_api.context import Info, SignedIn
@@ -46,7 +46,9 @@ class NotificationQueries:
         return page.connection(
             rows,
             more=more,
-            node_of=lambda row: Notification(row=row),
+            # The type names its row's ORM class until the read-path change gives it the
+            # record (graphql_api/notifications/types.py); the fields read the same.
+            node_of=lambda row: Notification(row=row),  # type: ignore[arg-type]
             position_of=lambda row: row.revision,
         )
 
@@ -88,10 +90,11 @@ class NotificationSubscriptions:
             return event.kind in (EventKind.NOTIFICATION, EventKind.GAP)
 
         async for event in live_events(ctx, wanted=wanted):
-            found: list[NotificationRow] = []
+            found: list[NotificationRecord] = []
             if event.notification_id is not None:
                 found = await notifications.load_notifications(
                     ctx.sessions, ctx.signed_in_id, [event.notification_id]
                 )
             unread = await notifications.unread_count(ctx.sessions, ctx.signed_in_id)
-            yield NotificationEvent(event=event, row=found[0] if found else None, unread=unread)
+            row = found[0] if found else None
+            yield NotificationEvent(event=event, row=row, unread=unread)  # type: ignore[arg-type]

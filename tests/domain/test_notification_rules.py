@@ -7,7 +7,7 @@ recipient is shown are those the policy lets them see."""
 from __future__ import annotations
 
 from db.accounts.records import UserRecord as User
-from db.notifications.models import Notification
+from db.notifications.records import NotificationRecord as Notification
 from db.session import ShardSessions
 from domain.accounts import blocks, graph
 from domain.messaging import messages
