@@ -22,49 +22,46 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
-import shlex
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
 
 import httpx
 
 from aperture.seed import generate_graph, seed_graph, seed_media
-from bench.feed_common import (
+from bench.harness import (
     FEED_QUERY_20,
+    RESULTS_DIR,
     BenchEnv,
     K6Result,
+    Runs,
+    ask,
+    command_line,
     describe_machine,
+    embedded_platform,
     fmt,
+    integers,
     log,
+    log_run,
     make_tokens,
     mark_active,
     median,
     progress_printer,
     reset_data,
     run_k6,
-    snapshot_code,
+    run_line,
     start_api_server,
     warm_feeds,
+    write_data,
+    write_report,
 )
-from bench.media import SERVE_SETTINGS, cpu_ms_per_request
+from bench.media import SERVE_SETTINGS
 from db.explore.store import ExploreStore
-from db.runtime import Runtime, check_reachable, shard_map_for, start_servers
 from db.session import ShardSessions
 from domain.explore.training import train
 from domain.state import AppState
-from infra.settings import Settings
-from migrations.runner import migrate
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 RESULTS_PATH = RESULTS_DIR / "explore_serving.md"
 KINDS = ("feed", "explore")
 QUERIES = {
@@ -98,8 +95,7 @@ class Dataset:
 
 async def seed_and_train(env: BenchEnv, options: Options) -> Dataset:
     """The network, its media and interactions, Explore's model; the viewers' tokens."""
-    runtime = Runtime.connect(env.settings, env.servers)
-    try:
+    async with env.connect() as runtime:
         sessions = ShardSessions(runtime.databases)
         graph = generate_graph(options.users, seed=GRAPH_SEED)
         seeded = await seed_graph(
@@ -144,8 +140,6 @@ async def seed_and_train(env: BenchEnv, options: Options) -> Dataset:
         )
         tokens = await make_tokens(state, [user_ids[node] for node in viewers])
         return Dataset(tokens=tokens, description=description)
-    finally:
-        await runtime.close()
 
 
 async def page_sizes(url: str, tokens: Sequence[str], kind: str) -> list[int]:
@@ -153,21 +147,15 @@ async def page_sizes(url: str, tokens: Sequence[str], kind: str) -> list[int]:
     sizes: list[int] = []
     async with httpx.AsyncClient(base_url=url, timeout=60) as client:
         for token in tokens:
-            response = await client.post(
-                "/graphql",
-                json={"query": QUERIES[kind]},
-                headers={"Authorization": f"Bearer {token}"},
-            )
-            body: dict[str, Any] = response.json() if response.status_code == 200 else {}
-            if response.status_code != 200 or body.get("errors") or not body.get("data"):
-                raise RuntimeError(f"{kind}: HTTP {response.status_code}: {response.text[:300]}")
-            sizes.append(len(body["data"][FIELDS[kind]]["edges"]))
+            answer = await ask(client, QUERIES[kind], token=token)
+            if answer.data is None:
+                raise RuntimeError(f"{kind}: {answer.error}")
+            sizes.append(len(answer.data[FIELDS[kind]]["edges"]))
     return sizes
 
 
 def measure(env: BenchEnv, options: Options, dataset: Dataset) -> list[str]:
-    data = env.work_dir / "explore-tokens.json"
-    data.write_text(json.dumps({"tokens": dataset.tokens}))
+    data = write_data(env.work_dir / "explore-tokens.json", tokens=dataset.tokens)
     server = start_api_server(
         env.settings, env.servers, env.code, SERVE_SETTINGS, env.work_dir / "serve-explore.log"
     )
@@ -194,12 +182,8 @@ def measure(env: BenchEnv, options: Options, dataset: Dataset) -> list[str]:
                     kinds=["all"],
                     extra={"KIND": kind},
                 )
-                log(
-                    f"{kind} at {rate}/s run {round_index}: p50 {result.latency['all'][0]:.1f} ms, "
-                    f"p99 {result.latency['all'][1]:.1f} ms, failed {result.failed}, "
-                    f"dropped {result.dropped}, "
-                    f"CPU {cpu_ms_per_request(result):.2f} ms/request"
-                )
+                heading = f"{kind} at {rate}/s run {round_index}"
+                log_run(heading, result, cpu_ms=result.cpu_ms_per_answered)
                 if round_index:
                     results[rate, kind].append(result)
     finally:
@@ -231,23 +215,20 @@ def render(
         "|---|---|---|---|---|---|---|",
     ]
     for rate, kind in results:
-        runs = results[rate, kind]
-        p50 = [run.latency["all"][0] for run in runs]
-        p99 = [run.latency["all"][1] for run in runs]
-        cpu = [cpu_ms_per_request(run) for run in runs]
+        runs = Runs(results[rate, kind])
+        p50, p99, cpu = runs.p50s(), runs.p99s(), runs.cpu_ms_per_answered()
         page = sizes[kind]
         lines.append(
             f"| {rate} | {NAMES[kind]} | {min(page)} / {median(page):.0f} / {max(page)} | "
             f"**{fmt(median(p50))}** ({', '.join(fmt(value) for value in p50)}) | "
             f"**{fmt(median(p99))}** ({', '.join(fmt(value) for value in p99)}) | "
-            f"{sum(run.failed for run in runs)} / {sum(run.requests for run in runs)} "
-            f"({sum(run.dropped for run in runs)}) | "
+            f"{runs.failed} / {runs.requests} ({runs.dropped}) | "
             f"**{fmt(median(cpu), 2)}** ({', '.join(fmt(value, 2) for value in cpu)}) |"
         )
     lines.append("")
     for rate in options.rates:
-        feed = median([cpu_ms_per_request(run) for run in results[rate, "feed"]])
-        explore = median([cpu_ms_per_request(run) for run in results[rate, "explore"]])
+        feed = median(Runs(results[rate, "feed"]).cpu_ms_per_answered())
+        explore = median(Runs(results[rate, "explore"]).cpu_ms_per_answered())
         lines.append(
             f"- At {rate} req/s, median CPU per page: {feed:.2f} ms for the home feed, "
             f"{explore:.2f} ms for Explore ({explore / feed:.2f}x)."
@@ -262,42 +243,22 @@ def render(
 
 def run(options: Options, command: str) -> None:
     started = time.perf_counter()
-    data_dir = Path(tempfile.mkdtemp(prefix="apt-explore-"))
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    try:
-        settings = Settings(data_dir=data_dir, database_urls=[], redis_url=None)
-        servers = start_servers(settings, postgres_cleanup="delete")
-        try:
-            check_reachable(servers, settings)
-            code = snapshot_code(data_dir / "code")
-            migrate(shard_map_for(settings, servers))
-            work_dir = data_dir / "work"
-            work_dir.mkdir()
-            env = BenchEnv(settings=settings, servers=servers, code=code, work_dir=work_dir)
-            log(f"servers up in {time.perf_counter() - started:.1f}s; code: {code.description}")
-            reset_data(servers)
-            dataset = asyncio.run(seed_and_train(env, options))
-            log(f"seeded and trained at {time.perf_counter() - started:.0f} s")
-            section = measure(env, options, dataset)
-            logs = RESULTS_DIR / "explore-serving-logs"
-            logs.mkdir(exist_ok=True)
-            for path in work_dir.glob("*.log"):
-                shutil.copy(path, logs / path.name)
-        finally:
-            servers.stop()
-    finally:
-        shutil.rmtree(data_dir, ignore_errors=True)
-    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    report = [
-        f"_`{command}`, finished {when}, {time.perf_counter() - started:.0f} s; code: "
-        f"{code.description}; load average {os.getloadavg()[0]:.2f} at the end._",
-        "",
-        *describe_machine(),
-        "",
-        *section,
-    ]
-    RESULTS_PATH.write_text("\n".join(report) + "\n")
-    print("\n".join(report))
+    with embedded_platform("explore", logs="explore-serving-logs") as env:
+        reset_data(env.servers)
+        dataset = asyncio.run(seed_and_train(env, options))
+        log(f"seeded and trained at {time.perf_counter() - started:.0f} s")
+        section = measure(env, options, dataset)
+    seconds = time.perf_counter() - started
+    write_report(
+        RESULTS_PATH,
+        [
+            run_line(command, seconds=seconds, code=env.code),
+            "",
+            *describe_machine(load_generator="k6"),
+            "",
+            *section,
+        ],
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -311,12 +272,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         users=arguments.users,
         runs=arguments.runs,
         duration=arguments.duration,
-        rates=tuple(int(rate) for rate in arguments.rates.split(",") if rate),
+        rates=integers(arguments.rates),
     )
-    command = "python -m bench.explore_serving " + shlex.join(
-        sys.argv[1:] if argv is None else argv
-    )
-    run(options, command.strip())
+    run(options, command_line("bench.explore_serving", sys.argv[1:] if argv is None else argv))
 
 
 if __name__ == "__main__":

@@ -28,55 +28,54 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
-import shlex
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from aperture.seed import Graph, load_graph, seed_media
 from bench.edge import LIMITED, SERVER_SETTINGS
-from bench.feed_common import (
+from bench.harness import (
     FEED_QUERY_20,
+    RESULTS_DIR,
     BenchEnv,
     Child,
     K6Result,
+    Runs,
+    ask_once,
+    command_line,
+    descendants,
     describe_machine,
+    embedded_platform,
     fmt,
-    k6_command,
     log,
+    log_run,
     make_tokens,
     mark_active,
     median,
+    parse_parts,
+    process_table,
     progress_printer,
     reset_data,
     run_k6,
-    snapshot_code,
+    run_line,
     start_api_server,
+    start_k6,
     start_worker,
+    status_kib,
     warm_feeds,
+    write_data,
+    write_report,
 )
 from bench.media_ceiling import FEED_MEDIA_QUERY, media_ceiling_schema
 from bench.read_path import ceiling_round, ceiling_schema
-from db.runtime import Runtime, check_reachable, shard_map_for, start_servers
 from db.session import ShardSessions
 from domain.media.jobs import MEDIA_QUEUE
 from domain.media.processing import generate_demo_image
 from domain.state import AppState
-from infra.settings import Settings
-from migrations.runner import migrate
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 RESULTS_PATH = RESULTS_DIR / "media.md"
 PARTS = ("upload", "reads")
 PHOTOS = {"12 MP camera JPEG (4000x3000)": (4000, 3000), "phone upload (1080x1350)": (1080, 1350)}
@@ -140,27 +139,13 @@ class UploadRun:
 def memory_kib(child: Child, field: str) -> dict[int, int]:
     """``field`` (VmHWM, VmRSS) of ``child`` and of every process under it, by pid: the
     worker itself and its decoder processes (which run in sessions of their own)."""
-    parents: dict[int, int] = {}
     values: dict[int, int] = {}
-    for status in Path("/proc").glob("[0-9]*/status"):
+    for pid in descendants([child.process.pid], process_table()):
         try:
-            stat = (status.parent / "stat").read_text().rsplit(")", 1)[1].split()
-            pid = int(status.parent.name)
-            parents[pid] = int(stat[1])
-            for line in status.read_text().splitlines():
-                if line.startswith(f"{field}:"):
-                    values[pid] = int(line.split()[1])
-        except OSError:
+            values[pid] = status_kib(pid, field)
+        except (OSError, RuntimeError):  # gone, or a zombie
             continue
-
-    def under_child(pid: int) -> bool:
-        while pid > 1:
-            if pid == child.process.pid:
-                return True
-            pid = parents.get(pid, 0)
-        return False
-
-    return {pid: value for pid, value in values.items() if under_child(pid)}
+    return values
 
 
 @dataclass(frozen=True)
@@ -196,72 +181,57 @@ def wait_until_idle(worker: Child, *, limit_s: float = 180) -> None:
     raise RuntimeError(f"the worker was still busy {limit_s:.0f} s after a run")
 
 
-def _trend(summary: dict[str, Any], name: str) -> dict[str, float]:
-    metric = summary.get("metrics", {}).get(name)
-    values: dict[str, float] = metric["values"] if metric else {}
-    return values
-
-
 def run_upload_point(
     *, server: Child, worker: Child, data: Path, photo: Path, label: str, rate: int, duration: int
 ) -> UploadRun:
-    summary_path = data.parent / f"k6-upload-{rate}-{time.monotonic_ns()}.json"
-    output_path = summary_path.with_suffix(".log")
-    command = k6_command(
+    k6 = start_k6(
         "media_upload",
-        TARGET=server.url,
-        DATA=data,
-        PHOTO=photo,
-        RATE=rate,
-        DURATION=duration,
-        PRE_VUS=max(10, rate * 3),
-        MAX_VUS=max(40, rate * 20),
-        SUMMARY=summary_path,
+        data.parent,
+        {
+            "TARGET": server.url,
+            "DATA": data,
+            "PHOTO": photo,
+            "RATE": rate,
+            "DURATION": duration,
+            "PRE_VUS": max(10, rate * 3),
+            "MAX_VUS": max(40, rate * 20),
+        },
+        name=f"upload-{rate}",
     )
-    with output_path.open("wb") as output:
-        subprocess.run(command, stdout=output, stderr=subprocess.STDOUT, timeout=duration + 180)
-    summary: dict[str, Any] = json.loads(summary_path.read_text())
-    ready = _trend(summary, "latency_ready")
-    processing = _trend(summary, "latency_processing")
-    failed = _trend(summary, "failed_requests")
-    checked = int(failed.get("passes", 0) + failed.get("fails", 0))
-    completed = int(ready.get("count", 0))
-    polls = _trend(summary, "status_polls").get("count", 0.0)
+    summary = k6.finish(timeout=duration + 180)
+    checked = int(
+        summary.stat("failed_requests", "passes") + summary.stat("failed_requests", "fails")
+    )
+    completed = summary.count("latency_ready")
     return UploadRun(
         photo=label,
         rate=rate,
-        iterations=int(_trend(summary, "iterations").get("count", 0)),
+        iterations=summary.count("iterations"),
         ready=completed,
         failed=checked - completed,
-        dropped=int(_trend(summary, "dropped_iterations").get("count", 0)),
-        p50_ms=float(ready.get("med", float("nan"))),
-        p99_ms=float(ready.get("p(99)", float("nan"))),
-        processing_p50_ms=float(processing.get("med", float("nan"))),
-        processing_p99_ms=float(processing.get("p(99)", float("nan"))),
-        storage_p50_ms=float(_trend(summary, "latency_storage").get("med", float("nan"))),
-        polls_per_upload=polls / max(checked, 1),
+        dropped=summary.count("dropped_iterations"),
+        p50_ms=summary.stat("latency_ready", "med"),
+        p99_ms=summary.stat("latency_ready", "p(99)"),
+        processing_p50_ms=summary.stat("latency_processing", "med"),
+        processing_p99_ms=summary.stat("latency_processing", "p(99)"),
+        storage_p50_ms=summary.stat("latency_storage", "med"),
+        polls_per_upload=summary.stat("status_polls", "count") / max(checked, 1),
         worker_peak=WorkerMemory.read(worker, "VmHWM"),
-        failure_samples=[
-            line.strip() for line in output_path.read_text().splitlines() if "FAILED" in line
-        ][:3],
+        failure_samples=k6.failure_samples(3),
     )
 
 
 async def upload_tokens(env: BenchEnv, count: int) -> list[str]:
-    runtime = Runtime.connect(env.settings, env.servers)
-    try:
+    async with env.connect() as runtime:
         graph = Graph(users=count, edges=[])
         user_ids = await load_graph(ShardSessions(runtime.databases), graph, posts_per_user=0)
         return await make_tokens(AppState(runtime), user_ids)
-    finally:
-        await runtime.close()
 
 
 def run_uploads(env: BenchEnv, options: Options) -> list[str]:
     reset_data(env.servers)
     tokens = asyncio.run(upload_tokens(env, 50))
-    data = env.work_dir / "upload-tokens.json"
-    data.write_text(json.dumps({"tokens": tokens}))
+    data = write_data(env.work_dir / "upload-tokens.json", tokens=tokens)
     photos: dict[str, Path] = {}
     for index, (label, (width, height)) in enumerate(PHOTOS.items()):
         photos[label] = env.work_dir / f"photo-{index}.jpg"
@@ -366,8 +336,7 @@ def render_uploads(
 async def reads_data(env: BenchEnv) -> list[str]:
     """``FOLLOWED`` authors (two posts each, with media), ``LIVE`` of them with stories,
     and ``VIEWERS`` viewers who follow every author; returns the viewers' tokens."""
-    runtime = Runtime.connect(env.settings, env.servers)
-    try:
+    async with env.connect() as runtime:
         sessions = ShardSessions(runtime.databases)
         edges = [
             (viewer, author)
@@ -390,15 +359,12 @@ async def reads_data(env: BenchEnv) -> list[str]:
         viewers = user_ids[FOLLOWED:]
         await mark_active(runtime, user_ids)
         return await make_tokens(AppState(runtime), viewers)
-    finally:
-        await runtime.close()
 
 
 def run_reads(env: BenchEnv, options: Options) -> list[str]:
     reset_data(env.servers)
     tokens = asyncio.run(reads_data(env))
-    data = env.work_dir / "reads-tokens.json"
-    data.write_text(json.dumps({"tokens": tokens}))
+    data = write_data(env.work_dir / "reads-tokens.json", tokens=tokens)
     server = start_api_server(
         env.settings, env.servers, env.code, SERVE_SETTINGS, env.work_dir / "serve-reads.log"
     )
@@ -428,10 +394,7 @@ def run_reads(env: BenchEnv, options: Options) -> list[str]:
                     kinds=["all"],
                     extra={"KIND": kind, "QUERY": READ_QUERIES[kind]},
                 )
-                log(
-                    f"reads: {kind} run {round_index}: p50 {result.latency['all'][0]:.1f} ms, "
-                    f"p99 {result.latency['all'][1]:.1f} ms, failed {result.failed}"
-                )
+                log_run(f"reads: {kind} run {round_index}", result)
                 if round_index:
                     results[kind].append(result)
             if round_index:
@@ -447,21 +410,10 @@ def run_reads(env: BenchEnv, options: Options) -> list[str]:
 
 def sample_page(url: str, token: str) -> dict[str, Any]:
     """One real answer to the feed-with-media document: the ceiling's values."""
-    response = httpx.post(
-        f"{url}/graphql",
-        json={"query": FEED_MEDIA_QUERY},
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=30,
-    )
-    page: dict[str, Any] = response.json()
-    if page.get("errors") or not page.get("data"):
-        raise RuntimeError(f"the sample feed page failed: {response.text[:500]}")
-    return page
-
-
-def cpu_ms_per_request(result: K6Result) -> float:
-    answered = result.requests - result.failed
-    return result.server_cpu * result.run_seconds * 1000 / answered if answered else float("nan")
+    answer = ask_once(url, FEED_MEDIA_QUERY, token=token)
+    if answer.data is None:
+        raise RuntimeError(f"the sample feed page failed: {answer.text[:500]}")
+    return answer.body
 
 
 def render_reads(
@@ -486,18 +438,18 @@ def render_reads(
         "|---|---|---|---|---|",
     ]
     for kind in READ_KINDS:
-        runs = results[kind]
+        runs = Runs(results[kind])
         lines.append(
             f"| {names[kind]} | "
-            + ", ".join(fmt(run.latency["all"][0]) for run in runs)
+            + ", ".join(fmt(value) for value in runs.p50s())
             + " | "
-            + ", ".join(fmt(run.latency["all"][1]) for run in runs)
-            + f" | {sum(run.failed + run.dropped for run in runs)} | "
-            + ", ".join(fmt(cpu_ms_per_request(run), 2) for run in runs)
+            + ", ".join(fmt(value) for value in runs.p99s())
+            + f" | {runs.failed + runs.dropped} | "
+            + ", ".join(fmt(value, 2) for value in runs.cpu_ms_per_answered())
             + " |"
         )
-    baseline = median([cpu_ms_per_request(run) for run in results["feed"]])
-    with_media = median([cpu_ms_per_request(run) for run in results["feed_media"]])
+    baseline = median(Runs(results["feed"]).cpu_ms_per_answered())
+    with_media = median(Runs(results["feed_media"]).cpu_ms_per_answered())
     lines += [
         "",
         f"Median CPU per page: {baseline:.2f} ms without media fields, {with_media:.2f} ms "
@@ -526,42 +478,22 @@ def render_reads(
 
 def run(options: Options, command: str) -> None:
     started = time.perf_counter()
-    data_dir = Path(tempfile.mkdtemp(prefix="apt-media-"))
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     sections: list[str] = []
-    try:
-        settings = Settings(data_dir=data_dir, database_urls=[], redis_url=None)
-        servers = start_servers(settings, postgres_cleanup="delete")
-        try:
-            check_reachable(servers, settings)
-            code = snapshot_code(data_dir / "code")
-            migrate(shard_map_for(settings, servers))
-            work_dir = data_dir / "work"
-            work_dir.mkdir()
-            env = BenchEnv(settings=settings, servers=servers, code=code, work_dir=work_dir)
-            log(f"servers up in {time.perf_counter() - started:.1f}s; code: {code.description}")
-            for part in options.parts:
-                log(f"part {part}")
-                lines = run_uploads(env, options) if part == "upload" else run_reads(env, options)
-                sections += ["", *lines]
-                for path in work_dir.glob("*.log"):
-                    logs = RESULTS_DIR / "media-logs"
-                    logs.mkdir(exist_ok=True)
-                    shutil.copy(path, logs / path.name)
-        finally:
-            servers.stop()
-    finally:
-        shutil.rmtree(data_dir, ignore_errors=True)
-    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    report = [
-        f"_`{command}`, finished {when}, {time.perf_counter() - started:.0f} s; code: "
-        f"{code.description}; load average {os.getloadavg()[0]:.2f} at the end._",
-        "",
-        *describe_machine(),
-        *sections,
-    ]
-    RESULTS_PATH.write_text("\n".join(report) + "\n")
-    print("\n".join(report))
+    with embedded_platform("media", logs="media-logs") as env:
+        for part in options.parts:
+            log(f"part {part}")
+            lines = run_uploads(env, options) if part == "upload" else run_reads(env, options)
+            sections += ["", *lines]
+    seconds = time.perf_counter() - started
+    write_report(
+        RESULTS_PATH,
+        [
+            run_line(command, seconds=seconds, code=env.code),
+            "",
+            *describe_machine(load_generator="k6"),
+            *sections,
+        ],
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -573,18 +505,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--feed-rate", type=int, default=200, help="req/s of both feed reads (the tray: 20)"
     )
     arguments = parser.parse_args(argv)
-    parts = tuple(part for part in arguments.parts.split(",") if part)
-    unknown = set(parts) - set(PARTS)
-    if unknown:
-        parser.error(f"unknown parts {sorted(unknown)}; choose from {', '.join(PARTS)}")
     options = Options(
-        parts=parts,
+        parts=parse_parts(parser, arguments.parts, PARTS),
         runs=arguments.runs,
         duration=arguments.duration,
         feed_rate=arguments.feed_rate,
     )
-    command = "python -m bench.media " + shlex.join(sys.argv[1:] if argv is None else argv)
-    run(options, command.strip())
+    run(options, command_line("bench.media", sys.argv[1:] if argv is None else argv))
 
 
 if __name__ == "__main__":

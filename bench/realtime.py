@@ -46,17 +46,12 @@ import asyncio
 import json
 import random
 import resource
-import shlex
-import shutil
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -69,30 +64,37 @@ from websockets.asyncio.client import connect
 from aperture.cli import WS_PING_INTERVAL_SECONDS
 from aperture.seed import Graph, load_graph
 from bench.edge import LIMITED, SERVER_SETTINGS
-from bench.feed_common import (
+from bench.harness import (
+    RESULTS_DIR,
     BenchEnv,
     Child,
+    K6Process,
+    ask,
+    command_line,
+    cpu_seconds,
     describe_machine,
+    embedded_platform,
     fmt,
     free_port,
-    k6_command,
+    integers,
     log,
     make_tokens,
     median,
+    parse_parts,
+    rss_kib,
+    run_line,
     server_env,
-    snapshot_code,
+    spawn,
+    start_k6,
+    wait_ready,
+    write_data,
+    write_report,
 )
-from bench.idle_connections import cpu_seconds, rss_kib
-from db.runtime import Runtime, check_reachable, shard_map_for, start_servers
 from db.session import ShardSessions
 from domain.state import AppState
 from graphql_api.relay import to_global_id
-from infra.settings import Settings
-from migrations.runner import migrate
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 RESULTS_PATH = RESULTS_DIR / "realtime.md"
-LOGS_DIR = RESULTS_DIR / "realtime-logs"
 PARTS = ("connections", "latency", "loss")
 GOAL_CONNECTIONS = 10_000
 GOAL_KIB_PER_CONNECTION = 50
@@ -143,25 +145,19 @@ class Accounts:
     seed_seconds: float = 0.0
 
 
+@dataclass
+class Stage:
+    """What every part runs with: the platform, the options, the accounts, server A (it
+    takes the ``sendMessage`` mutations) and the goals table, which each part adds to."""
+
+    env: BenchEnv
+    options: Options
+    accounts: Accounts
+    sender: Child
+    goals: list[str] = field(default_factory=list)
+
+
 # --- processes ---------------------------------------------------------------------------
-
-
-def nofile_raiser(needed: int) -> Any:
-    """A ``preexec_fn`` lifting the child's open-file limit to ``needed`` (the soft limit
-    to the hard one; the hard one too where we may)."""
-
-    def raise_limit() -> None:
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        want = max(soft, needed)
-        if want > hard:
-            try:
-                resource.setrlimit(resource.RLIMIT_NOFILE, (want, want))
-                return
-            except (ValueError, OSError):
-                want = hard
-        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
-
-    return raise_limit
 
 
 def start_uvicorn(
@@ -174,9 +170,7 @@ def start_uvicorn(
     """One uvicorn process of ``app_from_environment`` on a free port, ready, pinging its
     websockets every ``ws_ping_interval`` seconds (as `aperture serve`; 0: never)."""
     port = free_port()
-    log_path = env.work_dir / f"serve-{name}-{time.monotonic_ns()}.log"
     command = [
-        sys.executable,
         "-m",
         "uvicorn",
         "aperture.web:app_from_environment",
@@ -191,32 +185,18 @@ def start_uvicorn(
         "4096",
         "--ws-per-message-deflate",
         "false",  # as `aperture serve` (aperture/cli.py uvicorn_options)
+        "--ws-ping-interval",
+        str(ws_ping_interval),
     ]
-    command += ["--ws-ping-interval", str(ws_ping_interval)]
-    with log_path.open("ab") as output:
-        process = subprocess.Popen(
-            command,
-            env=server_env(env.settings, env.servers, env.code, SERVE_SETTINGS),
-            cwd=env.code.root,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=nofile_raiser(sockets + 1024),
-        )
-    child = Child(process=process, log_path=log_path, url=f"http://127.0.0.1:{port}")
-    deadline = time.monotonic() + 90
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"server {name} exited:\n{child.log_text()}")
-        try:
-            if httpx.get(f"{child.url}/readyz", timeout=2).status_code == 200:
-                return child
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            child.stop()
-            raise RuntimeError(f"server {name} did not become ready:\n{child.log_text()}")
-        time.sleep(0.1)
+    child = spawn(
+        command,
+        env=server_env(env.settings, env.servers, env.code, SERVE_SETTINGS),
+        cwd=env.code.root,
+        log_path=env.work_dir / f"serve-{name}-{time.monotonic_ns()}.log",
+        open_files=sockets + 1024,
+    )
+    child.url = f"http://127.0.0.1:{port}"
+    return wait_ready(child, f"server {name}")
 
 
 def nofile_limits() -> tuple[int, int]:
@@ -258,48 +238,10 @@ class Control:
         self.server.server_close()
 
 
-def start_k6(
-    script: str, work_dir: Path, sockets: int, **variables: object
-) -> tuple[subprocess.Popen[bytes], Path, Path]:
-    """k6 in the background; returns the process, its summary path and its console log."""
-    stamp = time.monotonic_ns()
-    summary = work_dir / f"k6-{script}-{stamp}.json"
-    console = work_dir / f"k6-{script}-{stamp}.console.log"
-    output = work_dir / f"k6-{script}-{stamp}.log"
-    command = k6_command(script, SUMMARY=summary, **variables)
-    command[2:2] = ["--log-format", "raw", "--console-output", str(console)]
-    with output.open("wb") as log_file:
-        process = subprocess.Popen(
-            command,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            preexec_fn=nofile_raiser(sockets + 1024),
-        )
-    return process, summary, console
-
-
-def finish_k6(
-    process: subprocess.Popen[bytes], summary: Path, console: Path, timeout: float
-) -> tuple[dict[str, Any], list[str]]:
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=10)
-    if not summary.exists():
-        tail = summary.with_name(summary.name.replace(".json", ".log"))
-        text = tail.read_text(errors="replace")[-3000:] if tail.exists() else ""
-        raise RuntimeError(f"k6 exited {process.returncode} without a summary:\n{text}")
-    lines = console.read_text(errors="replace").splitlines() if console.exists() else []
-    loaded: dict[str, Any] = json.loads(summary.read_text())
-    return loaded, lines
-
-
-def metric(summary: dict[str, Any], name: str, value: str) -> float:
-    found = summary.get("metrics", {}).get(name)
-    if not found:
-        return 0.0 if value in ("count", "rate", "passes", "fails") else float("nan")
-    return float(found["values"].get(value, float("nan")))
+def start_sockets_k6(script: str, work_dir: Path, sockets: int, **variables: object) -> K6Process:
+    """k6 in the background with the open files ``sockets`` need, its console.log lines
+    (each VU's report) in a file of their own."""
+    return start_k6(script, work_dir, variables, console=True, open_files=sockets + 1024)
 
 
 def failure_samples(lines: Sequence[str]) -> list[str]:
@@ -319,14 +261,11 @@ async def seed_accounts(env: BenchEnv, options: Options) -> Accounts:
         options.loss_receivers if "loss" in options.parts else 0,
         1,
     ]
-    runtime = Runtime.connect(env.settings, env.servers)
-    try:
+    async with env.connect() as runtime:
         graph = Graph(users=sum(counts), edges=[])
         user_ids = await load_graph(ShardSessions(runtime.databases), graph, posts_per_user=0)
         log(f"seeded {len(user_ids):,} accounts; starting their sessions")
         tokens = await make_tokens(AppState(runtime), user_ids)
-    finally:
-        await runtime.close()
     pairs = list(zip(user_ids, tokens, strict=True))
     groups: list[list[tuple[int, str]]] = []
     offset = 0
@@ -352,28 +291,20 @@ async def send_messages(
     async with httpx.AsyncClient(base_url=url, timeout=30) as client:
 
         async def one(token: str, recipient: int, text: str) -> str:
+            variables = {"u": to_global_id("User", recipient), "text": text}
             async with gate:
-                response = await client.post(
-                    "/graphql",
-                    json={
-                        "query": SEND,
-                        "variables": {"u": to_global_id("User", recipient), "text": text},
-                    },
-                    headers={"Authorization": f"Bearer {token}"},
-                )
-            body: dict[str, Any] = response.json()
-            if response.status_code != 200 or body.get("errors"):
-                raise RuntimeError(f"sendMessage failed: {response.text[:300]}")
-            thread_id: str = body["data"]["sendMessage"]["message"]["threadId"]
+                answer = await ask(client, SEND, token=token, variables=variables)
+            if answer.data is None:
+                raise RuntimeError(f"sendMessage failed: {answer.text[:300]}")
+            thread_id: str = answer.data["sendMessage"]["message"]["threadId"]
             return thread_id
 
         return list(await asyncio.gather(*(one(*send) for send in sends)))
 
 
 def pair_data(
-    work_dir: Path,
+    stage: Stage,
     name: str,
-    server: Child,
     senders: Sequence[tuple[int, str]],
     receivers: Sequence[tuple[int, str]],
     text: str,
@@ -384,18 +315,13 @@ def pair_data(
         (token, receiver, text.format(index=index))
         for index, ((_, token), (receiver, _)) in enumerate(zip(senders, receivers, strict=True))
     ]
-    threads = asyncio.run(send_messages(server.url, sends))
-    path = work_dir / f"{name}-pairs.json"
-    path.write_text(
-        json.dumps(
-            {
-                "threads": threads,
-                "senders": [token for _, token in senders],
-                "receivers": [token for _, token in receivers],
-            }
-        )
+    threads = asyncio.run(send_messages(stage.sender.url, sends))
+    return write_data(
+        stage.env.work_dir / f"{name}-pairs.json",
+        threads=threads,
+        senders=[token for _, token in senders],
+        receivers=[token for _, token in receivers],
     )
-    return path
 
 
 async def warm_sockets(url: str, tokens: Sequence[str]) -> None:
@@ -486,7 +412,7 @@ def one_connection_run(
     )
     valkey = redis.Redis.from_url(env.servers.redis_url)
     control = Control()
-    k6: subprocess.Popen[bytes] | None = None
+    k6: K6Process | None = None
     try:
         asyncio.run(warm_sockets(server.url, [token for _, token in accounts.sockets[:20]]))
         time.sleep(2)
@@ -497,7 +423,7 @@ def one_connection_run(
             f"idle CPU {cpu_before:.1%}; opening {target:,} sockets at {options.ramp_rate}/s"
         )
         ramp_cpu_start = cpu_seconds(server.process.pid)
-        k6, summary_path, console = start_k6(
+        k6 = start_sockets_k6(
             "realtime_sockets",
             env.work_dir,
             target,
@@ -515,13 +441,13 @@ def one_connection_run(
         k6_rss = 0
         # Until every user's channel is subscribed, or no progress for STALL_S seconds.
         progress_at, deadline = started, started + target / options.ramp_rate + 900
-        while time.monotonic() < min(deadline, progress_at + STALL_S) and k6.poll() is None:
+        while time.monotonic() < min(deadline, progress_at + STALL_S) and k6.process.poll() is None:
             time.sleep(1)
             count = channels_subscribed(valkey)
             if count > subscribed:
                 progress_at = time.monotonic()
             subscribed = count
-            k6_rss = max(k6_rss, rss_kib(k6.pid))
+            k6_rss = max(k6_rss, rss_kib(k6.process.pid))
             while marks and subscribed >= marks[0]:
                 milestones.append(
                     (
@@ -544,7 +470,7 @@ def one_connection_run(
         cpu_with = idle_cpu(server, options.hold)
         hold_s = time.monotonic() - hold_started
         rss_with = rss_kib(server.process.pid)
-        k6_rss = max(k6_rss, rss_kib(k6.pid)) if k6.poll() is None else k6_rss
+        k6_rss = max(k6_rss, rss_kib(k6.process.pid)) if k6.process.poll() is None else k6_rss
         log(
             f"  holding: server RSS {rss_with / 1024:.1f} MiB "
             f"({(rss_with - rss_before) / max(subscribed, 1):.1f} KiB per socket), "
@@ -560,16 +486,16 @@ def one_connection_run(
         )
         time.sleep(3)
         control.answer = b"stop"
-        summary, lines = finish_k6(k6, summary_path, console, timeout=120)
-        k6 = None
+        summary = k6.finish(timeout=120)
+        lines = k6.console_lines()
         return ConnectionRun(
             target=target,
-            opened=int(metric(summary, "sockets_opened", "count")),
-            acked=int(metric(summary, "sockets_acked", "count")),
+            opened=summary.count("sockets_opened"),
+            acked=summary.count("sockets_acked"),
             subscribed=subscribed,
-            open_at_end=int(metric(summary, "sockets_open_at_end", "count")),
-            closed_early=int(metric(summary, "sockets_closed_early", "count")),
-            failures=int(metric(summary, "socket_failures", "count")),
+            open_at_end=summary.count("sockets_open_at_end"),
+            closed_early=summary.count("sockets_closed_early"),
+            failures=summary.count("socket_failures"),
             seconds_to_subscribed=seconds_to_subscribed,
             ramp_cpu_s=ramp_cpu,
             rss_before_kib=rss_before,
@@ -578,35 +504,33 @@ def one_connection_run(
             idle_cpu_with=cpu_with,
             hold_s=hold_s,
             sample=len(chosen),
-            sample_message_events=int(metric(summary, "events_message", "count")),
-            sample_notification_events=int(metric(summary, "events_notification", "count")),
-            ack_p50_ms=metric(summary, "ack_ms", "med"),
-            ack_p99_ms=metric(summary, "ack_ms", "p(99)"),
-            live=int(metric(summary, "live", "count")),
-            live_p50_ms=metric(summary, "live_ms", "med"),
-            live_p99_ms=metric(summary, "live_ms", "p(99)"),
+            sample_message_events=summary.count("events_message"),
+            sample_notification_events=summary.count("events_notification"),
+            ack_p50_ms=summary.stat("ack_ms", "med"),
+            ack_p99_ms=summary.stat("ack_ms", "p(99)"),
+            live=summary.count("live"),
+            live_p50_ms=summary.stat("live_ms", "med"),
+            live_p99_ms=summary.stat("live_ms", "p(99)"),
             k6_rss_kib=k6_rss,
             server_nofile=child_nofile(server),
             samples=failure_samples(lines),
             milestones=milestones,
         )
     finally:
-        if k6 is not None and k6.poll() is None:
-            k6.kill()
-            k6.wait(timeout=10)
+        if k6 is not None:
+            k6.stop()
         control.close()
         valkey.close()
         server.stop()
 
 
-def run_connections(
-    env: BenchEnv, options: Options, accounts: Accounts, sender: Child, goals: list[str]
-) -> list[str]:
+def run_connections(stage: Stage) -> list[str]:
+    env, options, accounts = stage.env, stage.options, stage.accounts
     data = env.work_dir / "socket-tokens.json"
-    data.write_text(json.dumps({"tokens": [token for _, token in accounts.sockets]}))
+    write_data(data, tokens=[token for _, token in accounts.sockets])
     runs: list[ConnectionRun] = []
     for run in range(1, options.connection_runs + 1):
-        result = one_connection_run(env, options, accounts, sender, data, run)
+        result = one_connection_run(env, options, accounts, stage.sender, data, run)
         log(
             f"  run {run}: acked {result.acked:,}, open at end {result.open_at_end:,}, "
             f"closed early {result.closed_early}, failures {result.failures}, sample events "
@@ -623,7 +547,7 @@ def run_connections(
     )
     kib = median([run.kib_per_connection for run in runs])
     cpu = median([run.idle_cpu_with for run in runs])
-    goals += [
+    stage.goals += [
         f"| {GOAL_CONNECTIONS:,} authenticated sockets, each subscribed to both, on one "
         f"process | {runs[0].target:,} opened per run: acked "
         + ", ".join(f"{run.acked:,}" for run in runs)
@@ -753,7 +677,7 @@ def one_latency_run(
     warm, drain = 4, 3
     cpu_a, cpu_b = sender.cpu_seconds(), receiver.cpu_seconds()
     started = time.monotonic()
-    process, summary_path, console = start_k6(
+    k6 = start_sockets_k6(
         "realtime_latency",
         env.work_dir,
         options.pairs,
@@ -769,24 +693,25 @@ def one_latency_run(
         MAX_VUS=max(200, rate),
         TIMEOUT="5s",
     )
-    summary, lines = finish_k6(process, summary_path, console, timeout=options.duration + 120)
+    summary = k6.finish(timeout=options.duration + 120)
+    lines = k6.console_lines()
     elapsed = time.monotonic() - started
-    sent_ok = int(metric(summary, "sent_ok", "count"))
-    requests = int(metric(summary, "send_ms", "count"))
+    sent_ok = summary.count("sent_ok")
+    requests = summary.count("send_ms")
     return LatencyRun(
         rate=rate,
         sent_ok=sent_ok,
         failed=requests - sent_ok,
-        dropped=int(metric(summary, "dropped_iterations", "count")),
-        received=int(metric(summary, "received", "count")),
-        received_twice=int(metric(summary, "received_twice", "count")),
-        delivery_p50=metric(summary, "delivery_ms", "med"),
-        delivery_p99=metric(summary, "delivery_ms", "p(99)"),
-        delivery_max=metric(summary, "delivery_ms", "max"),
-        send_p50=metric(summary, "send_ms", "med"),
-        send_p99=metric(summary, "send_ms", "p(99)"),
-        acked=int(metric(summary, "sockets_acked", "count")),
-        closed_early=int(metric(summary, "sockets_closed_early", "count")),
+        dropped=summary.count("dropped_iterations"),
+        received=summary.count("received"),
+        received_twice=summary.count("received_twice"),
+        delivery_p50=summary.stat("delivery_ms", "med"),
+        delivery_p99=summary.stat("delivery_ms", "p(99)"),
+        delivery_max=summary.stat("delivery_ms", "max"),
+        send_p50=summary.stat("send_ms", "med"),
+        send_p99=summary.stat("send_ms", "p(99)"),
+        acked=summary.count("sockets_acked"),
+        closed_early=summary.count("sockets_closed_early"),
         # CPU per second of sending (the sockets' set-up and drain are idle time).
         cpu_sender=(sender.cpu_seconds() - cpu_a) / min(elapsed, options.duration + warm),
         cpu_receiver=(receiver.cpu_seconds() - cpu_b) / min(elapsed, options.duration + warm),
@@ -794,21 +719,10 @@ def one_latency_run(
     )
 
 
-def run_latency(
-    env: BenchEnv,
-    options: Options,
-    accounts: Accounts,
-    sender: Child,
-    receiver: Child,
-    goals: list[str],
-) -> list[str]:
+def run_latency(stage: Stage, receiver: Child) -> list[str]:
+    env, options, accounts, sender = stage.env, stage.options, stage.accounts, stage.sender
     data = pair_data(
-        env.work_dir,
-        "latency",
-        sender,
-        accounts.latency_senders,
-        accounts.latency_receivers,
-        "hello {index}",
+        stage, "latency", accounts.latency_senders, accounts.latency_receivers, "hello {index}"
     )
     log(f"latency: {options.pairs} threads; warm-up run")
     one_latency_run(env, options, sender, receiver, data, min(options.rates))
@@ -838,7 +752,7 @@ def run_latency(
         delivered = sum(run.received for run in at_goal)
         sent = sum(run.sent_ok for run in at_goal)
         attempted = sent + sum(run.failed + run.dropped for run in at_goal)
-        goals.append(
+        stage.goals.append(
             f"| Delivery p99 < {GOAL_P99_MS:.0f} ms at {GOAL_RATE} messages/s (sender on A, "
             f"receivers on B) | at {GOAL_RATE}/s: p99 {fmt(p99)} ms (median of runs), "
             f"{sent:,} of {attempted:,} sends succeeded, {delivered:,} delivered live; "
@@ -968,7 +882,7 @@ def one_loss_run(
     hold_ms = max(100.0, options.loss_seconds * 1000 / cycles - 350)
     cpu_b = receiver.cpu_seconds()
     started = time.monotonic()
-    process, summary_path, console = start_k6(
+    k6 = start_sockets_k6(
         "realtime_loss",
         env.work_dir,
         options.loss_receivers * 2,
@@ -983,9 +897,8 @@ def one_loss_run(
         DRAIN=3,
         TIMEOUT="5s",
     )
-    summary, lines = finish_k6(
-        process, summary_path, console, timeout=options.loss_seconds + cycles * 5 + 180
-    )
+    summary = k6.finish(timeout=options.loss_seconds + cycles * 5 + 180)
+    lines = k6.console_lines()
     seconds = time.monotonic() - started
     cpu = (receiver.cpu_seconds() - cpu_b) / seconds
     truth = stored_messages(env, "loss")
@@ -1013,15 +926,15 @@ def one_loss_run(
     def view_sum(key: str) -> int:
         return sum(int(view[key]) for view in views)
 
-    sent_ok = int(metric(summary, "sent_ok", "count"))
+    sent_ok = summary.count("sent_ok")
     return LossRun(
         receivers=len(views),
-        reconnects=int(metric(summary, "reconnects", "count")),
+        reconnects=summary.count("reconnects"),
         stored=total,
         sent_ok=sent_ok,
         failed_sends=round(
-            metric(summary, "failed_sends", "rate")
-            * (metric(summary, "failed_sends", "passes") + metric(summary, "failed_sends", "fails"))
+            summary.stat("failed_sends", "rate")
+            * (summary.stat("failed_sends", "passes") + summary.stat("failed_sends", "fails"))
         ),
         missing=missing,
         unexpected=unexpected,
@@ -1034,9 +947,9 @@ def one_loss_run(
         out_of_order=view_sum("outOfOrder"),
         jumps=view_sum("jumps"),
         gaps=view_sum("gaps"),
-        catch_ups=int(metric(summary, "catch_ups", "count")),
-        catch_up_p50=metric(summary, "catch_up_ms", "med"),
-        catch_up_p99=metric(summary, "catch_up_ms", "p(99)"),
+        catch_ups=summary.count("catch_ups"),
+        catch_up_p50=summary.stat("catch_up_ms", "med"),
+        catch_up_p99=summary.stat("catch_up_ms", "p(99)"),
         seconds=seconds,
         cpu_receiver=cpu,
         missing_samples=missing_samples[:5],
@@ -1044,20 +957,13 @@ def one_loss_run(
     )
 
 
-def run_loss(
-    env: BenchEnv,
-    options: Options,
-    accounts: Accounts,
-    sender: Child,
-    receiver: Child,
-    goals: list[str],
-) -> list[str]:
+def run_loss(stage: Stage, receiver: Child) -> list[str]:
+    env, options, sender = stage.env, stage.options, stage.sender
     data = pair_data(
-        env.work_dir,
+        stage,
         "loss",
-        sender,
-        accounts.loss_senders,
-        accounts.loss_receivers,
+        stage.accounts.loss_senders,
+        stage.accounts.loss_receivers,
         "loss {index} first",
     )
     runs: list[LossRun] = []
@@ -1073,7 +979,7 @@ def run_loss(
     missing = sum(run.missing for run in runs)
     twice = sum(run.shown_twice + run.stored_twice for run in runs)
     reconnects = sum(run.reconnects for run in runs)
-    goals.append(
+    stage.goals.append(
         f"| 0 missing, 0 duplicated over {options.reconnects:,} forced reconnects while "
         f"messages flow | {reconnects:,} reconnects: {missing} missing, {twice} shown or "
         f"stored twice | {'**yes**' if missing == twice == 0 and reconnects >= options.reconnects else '**no**'} |"  # noqa: E501
@@ -1127,10 +1033,7 @@ def render_loss(runs: Sequence[LossRun], options: Options) -> list[str]:
 
 def run(options: Options, command: str) -> None:
     started = time.perf_counter()
-    data_dir = Path(tempfile.mkdtemp(prefix="apt-realtime-"))
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     sections: list[str] = []
-    goals: list[str] = []
     load_before = Path("/proc/loadavg").read_text().split()[0]
     loads: list[float] = []
     sampling = threading.Event()
@@ -1140,82 +1043,61 @@ def run(options: Options, command: str) -> None:
             loads.append(float(Path("/proc/loadavg").read_text().split()[0]))
 
     threading.Thread(target=sample_load, daemon=True).start()
-    try:
-        settings = Settings(data_dir=data_dir, database_urls=[], redis_url=None)
-        servers = start_servers(settings, postgres_cleanup="delete")
+    with embedded_platform("realtime", logs="realtime-logs") as env:
+        accounts = asyncio.run(seed_accounts(env, options))
+        log(f"accounts and tokens in {accounts.seed_seconds:.1f} s")
+        sections += [
+            "",
+            f"Seeded {sum(map(len, [accounts.sockets, accounts.latency_senders, accounts.latency_receivers, accounts.loss_senders, accounts.loss_receivers])) + 1:,} "  # noqa: E501
+            f"accounts with a session each in {accounts.seed_seconds:.0f} s. Server A "
+            "(HTTP, `sendMessage`) and server B (websockets) are one uvicorn process each "
+            "(`uvicorn aperture.web:app_from_environment --factory --backlog 4096`, "
+            "`APERTURE_SERVE_RUNS_WORKERS=false`, rate limits on with buckets nothing can "
+            "empty), from a copy of the code taken at start.",
+        ]
+        stage = Stage(env, options, accounts, sender=start_uvicorn(env, "A", sockets=0))
         try:
-            check_reachable(servers, settings)
-            code = snapshot_code(data_dir / "code")
-            migrate(shard_map_for(settings, servers))
-            work_dir = data_dir / "work"
-            work_dir.mkdir()
-            env = BenchEnv(settings=settings, servers=servers, code=code, work_dir=work_dir)
-            log(f"servers up in {time.perf_counter() - started:.1f}s; code: {code.description}")
-            accounts = asyncio.run(seed_accounts(env, options))
-            log(f"accounts and tokens in {accounts.seed_seconds:.1f} s")
-            sections += [
-                "",
-                f"Seeded {sum(map(len, [accounts.sockets, accounts.latency_senders, accounts.latency_receivers, accounts.loss_senders, accounts.loss_receivers])) + 1:,} "  # noqa: E501
-                f"accounts with a session each in {accounts.seed_seconds:.0f} s. Server A "
-                "(HTTP, `sendMessage`) and server B (websockets) are one uvicorn process each "
-                "(`uvicorn aperture.web:app_from_environment --factory --backlog 4096`, "
-                "`APERTURE_SERVE_RUNS_WORKERS=false`, rate limits on with buckets nothing can "
-                "empty), from a copy of the code taken at start.",
-            ]
-            sender = start_uvicorn(env, "A", sockets=0)
-            try:
-                if "connections" in options.parts:
-                    log("part connections")
-                    sections += ["", *run_connections(env, options, accounts, sender, goals)]
-                if {"latency", "loss"} & set(options.parts):
-                    receiver = start_uvicorn(
-                        env, "B", sockets=options.pairs + options.loss_receivers * 2
-                    )
-                    try:
-                        if "latency" in options.parts:
-                            log("part latency")
-                            sections += [
-                                "",
-                                *run_latency(env, options, accounts, sender, receiver, goals),
-                            ]
-                        if "loss" in options.parts:
-                            log("part loss")
-                            sections += [
-                                "",
-                                *run_loss(env, options, accounts, sender, receiver, goals),
-                            ]
-                    finally:
-                        receiver.stop()
-            finally:
-                sender.stop()
-                LOGS_DIR.mkdir(exist_ok=True)
-                for path in work_dir.glob("*.log"):
-                    shutil.copy(path, LOGS_DIR / path.name)
+            if "connections" in options.parts:
+                log("part connections")
+                sections += ["", *run_connections(stage)]
+            if {"latency", "loss"} & set(options.parts):
+                receiver = start_uvicorn(
+                    env, "B", sockets=options.pairs + options.loss_receivers * 2
+                )
+                try:
+                    if "latency" in options.parts:
+                        log("part latency")
+                        sections += ["", *run_latency(stage, receiver)]
+                    if "loss" in options.parts:
+                        log("part loss")
+                        sections += ["", *run_loss(stage, receiver)]
+                finally:
+                    receiver.stop()
         finally:
-            servers.stop()
-    finally:
-        shutil.rmtree(data_dir, ignore_errors=True)
+            stage.sender.stop()
     sampling.set()
-    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    report = [
-        f"_`{command}`, finished {when}, {time.perf_counter() - started:.0f} s; code: "
-        f"{code.description}; 1-minute load average {load_before} before, "
+    load = (
+        f"1-minute load average {load_before} before, "
         f"{Path('/proc/loadavg').read_text().split()[0]} at the end, median "
         f"{median(loads):.2f} (max {max(loads, default=float('nan')):.2f}) sampled every 5 s "
-        "during the run (2 cores)._",
-        "",
-        *describe_machine(),
-        *sections,
-        "",
-        "### Goals",
-        "",
-        "| Goal | Measured | Met? |",
-        "|---|---|---|",
-        *goals,
-    ]
+        "during the run (2 cores)"
+    )
     path = RESULTS_PATH.with_name(f"realtime-{options.tag}.md") if options.tag else RESULTS_PATH
-    path.write_text("\n".join(report) + "\n")
-    print("\n".join(report))
+    write_report(
+        path,
+        [
+            run_line(command, seconds=time.perf_counter() - started, code=env.code, load=load),
+            "",
+            *describe_machine(load_generator="k6"),
+            *sections,
+            "",
+            "### Goals",
+            "",
+            "| Goal | Measured | Met? |",
+            "|---|---|---|",
+            *stage.goals,
+        ],
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -1245,12 +1127,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--tag", default="", help="write bench/results/realtime-TAG.md instead")
     arguments = parser.parse_args(argv)
-    parts = tuple(part for part in arguments.parts.split(",") if part)
-    unknown = set(parts) - set(PARTS)
-    if unknown:
-        parser.error(f"unknown parts {sorted(unknown)}; choose from {', '.join(PARTS)}")
     options = Options(
-        parts=parts,
+        parts=parse_parts(parser, arguments.parts, PARTS),
         runs=arguments.runs,
         duration=arguments.duration,
         connections=arguments.connections,
@@ -1259,7 +1137,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         per_vu=arguments.per_vu,
         hold=arguments.hold,
         sample=arguments.sample,
-        rates=tuple(int(rate) for rate in arguments.rates.split(",") if rate),
+        rates=integers(arguments.rates),
         pairs=arguments.pairs,
         reconnects=arguments.reconnects,
         loss_receivers=arguments.loss_receivers,
@@ -1269,8 +1147,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         ws_ping_interval=arguments.ws_ping_interval,
         tag=arguments.tag,
     )
-    command = "python -m bench.realtime " + shlex.join(sys.argv[1:] if argv is None else argv)
-    run(options, command.strip())
+    run(options, command_line("bench.realtime", sys.argv[1:] if argv is None else argv))
 
 
 if __name__ == "__main__":
