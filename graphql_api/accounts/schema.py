@@ -16,6 +16,7 @@ from graphql_api.accounts.types import (
     user_connection,
 )
 from graphql_api.context import Info, SignedIn
+from graphql_api.ids import user_id_from
 from graphql_api.node import register_node_type
 from graphql_api.relay import (
     Connection,
@@ -23,16 +24,11 @@ from graphql_api.relay import (
     decode_cursor,
     decode_text_cursor,
     encode_text_cursor,
-    from_global_id,
     page_size,
     to_global_id,
 )
 
 register_node_type("User", resolve_user_node)
-
-
-def user_id_from(global_id: strawberry.ID) -> int:
-    return from_global_id(global_id, expected="User")[1]
 
 
 @strawberry.input

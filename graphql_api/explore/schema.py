@@ -8,7 +8,7 @@ from domain.errors import BadUserInput
 from domain.explore import explore
 from graphql_api.accounts.types import User, visible_users
 from graphql_api.context import Info, SignedIn
-from graphql_api.posts.schema import post_id_from
+from graphql_api.ids import post_id_from
 from graphql_api.posts.types import Post, ranked_post_page
 from graphql_api.relay import Connection, decode_cursor, page_size
 

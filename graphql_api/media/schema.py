@@ -12,13 +12,9 @@ from domain.media import uploads
 from domain.visibility import media_urls_signed
 from graphql_api.accounts.types import User
 from graphql_api.context import Info, SignedIn
+from graphql_api.ids import media_id_from
 from graphql_api.media.types import Media, MediaKind
 from graphql_api.node import register_node_type
-from graphql_api.relay import from_global_id
-
-
-def media_id_from(global_id: strawberry.ID, *, field: str = "mediaId") -> int:
-    return from_global_id(global_id, expected="Media")[1]
 
 
 async def _own_media(info: Info, media_id: int) -> Media | None:

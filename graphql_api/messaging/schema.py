@@ -12,34 +12,23 @@ from domain.messaging import inbox, messages, threads
 from domain.messaging.inbox import thread_summaries
 from domain.messaging.messages import MessageContent
 from domain.realtime import LiveEvent
-from graphql_api.accounts.schema import user_id_from
 from graphql_api.context import Info, SignedIn
+from graphql_api.ids import media_id_from, post_id_from, story_id_from, thread_id_from, user_id_from
 from graphql_api.live import live_events
-from graphql_api.media.schema import media_id_from
 from graphql_api.messaging.types import (
     MESSAGE_EVENT_KINDS,
     Message,
     MessageEvent,
     Thread,
 )
-from graphql_api.posts.schema import post_id_from
 from graphql_api.relay import (
     Connection,
     TwoWayPage,
     build_connection,
     decode_cursor,
     encode_cursor,
-    from_global_id,
     page_size,
 )
-from graphql_api.stories.schema import story_id_from
-
-
-def thread_id_from(global_id: strawberry.ID, *, field: str = "threadId") -> int:
-    try:
-        return from_global_id(global_id, expected="Thread")[1]
-    except BadUserInput:
-        raise BadUserInput("Not a thread id", field=field) from None
 
 
 async def thread_of(info: Info, thread_id: int) -> Thread:

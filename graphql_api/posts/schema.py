@@ -7,6 +7,7 @@ import strawberry
 from domain.errors import BadUserInput, NotFound
 from domain.posts import comments, likes, posts, saved
 from graphql_api.context import Info, SignedIn
+from graphql_api.ids import comment_id_from, media_id_from, post_id_from
 from graphql_api.node import register_node_type
 from graphql_api.posts.types import (
     Comment,
@@ -20,21 +21,12 @@ from graphql_api.relay import (
     decode_cursor,
     decode_text_cursor,
     encode_text_cursor,
-    from_global_id,
     page_size,
     to_global_id,
 )
 
 register_node_type("Post", resolve_post_node)
 register_node_type("Comment", resolve_comment_node)
-
-
-def post_id_from(global_id: strawberry.ID) -> int:
-    return from_global_id(global_id, expected="Post")[1]
-
-
-def comment_id_from(global_id: strawberry.ID) -> int:
-    return from_global_id(global_id, expected="Comment")[1]
 
 
 @strawberry.input
@@ -133,9 +125,7 @@ class PostMutations:
             ctx.sessions,
             ctx.signed_in_id,
             caption=input.caption,
-            media_ids=[
-                from_global_id(media_id, expected="Media")[1] for media_id in input.media_ids
-            ],
+            media_ids=[media_id_from(media_id) for media_id in input.media_ids],
         )
         return PostPayload(post=Post(row=row))
 

@@ -6,7 +6,8 @@ import strawberry
 
 from domain.reels import reels
 from graphql_api.context import Info, SignedIn
-from graphql_api.posts.schema import post_id_from, post_or_not_found
+from graphql_api.ids import post_id_from
+from graphql_api.posts.schema import post_or_not_found
 from graphql_api.posts.types import Post, ranked_post_page
 from graphql_api.relay import Connection
 

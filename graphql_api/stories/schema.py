@@ -9,14 +9,13 @@ import strawberry
 from domain.errors import BadUserInput
 from domain.stories import reads, stories, tray
 from graphql_api.context import Info, SignedIn
-from graphql_api.media.schema import media_id_from
+from graphql_api.ids import media_id_from, story_id_from, user_id_from
 from graphql_api.node import register_node_type
 from graphql_api.relay import (
     Connection,
     build_connection,
     decode_cursor,
     encode_cursor,
-    from_global_id,
     page_size,
 )
 from graphql_api.stories.types import (
@@ -34,10 +33,6 @@ UserType = Annotated["User", strawberry.lazy("graphql_api.accounts.types")]
 MAX_CLOSE_FRIEND_IDS = stories.MAX_CLOSE_FRIENDS_CHANGE
 
 register_node_type("Story", resolve_story_node)
-
-
-def story_id_from(global_id: strawberry.ID) -> int:
-    return from_global_id(global_id, expected="Story")[1]
 
 
 @strawberry.input
@@ -154,7 +149,7 @@ class StoryMutations:
             ctx.state,
             ctx.sessions,
             ctx.signed_in_id,
-            add=[from_global_id(user_id, expected="User")[1] for user_id in add],
-            remove=[from_global_id(user_id, expected="User")[1] for user_id in remove],
+            add=[user_id_from(user_id) for user_id in add],
+            remove=[user_id_from(user_id) for user_id in remove],
         )
         return CloseFriendsPayload(close_friends=await _users(info, ids))
