@@ -39,6 +39,7 @@ from sqlalchemy import select
 
 from aperture.seed import Progress
 from db.accounts.models import User
+from db.accounts.records import user_record
 from db.feed.activity import ACTIVE_USERS_KEY
 from db.runtime import Runtime, shard_map_for, start_servers
 from db.session import ShardSessions
@@ -421,7 +422,9 @@ async def make_tokens(
 
     async def one(user_id: int) -> str:
         async with gate:
-            return await start_session(ShardSessions(state.runtime.databases), users[user_id])
+            return await start_session(
+                ShardSessions(state.runtime.databases), user_record(users[user_id])
+            )
 
     return list(await asyncio.gather(*(one(user_id) for user_id in user_ids)))
 
