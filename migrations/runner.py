@@ -12,14 +12,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from alembic import command
+from alembic import command, context
 from alembic.config import Config
 from alembic.runtime.environment import EnvironmentContext
 from sqlalchemy import Connection, create_engine, text
 from sqlalchemy.pool import NullPool
 
 from db.cluster import GLOBAL_SCHEMA
+from db.runtime import resolve_shard_map
 from db.shards import ShardMap, shard_schema, to_sqlalchemy_url
+from infra.settings import ConfigurationError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Serialises concurrent `migrate` runs (serve and worker starting together).
@@ -56,8 +58,6 @@ def _shard_map_from(config: Config) -> ShardMap:
     shard_map = config.attributes.get("shard_map")
     if shard_map is None:
         # Plain `alembic` on the command line: resolve servers the way `aperture` does.
-        from db.runtime import resolve_shard_map
-
         shard_map = resolve_shard_map()
         config.attributes["shard_map"] = shard_map
     assert isinstance(shard_map, ShardMap)
@@ -103,8 +103,6 @@ def run_global_lineage(context: EnvironmentContext) -> None:
 
 def current_shard() -> int:
     """The logical shard a shard revision is running on (for DDL that embeds it)."""
-    from alembic import context
-
     shard: Any = context.config.attributes["shard"]
     return int(shard)
 
@@ -132,8 +130,6 @@ def check_cluster_shape(shard_map: ShardMap) -> None:
     Ids and hashed keys route by logical shard, so changing the count silently would
     send reads for existing rows to the wrong schema.
     """
-    from infra.settings import ConfigurationError
-
     engine = create_engine(to_sqlalchemy_url(shard_map.database_urls[0]), poolclass=NullPool)
     try:
         with engine.begin() as connection:

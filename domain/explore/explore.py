@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import numpy as np
 
@@ -26,6 +26,7 @@ from domain.explore.models import ServedModel
 from domain.state import AppState
 from domain.visibility import Visibility
 from recommender.interactions import Interaction
+from recommender.scoring import TrendingScorer
 from recommender.signals import Signal
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,9 @@ CANDIDATES_PER_USER = 300
 FOLD_IN_UP_TO = 30
 # An author appears at most once in this many consecutive Explore posts.
 AUTHOR_SPACING = 6
+# What trending ranks: engagement in the last week, the best of it.
+TRENDING_WINDOW = timedelta(days=7)
+TRENDING_SIZE = 500
 
 
 async def record(
@@ -70,6 +74,15 @@ def as_interactions(rows: Sequence[InteractionRow]) -> list[Interaction]:
 def post_items(rows: Sequence[InteractionRow]) -> set[int]:
     """Items that are posts: story views name stories, which Explore never shows."""
     return {item_id for _, item_id, signal, _, _ in rows if signal != Signal.STORY_VIEW}
+
+
+def trending_ids(rows: Sequence[InteractionRow], *, now: float) -> list[int]:
+    posts = post_items(rows)
+    interactions = [row for row in as_interactions(rows) if row.item_id in posts]
+    if not interactions:
+        return []
+    scorer = TrendingScorer.from_interactions(interactions, now=now)
+    return [item_id for item_id, _ in scorer.top(TRENDING_SIZE)]
 
 
 async def fold_in(state: AppState, sessions: ShardSessions, user_id: int) -> bool:
@@ -187,8 +200,6 @@ async def recent_log(sessions: ShardSessions, *, since: datetime) -> list[Intera
 async def refresh_trending(state: AppState, sessions: ShardSessions) -> list[int]:
     """Trending from the last days of the log (engagement with time decay), stored for
     everyone without candidates of their own."""
-    from domain.explore.training import TRENDING_WINDOW, trending_ids
-
     rows = await recent_log(sessions, since=state.clock() - TRENDING_WINDOW)
     ranked = trending_ids(rows, now=state.clock().timestamp())
     await state.of(ExploreStore).store_trending(ranked)

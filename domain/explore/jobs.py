@@ -41,7 +41,7 @@ async def _record(
     # Imported here, not at the top: the recommender's numeric stack (numpy, scipy,
     # implicit: some 60 MiB) stays out of every process that loads this registry but never
     # runs Explore's work, such as a media worker (docs/benchmarks.md, worker memory).
-    from domain.explore import explore
+    from domain.explore import explore  # noqa: PLC0415
 
     await explore.record(
         state, sessions, user_id=user_id, item_id=item_id, author_id=author_id, signal=signal
@@ -107,6 +107,6 @@ async def story_viewed(state: AppState, sessions: ShardSessions, event: StoryVie
 async def retrain(state: AppState) -> None:
     interval = state.runtime.settings.explore_retrain_interval_seconds
     if await claim_round(state.runtime.redis, "explore.retrain", seconds=interval * 0.9):
-        from domain.explore.training import train  # see _record
+        from domain.explore.training import train  # noqa: PLC0415  (see _record)
 
         await train(state)

@@ -40,7 +40,7 @@ class ServedModel:
                 artifact = await self._store.load_model(version)
                 # Imported here: every process holds a ServedModel (AppState), but only
                 # those that serve Explore need implicit, numpy and scipy (~60 MiB).
-                from recommender.model import ALSRecommender
+                from recommender.model import ALSRecommender  # noqa: PLC0415
 
                 self._model = await asyncio.to_thread(ALSRecommender.from_bytes, artifact)
                 log.info("explore: serving model %s", version)

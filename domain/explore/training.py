@@ -6,33 +6,30 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
 import numpy as np
 
-from db.explore.repository import InteractionRow
 from db.explore.store import ExploreStore
 from db.session import ShardSessions
 from domain.explore.explore import (
     CANDIDATES_PER_USER,
+    TRENDING_WINDOW,
     as_interactions,
     post_items,
     recent_log,
+    trending_ids,
 )
 from domain.explore.models import ServedModel
 from domain.state import AppState
 from recommender.interactions import CSRMatrix, build_matrix
 from recommender.model import ALSConfig, ALSRecommender, ProgressCallback, TrainingReport
-from recommender.scoring import TrendingScorer
 
 log = logging.getLogger(__name__)
 
-# What training learns from, and what trending ranks.
+# What training learns from (trending ranks the last TRENDING_WINDOW of it).
 TRAINING_WINDOW = timedelta(days=180)
-TRENDING_WINDOW = timedelta(days=7)
-TRENDING_SIZE = 500
 # Scored per batch of people, so memory stays flat however many are active.
 SCORING_BATCH = 1024
 # Fewer interactions than this in all: too little to learn from, trending serves alone.
@@ -47,15 +44,6 @@ class TrainingRun:
     interactions: int
     device: str
     report: TrainingReport
-
-
-def trending_ids(rows: Sequence[InteractionRow], *, now: float) -> list[int]:
-    posts = post_items(rows)
-    interactions = [row for row in as_interactions(rows) if row.item_id in posts]
-    if not interactions:
-        return []
-    scorer = TrendingScorer.from_interactions(interactions, now=now)
-    return [item_id for item_id, _ in scorer.top(TRENDING_SIZE)]
 
 
 def _candidates(

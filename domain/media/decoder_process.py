@@ -41,9 +41,11 @@ def main() -> None:
     # of into the stream of answers.
     answers = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
-    import pyvips
+    # Imported only now, under the arena limit and with stdout moved aside: whatever
+    # libvips prints as it loads cannot land in the stream of answers.
+    import pyvips  # noqa: PLC0415
 
-    import domain.media.processing  # noqa: F401  (loaded once, before the first call)
+    import domain.media.processing  # noqa: F401, PLC0415  (loaded once, before the first call)
 
     pyvips.concurrency_set(1)  # the pool is the parallelism
     serve(sys.stdin.buffer, answers)

@@ -260,7 +260,7 @@ def process_video(data: bytes, *, declared_type: str, limits: Limits) -> Process
     # Imported on first use: PyAV and the FFmpeg it loads cost a process some 18 MiB, and
     # most processes that import this module (web processes, image-only workers) never
     # decode a video.
-    import av
+    import av  # noqa: PLC0415
 
     try:
         with av.open(io.BytesIO(data), mode="r") as container:
@@ -315,7 +315,7 @@ def _without_metadata(data: bytes, *, muxer: str) -> bytes:
     QuickTime ``©xyz`` or ``mdta`` location, XMP), its chapters and every other stream
     (timecode, data, subtitles, cover art) stay behind, and so do the streams' own tags.
     What playback needs travels in each stream's codec parameters: a rotation, too."""
-    import av  # see process_video
+    import av  # noqa: PLC0415  (see process_video)
 
     output = io.BytesIO()
     with av.open(io.BytesIO(data), mode="r") as source:
@@ -338,7 +338,7 @@ def _without_metadata(data: bytes, *, muxer: str) -> bytes:
 
 
 def _duration(container: av.container.InputContainer, stream: av.VideoStream) -> float:
-    import av  # see process_video
+    import av  # noqa: PLC0415  (see process_video)
 
     if stream.duration is not None and stream.time_base is not None:
         return float(stream.duration * stream.time_base)
@@ -389,7 +389,7 @@ def generate_demo_video(
     *, seed: int, seconds: float, width: int, height: int, fps: int = 24
 ) -> bytes:
     """An H.264 MP4 of shapes drifting across a gradient."""
-    import av  # see process_video
+    import av  # noqa: PLC0415  (see process_video)
 
     output = io.BytesIO()
     with av.open(output, mode="w", format="mp4") as container:

@@ -139,7 +139,7 @@ async def ranked_reel_ids(
     followed = dict(zip(authors, await visibility.facts.follows(authors), strict=True))
     # Explore's model, once trained, lifts the reels this viewer's taste predicts. Imported
     # here so that a worker indexing reels does not load numpy with Explore.
-    from domain.explore.explore import taste_scores
+    from domain.explore.explore import taste_scores  # noqa: PLC0415
 
     taste = await taste_scores(state, visibility.viewer_id or 0, ids)
     now = state.clock()

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
-
 import strawberry
 
 from domain.errors import BadUserInput
 from domain.stories import reads, stories, tray
+from graphql_api.accounts.types import User
 from graphql_api.context import Info, SignedIn
 from graphql_api.ids import media_id_from, story_id_from, user_id_from
 from graphql_api.node import register_node_type
@@ -26,10 +25,6 @@ from graphql_api.stories.types import (
     tray_items,
 )
 
-if TYPE_CHECKING:
-    from graphql_api.accounts.types import User
-
-UserType = Annotated["User", strawberry.lazy("graphql_api.accounts.types")]
 MAX_CLOSE_FRIEND_IDS = stories.MAX_CLOSE_FRIENDS_CHANGE
 
 register_node_type("Story", resolve_story_node)
@@ -53,12 +48,10 @@ class DeleteStoryPayload:
 
 @strawberry.type
 class CloseFriendsPayload:
-    close_friends: list[UserType]
+    close_friends: list[User]
 
 
-async def _users(info: Info, ids: set[int]) -> list[UserType]:
-    from graphql_api.accounts.types import User
-
+async def _users(info: Info, ids: set[int]) -> list[User]:
     rows = await info.context.loaders.visibility.users(sorted(ids))
     return [User(row=row) for row in rows if row is not None]
 
@@ -94,7 +87,7 @@ class StoryQueries:
     @strawberry.field(
         description="Who sees your close-friends stories.", permission_classes=[SignedIn]
     )
-    async def close_friends(self, info: Info) -> list[UserType]:
+    async def close_friends(self, info: Info) -> list[User]:
         ctx = info.context
         ids = await reads.close_friend_ids(ctx.state, ctx.sessions, ctx.signed_in_id)
         return await _users(info, ids)
