@@ -42,6 +42,27 @@ from tests.helpers import GraphQLClient
 configure_password_hashing(memory_cost_kib=1024, time_cost=1)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # xdist's load scheduling hands a worker a quarter of its share of the tests up front,
+    # in collection order, so the slow tests put first below would all go to one worker.
+    # One at a time, each worker takes the next test when it is free: the slow ones spread.
+    if config.pluginmanager.hasplugin("xdist") and config.getoption("maxschedchunk") is None:
+        config.option.maxschedchunk = 1
+
+
+def _is_slow(item: pytest.Item) -> bool:
+    """Marked slow, or driving processes of its own (`aperture` commands, servers, workers)."""
+    return item.get_closest_marker("slow") is not None or "project_env" in getattr(
+        item, "fixturenames", ()
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Slow tests first, the rest in their order. On two workers, a test of half a minute
+    that starts last keeps the run going while the other worker idles; started first, the
+    quick tests fill in around it."""
+    items.sort(key=lambda item: not _is_slow(item))
+
 
 @pytest.fixture
 def state(http: httpx.AsyncClient) -> AppState:

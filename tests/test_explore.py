@@ -82,6 +82,7 @@ async def clusters(gql: GraphQLClient) -> Clusters:
     return planted
 
 
+@pytest.mark.slow
 async def test_explore_recovers_planted_tastes_where_popularity_does_not(
     gql: GraphQLClient, state: AppState, clusters: Clusters
 ) -> None:
@@ -123,6 +124,7 @@ async def test_explore_recovers_planted_tastes_where_popularity_does_not(
     assert not {node["id"] for node in before} & set(clusters.celebrity_posts)
 
 
+@pytest.mark.slow
 async def test_a_new_persons_first_likes_shape_their_explore_without_a_retrain(
     gql: GraphQLClient, state: AppState, clusters: Clusters
 ) -> None:
@@ -141,6 +143,7 @@ async def test_a_new_persons_first_likes_shape_their_explore_without_a_retrain(
     assert folded[:2] == ["cakes", "cakes"]
 
 
+@pytest.mark.slow
 async def test_explore_leaves_out_what_the_viewer_must_not_or_need_not_see(
     gql: GraphQLClient,
 ) -> None:
@@ -189,6 +192,7 @@ async def test_explore_leaves_out_what_the_viewer_must_not_or_need_not_see(
     assert await explore_of(gql, fans[0]) == []
 
 
+@pytest.mark.slow
 async def test_a_model_trained_elsewhere_is_served_without_a_restart(
     gql: GraphQLClient, state: AppState, clusters: Clusters, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -218,6 +222,7 @@ def test_authors_are_spread_out_whatever_the_page_size() -> None:
     assert spread_authors([0, 1, 2, 10], author_of) == [0, 10, 1, 2]
 
 
+@pytest.mark.slow
 async def test_the_reels_feed_ranks_with_the_model_once_there_is_one(
     gql: GraphQLClient, state: AppState, clusters: Clusters
 ) -> None:
@@ -242,6 +247,7 @@ async def test_the_reels_feed_ranks_with_the_model_once_there_is_one(
     assert await first_reel(clusters.people["cars"][1]) == "cars0"
 
 
+@pytest.mark.slow
 async def test_paging_through_explore_gives_the_whole_list_once(
     gql: GraphQLClient, clusters: Clusters
 ) -> None:

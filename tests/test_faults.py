@@ -212,6 +212,7 @@ async def assert_acknowledged_kept(sessions: ShardSessions, writes: Writes) -> N
 # A full database pool ---------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_a_full_pool_makes_writes_wait_then_refuses_them_typed_and_recovers(
     tuned_gql: TunedGql, sessions: ShardSessions
 ) -> None:
@@ -292,6 +293,7 @@ def stop_immediately(postgres: EmbeddedPostgres) -> None:
         time.sleep(0.02)
 
 
+@pytest.mark.slow
 async def test_one_database_stopped_fails_only_its_users_and_comes_back(
     settings: Settings, servers: Servers, runtime: Runtime
 ) -> None:
@@ -379,6 +381,7 @@ async def workers_of(state: AppState) -> AsyncIterator[None]:
         await asyncio.wait_for(running, 30)
 
 
+@pytest.mark.slow
 async def test_valkey_killed_mid_writes_loses_no_post_and_recovers(
     settings: Settings,
     servers: Servers,
@@ -601,6 +604,7 @@ async def media_status(gql: GraphQLClient, author: Account, media_id: str) -> st
     return status
 
 
+@pytest.mark.slow
 async def test_seaweedfs_killed_mid_uploads_refuses_typed_loses_no_upload_and_recovers(
     settings: Settings, servers: Servers, runtime: Runtime, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -978,6 +982,7 @@ def freeze_seaweed(embedded: EmbeddedServers, *, frozen: bool) -> None:
     os.kill(pid, signal.SIGSTOP if frozen else signal.SIGCONT)
 
 
+@pytest.mark.slow
 async def test_a_hung_object_store_costs_media_requests_a_typed_503_within_the_budget(
     settings: Settings, servers: Servers, runtime: Runtime
 ) -> None:

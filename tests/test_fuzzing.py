@@ -148,6 +148,7 @@ def fuzz_graphql(url: str, *, token: str | None, examples: int, seed: int) -> li
     return found
 
 
+@pytest.mark.slow
 async def test_graphql_fuzzing_finds_no_server_errors(
     gql: GraphQLClient, live_server_url: str
 ) -> None:

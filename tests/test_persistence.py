@@ -7,11 +7,13 @@ import tempfile
 from pathlib import Path
 
 import psycopg
+import pytest
 import redis
 
 from infra.embedded import EmbeddedServers
 
 
+@pytest.mark.slow
 def test_restart_keeps_postgres_rows_and_redis_keys() -> None:
     data_dir = Path(tempfile.mkdtemp(prefix="apt-restart-"))
     try:
@@ -55,6 +57,7 @@ def test_restart_keeps_postgres_rows_and_redis_keys() -> None:
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
+@pytest.mark.slow
 async def test_restart_keeps_objects_in_the_embedded_store() -> None:
     from db.media.storage import ObjectStore
     from db.runtime import object_store_for

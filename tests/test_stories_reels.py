@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import pytest
+
 from domain.media.processing import generate_demo_image, generate_demo_video
 from domain.state import AppState
 from domain.stories.stories import purge_expired
@@ -42,6 +44,7 @@ async def tray_of(gql: GraphQLClient, viewer: Account) -> list[dict[str, Any]]:
     return [edge["node"] for edge in edges]
 
 
+@pytest.mark.slow
 async def test_tray_lists_followed_accounts_unseen_first(
     gql: GraphQLClient, state: AppState
 ) -> None:
@@ -189,6 +192,7 @@ async def make_reel(gql: GraphQLClient, state: AppState, author: Account, seed: 
 REELS = "{ reelsFeed(first: 10) { edges { node { id viewCount author { username } } } } }"
 
 
+@pytest.mark.slow
 async def test_reels_feed_ranks_followed_and_unfollowed_reels(
     gql: GraphQLClient, state: AppState
 ) -> None:
