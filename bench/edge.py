@@ -30,21 +30,16 @@ The report is printed and written to ``bench/results/edge.md`` (raw figures in
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import gc
 import json
 import os
 import random
-import shlex
-import shutil
 import statistics
 import sys
-import tempfile
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -52,26 +47,41 @@ import httpx
 from graphql import DocumentNode, GraphQLError, parse, specified_rules, validate
 
 from aperture.seed import load_graph, read_edge_list
-from bench.feed_common import (
+from bench.harness import (
     FEED_QUERY_20,
-    PROJECT_ROOT,
+    RESULTS_DIR,
+    BenchEnv,
     Child,
-    CodeSnapshot,
     K6Result,
+    LoadOptions,
+    Runs,
+    add_seed_arguments,
+    alternating,
+    argument_parser,
+    ask_once,
+    command_line,
+    connected,
     describe_machine,
+    embedded_platform,
     fmt,
+    integers,
+    log,
+    log_run,
     make_tokens,
     mark_active,
     median,
     percentile,
     progress_printer,
     run_k6,
-    snapshot_code,
+    spread,
     start_api_server,
+    utc_now,
     warm_feeds,
+    write_data,
+    write_report,
 )
 from db.rate_limits import Quota, RateLimiter
-from db.runtime import Runtime, shard_map_for, start_servers
+from db.runtime import Runtime
 from db.session import ShardSessions
 from domain.state import AppState
 from graphql_api.cost import (
@@ -86,13 +96,9 @@ from graphql_api.guard import SafeStringsRule, _costs
 from graphql_api.schema import schema
 from infra.servers import Servers
 from infra.settings import Settings
-from migrations.runner import migrate
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 RESULTS_PATH = RESULTS_DIR / "edge.md"
 DATA_PATH = RESULTS_DIR / "edge.json"
-LOGS_DIR = RESULTS_DIR / "edge-logs"
-DEFAULT_EDGES = PROJECT_ROOT.parent / "shared" / "data" / "social-graphs" / "socfb-Reed98.edges"
 GRAPH_SEED = 42
 PAUSE_SECONDS = 1.0
 
@@ -114,19 +120,8 @@ SERVER_SETTINGS: dict[str, dict[str, str]] = {
 }
 
 
-def log(message: str) -> None:
-    print(f"[bench.edge {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
 @dataclass(frozen=True)
-class Options:
-    quick: bool
-    edges: Path
-    viewers: int
-    rates: tuple[int, ...]
-    runs: int
-    duration_s: int
-    warmup_s: int
+class Options(LoadOptions):
     micro_scale: float  # multiplies the in-process call counts
     ab_pairs: int
     hostile_reps: int
@@ -134,16 +129,11 @@ class Options:
 
 
 def parse_options(argv: Sequence[str] | None = None) -> Options:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.edge",
-        description=__doc__.splitlines()[0] if __doc__ else None,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = argument_parser("bench.edge", __doc__)
     parser.add_argument(
         "--quick", action="store_true", help="smoke run (one rate, short runs: ~2-3 minutes)"
     )
-    parser.add_argument("--edges", type=Path, default=DEFAULT_EDGES, help="edge list to seed")
-    parser.add_argument("--viewers", type=int, default=0, help="viewer tokens (0: every user)")
+    add_seed_arguments(parser)
     parser.add_argument("--rates", default="50,100", help="k6 arrival rates, req/s")
     parser.add_argument("--runs", type=int, default=5, help="k6 runs per rate and server")
     parser.add_argument("--duration", type=int, default=10, help="seconds per k6 run")
@@ -172,7 +162,7 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
             hostile_reps=3,
             validation_reps=1,
         )
-    rates = tuple(int(part) for part in args.rates.split(",") if part.strip())
+    rates = integers(args.rates)
     if not rates or args.runs < 1:
         parser.error("give at least one rate and one run")
     return Options(
@@ -203,8 +193,7 @@ class Seeded:
 
 async def seed(settings: Settings, servers: Servers, options: Options) -> Seeded:
     started = time.perf_counter()
-    runtime = Runtime.connect(settings, servers)
-    try:
+    async with connected(settings, servers) as runtime:
         graph = read_edge_list(options.edges)
         user_ids = await load_graph(
             ShardSessions(runtime.databases), graph, progress=progress_printer("seed")
@@ -219,8 +208,6 @@ async def seed(settings: Settings, servers: Servers, options: Options) -> Seeded
             tokens=tokens,
             seconds=time.perf_counter() - started,
         )
-    finally:
-        await runtime.close()
 
 
 # --- in-process microbenchmarks ----------------------------------------------------------
@@ -236,65 +223,67 @@ class Timing:
     cpu_us: float  # this process's CPU time per call (process_time)
 
 
-def _summarise(name: str, samples_ns: Sequence[int], cpu_ns: int) -> Timing:
-    micros = [sample / 1000 for sample in samples_ns]
-    return Timing(
-        name=name,
-        calls=len(micros),
-        p50_us=percentile(micros, 50),
-        p99_us=percentile(micros, 99),
-        mean_us=statistics.fmean(micros),
-        cpu_us=cpu_ns / 1000 / len(micros),
-    )
+class Sampler:
+    """Calls timed one by one in ``rounds`` rounds, GC off (as timeit), a collection
+    between rounds; the CPU time of each round's calls summed."""
+
+    def __init__(self, calls: int, rounds: int) -> None:
+        self.per_round = max(1, calls // rounds)
+        self.count = rounds
+        self.samples_ns: list[int] = []
+        self.cpu_ns = 0
+
+    def rounds(self) -> Iterator[range]:
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            for _ in range(self.count):
+                cpu_before = time.process_time_ns()
+                yield range(self.per_round)
+                self.cpu_ns += time.process_time_ns() - cpu_before
+                gc.collect()
+        finally:
+            if enabled:
+                gc.enable()
+
+    def timing(self, name: str) -> Timing:
+        micros = [sample / 1000 for sample in self.samples_ns]
+        return Timing(
+            name=name,
+            calls=len(micros),
+            p50_us=percentile(micros, 50),
+            p99_us=percentile(micros, 99),
+            mean_us=statistics.fmean(micros),
+            cpu_us=self.cpu_ns / 1000 / len(micros),
+        )
 
 
 def time_calls(name: str, call: Callable[[], object], calls: int, rounds: int = 5) -> Timing:
-    """Each call timed alone, ``rounds`` rounds after one warm-up call, GC off (as timeit)."""
+    """Each call timed alone, ``rounds`` rounds after one warm-up call."""
     call()
-    samples: list[int] = []
-    cpu = 0
-    per_round = max(1, calls // rounds)
-    clock = time.perf_counter_ns
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        for _ in range(rounds):
-            cpu_before = time.process_time_ns()
-            for _ in range(per_round):
-                before = clock()
-                call()
-                samples.append(clock() - before)
-            cpu += time.process_time_ns() - cpu_before
-            gc.collect()
-    finally:
-        if enabled:
-            gc.enable()
-    return _summarise(name, samples, cpu)
+    sampler = Sampler(calls, rounds)
+    clock, samples = time.perf_counter_ns, sampler.samples_ns
+    for batch in sampler.rounds():
+        for _ in batch:
+            before = clock()
+            call()
+            samples.append(clock() - before)
+    return sampler.timing(name)
 
 
 async def time_awaits(
     name: str, call: Callable[[], Awaitable[object]], calls: int, rounds: int = 5
 ) -> Timing:
+    """``time_calls`` of a coroutine function, each call awaited."""
     await call()
-    samples: list[int] = []
-    cpu = 0
-    per_round = max(1, calls // rounds)
-    clock = time.perf_counter_ns
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        for _ in range(rounds):
-            cpu_before = time.process_time_ns()
-            for _ in range(per_round):
-                before = clock()
-                await call()
-                samples.append(clock() - before)
-            cpu += time.process_time_ns() - cpu_before
-            gc.collect()
-    finally:
-        if enabled:
-            gc.enable()
-    return _summarise(name, samples, cpu)
+    sampler = Sampler(calls, rounds)
+    clock, samples = time.perf_counter_ns, sampler.samples_ns
+    for batch in sampler.rounds():
+        for _ in batch:
+            before = clock()
+            await call()
+            samples.append(clock() - before)
+    return sampler.timing(name)
 
 
 def default_limits(settings: Settings) -> Limits:
@@ -436,20 +425,17 @@ class E2ERun:
     result: K6Result
 
     @property
-    def cpu_seconds(self) -> float:
-        return self.result.server_cpu * self.result.run_seconds
-
-    @property
     def cpu_ms_per_request(self) -> float:
         if not self.result.requests:
             return float("nan")
-        return self.cpu_seconds / self.result.requests * 1000
+        return self.result.server_cpu_seconds / self.result.requests * 1000
 
 
 def pooled_ms(runs: Sequence[E2ERun]) -> float:
     """All the runs' server CPU over all their requests, ms: the mean per request."""
     requests = sum(run.result.requests for run in runs)
-    return sum(run.cpu_seconds for run in runs) / requests * 1000 if requests else float("nan")
+    cpu = sum(run.result.server_cpu_seconds for run in runs)
+    return cpu / requests * 1000 if requests else float("nan")
 
 
 @dataclass
@@ -469,16 +455,10 @@ class E2EReport:
 
 def check_cost_report(url: str, token: str, server: str) -> dict[str, Any]:
     """One feed page: the rate-limited server reports the budget left, the other none."""
-    response = httpx.post(
-        f"{url}/graphql",
-        json={"query": FEED_QUERY_20},
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=30,
-    )
-    body: dict[str, Any] = response.json()
-    if response.status_code != 200 or body.get("errors"):
-        raise RuntimeError(f"{server}: the feed page failed: {response.text[:500]}")
-    cost: dict[str, Any] = body.get("extensions", {}).get("cost", {})
+    answer = ask_once(url, FEED_QUERY_20, token=token)
+    if answer.data is None:
+        raise RuntimeError(f"{server}: the feed page failed: {answer.text[:500]}")
+    cost: dict[str, Any] = answer.body.get("extensions", {}).get("cost", {})
     charged = "budgetLeft" in cost
     if charged != (server == LIMITED):
         raise RuntimeError(f"{server}: unexpected cost report {cost}: is the setting applied?")
@@ -486,7 +466,7 @@ def check_cost_report(url: str, token: str, server: str) -> dict[str, Any]:
 
 
 def run_e2e(
-    env: Env, servers: dict[str, Child], seeded: Seeded, data: Path, options: Options
+    env: BenchEnv, servers: dict[str, Child], seeded: Seeded, data: Path, options: Options
 ) -> E2EReport:
     report = E2EReport(
         users=seeded.users,
@@ -517,7 +497,7 @@ def run_e2e(
     for run_index in range(options.runs):
         for rate_index, rate in enumerate(options.rates):
             # Alternate which server goes first, so drifting noise hits both alike.
-            order = names if (run_index + rate_index) % 2 == 0 else names[::-1]
+            order = alternating(names, run_index + rate_index)
             for position, name in enumerate(order):
                 time.sleep(PAUSE_SECONDS)
                 result = run_k6(
@@ -531,21 +511,9 @@ def run_e2e(
                 )
                 run = E2ERun(server=name, rate=rate, run=run_index, order=position, result=result)
                 report.runs.append(run)
-                p50, p99, _ = result.latency["feed"]
-                log(
-                    f"{name} {rate} req/s run {run_index + 1}: CPU "
-                    f"{run.cpu_ms_per_request:.2f} ms/request, p50 {p50:.1f} ms p99 {p99:.1f} ms, "
-                    f"{result.failed}/{result.requests} failed, {result.dropped} dropped"
-                )
-                for sample in result.failure_samples[:2]:
-                    log(f"  {sample[:300]}")
+                heading = f"{name} {rate} req/s run {run_index + 1}"
+                log_run(heading, result, kind="feed", cpu_ms=run.cpu_ms_per_request)
     return report
-
-
-def _spread(values: Sequence[float], scale: float = 1.0, digits: int = 2) -> str:
-    if not values:
-        return "-"
-    return f"{min(values) * scale:.{digits}f}-{max(values) * scale:.{digits}f}"
 
 
 def render_e2e(report: E2EReport, options: Options) -> list[str]:
@@ -585,14 +553,11 @@ def render_e2e(report: E2EReport, options: Options) -> list[str]:
             runs = report.of(name, rate)
             cpu = [run.cpu_ms_per_request for run in runs]
             medians[name] = median(cpu)
-            failed = sum(run.result.failed for run in runs)
-            requests = sum(run.result.requests for run in runs)
+            k6 = Runs([run.result for run in runs])
             lines.append(
-                f"| {rate} | {name} | {fmt(medians[name], 2)} ({_spread(cpu)}) | "
-                f"{fmt(pooled_ms(runs), 2)} | "
-                f"{fmt(median([run.result.latency['feed'][0] for run in runs]))} | "
-                f"{fmt(median([run.result.latency['feed'][1] for run in runs]))} | "
-                f"{failed:,} / {requests:,} | {sum(run.result.dropped for run in runs)} |"
+                f"| {rate} | {name} | {fmt(medians[name], 2)} ({spread(cpu)}) | "
+                f"{fmt(pooled_ms(runs), 2)} | {fmt(k6.p50('feed'))} | {fmt(k6.p99('feed'))} | "
+                f"{k6.failed:,} / {k6.requests:,} | {k6.dropped} |"
             )
         paired = [
             on.cpu_ms_per_request - off.cpu_ms_per_request
@@ -606,7 +571,7 @@ def render_e2e(report: E2EReport, options: Options) -> list[str]:
             f"- {rate} req/s: rate limiter = {difference:+.0f} µs of server CPU per request "
             f"(difference of the medians), {pooled:+.0f} µs (of the pooled means); median "
             f"of the {len(paired)} paired differences {median(paired) * 1000:+.0f} µs "
-            f"(range {_spread(paired, 1000, 0)} µs)"
+            f"(range {spread(paired, scale=1000, digits=0)} µs)"
         )
     lines += ["", *differences]
     for name in (LIMITED, UNLIMITED):
@@ -689,7 +654,7 @@ async def run_ab(
         cpu: dict[str, list[float]] = {LIMITED: [], UNLIMITED: []}
         for index in range(warmup + pairs):
             token = rng.choice(tokens)
-            order = (LIMITED, UNLIMITED) if index % 2 == 0 else (UNLIMITED, LIMITED)
+            order = alternating((LIMITED, UNLIMITED), index)
             for name in order:
                 spent = await page(name, token)
                 if index >= warmup:
@@ -1100,15 +1065,7 @@ def render_hostile(results: Sequence[HostileResult], options: Options) -> list[s
 # --- running ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Env:
-    settings: Settings
-    servers: Servers
-    code: CodeSnapshot
-    work_dir: Path
-
-
-def start_edge_servers(env: Env) -> dict[str, Child]:
+def start_edge_servers(env: BenchEnv) -> dict[str, Child]:
     started: dict[str, Child] = {}
     try:
         for name, overrides in SERVER_SETTINGS.items():
@@ -1130,103 +1087,74 @@ def start_edge_servers(env: Env) -> dict[str, Child]:
 
 def run(options: Options, command: str) -> None:
     started = time.perf_counter()
-    data_dir = Path(tempfile.mkdtemp(prefix="apt-edge-"))
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()[0]
     sections: list[list[str]] = []
     raw: dict[str, Any] = {"command": command, "options": asdict(options)}
-    try:
-        settings = Settings(data_dir=data_dir, database_urls=[], redis_url=None)
-        servers = start_servers(settings, postgres_cleanup="delete")
+    with embedded_platform("edge", logs="edge-logs", fresh_logs=True) as env:
+        settings, servers, code = env.settings, env.servers, env.code
+        seeded = asyncio.run(seed(settings, servers, options))
+        log(f"seeded {seeded.users} users in {seeded.seconds:.1f}s")
+        data = write_data(env.work_dir / "edge-tokens.json", tokens=seeded.tokens)
+
+        log("in-process timings")
+        micro = asyncio.run(run_micro(settings, servers, options.micro_scale))
+        raw["micro"] = asdict(micro)
+        sections.append(render_micro(micro))
+
+        # Before the servers start: it builds every viewer's feed, so that both servers
+        # then start from the same warm data (a server that built the feeds would carry
+        # a bigger heap, and slower full GCs, than the other).
+        log("in-process A/B")
+        ab = asyncio.run(run_ab(settings, servers, seeded.tokens, options.ab_pairs))
+        raw["ab"] = asdict(ab)
+        ab_section = render_ab(ab)
+
+        children = start_edge_servers(env)
         try:
-            code = snapshot_code(data_dir / "code")
-            migrate(shard_map_for(settings, servers))
-            log(f"servers up and migrated in {time.perf_counter() - started:.1f}s")
-            log(f"code under test: {code.description}")
-            work_dir = data_dir / "work"
-            work_dir.mkdir()
-            env = Env(settings=settings, servers=servers, code=code, work_dir=work_dir)
-            seeded = asyncio.run(seed(settings, servers, options))
-            log(f"seeded {seeded.users} users in {seeded.seconds:.1f}s")
-            data = work_dir / "edge-tokens.json"
-            data.write_text(json.dumps({"tokens": seeded.tokens}))
-
-            log("in-process timings")
-            micro = asyncio.run(run_micro(settings, servers, options.micro_scale))
-            raw["micro"] = asdict(micro)
-            sections.append(render_micro(micro))
-
-            # Before the servers start: it builds every viewer's feed, so that both servers
-            # then start from the same warm data (a server that built the feeds would carry
-            # a bigger heap, and slower full GCs, than the other).
-            log("in-process A/B")
-            ab = asyncio.run(run_ab(settings, servers, seeded.tokens, options.ab_pairs))
-            raw["ab"] = asdict(ab)
-            ab_section = render_ab(ab)
-
-            children = start_edge_servers(env)
-            try:
-                e2e = run_e2e(env, children, seeded, data, options)
-                raw["e2e"] = [
-                    {
-                        "server": run_.server,
-                        "rate": run_.rate,
-                        "run": run_.run,
-                        "order": run_.order,
-                        "cpu_ms_per_request": run_.cpu_ms_per_request,
-                        "k6": asdict(run_.result),
-                    }
-                    for run_ in e2e.runs
-                ]
-                sections.append(render_e2e(e2e, options))
-                sections.append(ab_section)
-                log("hostile documents")
-                hostile = run_hostile(settings, children[LIMITED], options)
-                raw["hostile"] = [asdict(result) for result in hostile]
-                sections.append(render_hostile(hostile, options))
-            finally:
-                for child in children.values():
-                    child.stop()
-                keep_logs(work_dir)
+            e2e = run_e2e(env, children, seeded, data, options)
+            raw["e2e"] = [
+                {
+                    "server": run_.server,
+                    "rate": run_.rate,
+                    "run": run_.run,
+                    "order": run_.order,
+                    "cpu_ms_per_request": run_.cpu_ms_per_request,
+                    "k6": asdict(run_.result),
+                }
+                for run_ in e2e.runs
+            ]
+            sections.append(render_e2e(e2e, options))
+            sections.append(ab_section)
+            log("hostile documents")
+            hostile = run_hostile(settings, children[LIMITED], options)
+            raw["hostile"] = [asdict(result) for result in hostile]
+            sections.append(render_hostile(hostile, options))
         finally:
-            servers.stop()
-    finally:
-        shutil.rmtree(data_dir, ignore_errors=True)
+            for child in children.values():
+                child.stop()
     seconds = time.perf_counter() - started
-    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    when = utc_now()
     lines = [
         "# Public edge benchmark (issue 7)",
         "",
         f"- Command: `{command}`; finished {when}, wall time {seconds:.0f} s",
         f"- Code: {code.description}",
-        *describe_machine(),
+        *describe_machine(load_generator="k6"),
         f"- Load average (1 min): {load_before:.2f} before, {os.getloadavg()[0]:.2f} after",
         "",
     ]
     for section in sections:
         lines += [*section, ""]
-    report = "\n".join(lines)
-    RESULTS_PATH.write_text(report)
     raw["seconds"] = seconds
     raw["finished"] = when
+    write_report(RESULTS_PATH, lines)
     DATA_PATH.write_text(json.dumps(raw, indent=1, default=str))
-    print(report)
-    log(f"wrote {RESULTS_PATH} and {DATA_PATH.name} in {seconds:.0f}s")
-
-
-def keep_logs(work_dir: Path) -> None:
-    """Server and k6 logs survive the temporary directory, for post-mortems (this run's
-    only: the previous run's are removed)."""
-    shutil.rmtree(LOGS_DIR, ignore_errors=True)
-    LOGS_DIR.mkdir(parents=True)
-    for path in work_dir.glob("*.log"):
-        shutil.copy(path, LOGS_DIR / path.name)
+    log(f"wrote {DATA_PATH.name} in {seconds:.0f}s")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     arguments = list(sys.argv[1:] if argv is None else argv)
-    command = " ".join(["python -m bench.edge", shlex.join(arguments)]).strip()
-    run(parse_options(arguments), command)
+    run(parse_options(arguments), command_line("bench.edge", arguments))
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ from bench.harness import (
     BenchEnv,
     K6Result,
     Runs,
+    alternating,
     ask,
     command_line,
     describe_machine,
@@ -170,8 +171,7 @@ def measure(env: BenchEnv, options: Options, dataset: Dataset) -> list[str]:
         # Rates in the order given, each rate's runs interleaved kind by kind; the first
         # round of each rate warms every kind.
         for rate, round_index in ((r, i) for r in options.rates for i in range(options.runs + 1)):
-            kinds = KINDS if round_index % 2 == 0 else KINDS[::-1]
-            for kind in kinds:
+            for kind in alternating(KINDS, round_index):
                 result = run_k6(
                     "explore_reads",
                     target=server,

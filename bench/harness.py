@@ -30,7 +30,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager, context
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import httpx
 import psycopg
@@ -55,6 +55,7 @@ K6_BINARY = Path(sys.executable).parent / "k6"
 K6_SCRIPTS = Path(__file__).resolve().parent / "k6"
 DEFAULT_EDGES = PROJECT_ROOT.parent / "shared" / "data" / "social-graphs" / "socfb-Reed98.edges"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+T = TypeVar("T")
 READY_TIMEOUT_S = 90.0
 
 FEED_QUERY_20 = (
@@ -212,6 +213,12 @@ def percentile(values: Sequence[float], pct: float) -> float:
     low = int(rank)
     high = min(low + 1, len(ordered) - 1)
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def alternating(items: Sequence[T], index: int) -> Sequence[T]:
+    """``items`` in their order for an even ``index`` (a run, a round), reversed for an odd
+    one: which goes first alternates, so drifting noise hits every item alike."""
+    return items if index % 2 == 0 else items[::-1]
 
 
 def median(values: Sequence[float]) -> float:

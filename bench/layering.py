@@ -44,83 +44,72 @@ The report is printed and written to ``bench/results/layering.md`` (raw figures 
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import gc
 import hashlib
 import json
 import os
 import select
-import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
-from typing import Any, TextIO
+from typing import Any
 
-import httpx
-
-from aperture.seed import DEMO_PASSWORD, generate_graph, load_graph
-from bench.edge import (
-    DEFAULT_EDGES,
-    LIMITED,
-    PAUSE_SECONDS,
-    SERVER_SETTINGS,
-    UNLIMITED,
-    E2ERun,
-    pooled_ms,
-)
-from bench.edge import parse_options as edge_options
-from bench.edge import seed as edge_seed
-from bench.feed_common import (
+from bench.edge import LIMITED, PAUSE_SECONDS, SERVER_SETTINGS, UNLIMITED, E2ERun, pooled_ms
+from bench.harness import (
     FEED_QUERY_20,
     PROJECT_ROOT,
+    RESULTS_DIR,
     Child,
     CodeSnapshot,
+    Runs,
     WarmPass,
+    add_seed_arguments,
+    alternating,
+    argument_parser,
+    command_line,
     describe_machine,
     fmt,
+    git,
+    keep_logs,
+    log,
+    log_run,
     median,
     run_k6,
     server_env,
+    spawn,
+    spread,
     start_api_server,
+    utc_now,
     warm_feeds,
+    write_report,
 )
-from db.runtime import Runtime, shard_map_for, start_servers
-from db.session import ShardSessions
-from graphql_api.app import create_app
+from bench.layering_side import (
+    HOLD_COMMAND,
+    INPROCESS_COMMAND,
+    INPROCESS_GRAPH_SEED,
+    INPROCESS_MEAN_FOLLOWING,
+    INPROCESS_POSTS_PER_USER,
+    INPROCESS_USERS,
+)
 from infra.servers import Servers
 from infra.settings import Settings
-from migrations.runner import migrate
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 RESULTS_PATH = RESULTS_DIR / "layering.md"
 DATA_PATH = RESULTS_DIR / "layering.json"
-LOGS_DIR = RESULTS_DIR / "layering-logs"
+SIDE_SCRIPT = Path(__file__).resolve().with_name("layering_side.py")
 BASELINE_REV = "2cc49ef"
 BASELINE = "baseline"
 CURRENT = "current"
 SIDES = (BASELINE, CURRENT)
-HOLD_COMMAND = "hold-side"
-INPROCESS_COMMAND = "inprocess-side"
 HOLDER_START_TIMEOUT_S = 600.0
 E2E = "e2e"
 INPROCESS = "inprocess"
 PARTS = {E2E: (E2E,), INPROCESS: (INPROCESS,), "all": (E2E, INPROCESS)}
-# The in-process part's data: the same generated graph on both sides.
-INPROCESS_USERS = 200
-INPROCESS_GRAPH_SEED = 1
-INPROCESS_MEAN_FOLLOWING = 25
-INPROCESS_POSTS_PER_USER = 3
 INPROCESS_ROUND_TIMEOUT_S = 600.0
 PAGE_SIZE = 20  # edges of a full homeFeed(first: 20) page
 # What the servers run (the rest of a tree, such as bench/, docs/ and tests/, is not).
@@ -134,16 +123,7 @@ APP_DIRS = (
     "recommender/",
 )
 APP_FILES = ("alembic.ini", "pyproject.toml", "uv.lock")
-# Packages of the application (and of the bench helpers the holder seeds with): in a
-# holder, every module of these must come from its own checkout.
-CHECKOUT_PACKAGES = frozenset(
-    {"aperture", "graphql_api", "db", "domain", "migrations", "workers", "recommender", "bench"}
-)
 RATE_LIMIT_MODES = {"off": UNLIMITED, "on": LIMITED}
-
-
-def log(message: str) -> None:
-    print(f"[bench.layering {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 class SideFailed(RuntimeError):
@@ -187,11 +167,7 @@ class Options:
 
 
 def parse_options(argv: Sequence[str] | None = None) -> Options:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.layering",
-        description=__doc__.splitlines()[0] if __doc__ else None,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = argument_parser("bench.layering", __doc__)
     parser.add_argument(
         "--quick",
         action="store_true",
@@ -204,8 +180,7 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
         help="e2e: k6 against aperture serve; inprocess: CPU per request through the ASGI "
         "app in one process; all: both",
     )
-    parser.add_argument("--edges", type=Path, default=DEFAULT_EDGES, help="edge list to seed")
-    parser.add_argument("--viewers", type=int, default=0, help="viewer tokens (0: every user)")
+    add_seed_arguments(parser)
     parser.add_argument("--rate", type=int, default=50, help="k6 arrival rate, req/s")
     parser.add_argument(
         "--runs", type=int, default=5, help="k6 runs per side, and in-process rounds per side"
@@ -265,196 +240,7 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
     )
 
 
-# --- in a side's subprocess, run from that side's checkout ----------------------------------
-
-
-def _leave(signum: int, _frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)
-
-
-def modules_outside(checkout: Path) -> list[str]:
-    """Modules of the checkout's packages that were imported from anywhere else (the
-    virtual environment's editable install points at the main checkout)."""
-    outside: list[str] = []
-    for name, module in sorted(sys.modules.items()):
-        origin = getattr(module, "__file__", None)
-        if (
-            name.split(".")[0] in CHECKOUT_PACKAGES
-            and origin
-            and not Path(origin).resolve().is_relative_to(checkout)
-        ):
-            outside.append(f"{name} ({origin})")
-    return outside
-
-
-@contextmanager
-def checkout_servers(settings: Settings) -> Iterator[Servers]:
-    """Embedded PostgreSQL and Valkey in the settings' data dir, migrated with this
-    checkout's migrations; stopped, their data deleted, on the way out."""
-    servers = start_servers(settings, postgres_cleanup="delete")
-    try:
-        migrate(shard_map_for(settings, servers))
-        yield servers
-    finally:
-        servers.stop()
-
-
-def hold_side(argv: Sequence[str]) -> None:
-    """Start the servers, migrate, seed, write what the benchmark needs to ``--out``, then
-    keep the servers up until stdin closes (or SIGTERM). Everything here but this file
-    comes from the checkout in ``cwd``/``PYTHONPATH``."""
-    parser = argparse.ArgumentParser(prog=f"layering.py {HOLD_COMMAND}")
-    parser.add_argument("--edges", type=Path, required=True)
-    parser.add_argument("--viewers", type=int, default=0)
-    parser.add_argument("--out", type=Path, required=True)
-    args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, _leave)
-    checkout = Path.cwd().resolve()
-    settings = Settings()
-    with checkout_servers(settings) as servers:
-        seed_options = edge_options(["--edges", str(args.edges), "--viewers", str(args.viewers)])
-        seeded = asyncio.run(edge_seed(settings, servers, seed_options))
-        outside = modules_outside(checkout)
-        partial = args.out.with_suffix(".partial")
-        partial.write_text(
-            json.dumps(
-                {
-                    "database_urls": list(servers.database_urls),
-                    "redis_url": servers.redis_url,
-                    "users": seeded.users,
-                    "follows": seeded.follows,
-                    "seed_seconds": seeded.seconds,
-                    "tokens": seeded.tokens,
-                    "modules_outside": outside,
-                }
-            )
-        )
-        partial.rename(args.out)
-        log(f"{checkout}: seeded {seeded.users} users in {seeded.seconds:.1f}s; holding")
-        sys.stdin.read()  # until the benchmark closes our stdin
-
-
-def inprocess_side(argv: Sequence[str]) -> None:
-    """Start the servers, migrate, seed the generated graph, build the app and sign in,
-    then answer a JSON line on stdout: the setup; then one more per line read on stdin: a
-    round (warm-up, then the timed requests); until stdin closes (or SIGTERM). Everything
-    here but this file comes from the checkout in ``cwd``/``PYTHONPATH``."""
-    parser = argparse.ArgumentParser(prog=f"layering.py {INPROCESS_COMMAND}")
-    parser.add_argument("--requests", type=int, required=True)
-    parser.add_argument("--warmup", type=int, required=True)
-    args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, _leave)
-    # The replies keep the original stdout; anything else written there (by this process
-    # or the servers it starts) goes to stderr, the log.
-    replies = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
-    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
-    settings = Settings()
-    with checkout_servers(settings) as servers:
-        asyncio.run(serve_rounds(settings, servers, args.requests, args.warmup, replies))
-
-
-async def read_feed(
-    client: httpx.AsyncClient, headers: dict[str, str], times: int
-) -> tuple[int, int]:
-    """``times`` homeFeed(first: 20) requests, one after the other: how many failed (not
-    200, or GraphQL errors) and the edges of the last page (-1: no page)."""
-    body = json.dumps({"query": FEED_QUERY_20}).encode()
-    failed = 0
-    response: httpx.Response | None = None
-    for _ in range(times):
-        response = await client.post("/graphql", content=body, headers=headers)
-        if response.status_code != 200 or b'"errors"' in response.content:
-            failed += 1
-    if response is None or response.status_code != 200:
-        return failed, -1
-    page = (response.json().get("data") or {}).get("homeFeed") or {}
-    edges = page.get("edges")
-    return failed, len(edges) if isinstance(edges, list) else -1
-
-
-async def serve_rounds(
-    settings: Settings, servers: Servers, requests: int, warmup: int, replies: TextIO
-) -> None:
-    def reply(**fields: object) -> None:
-        replies.write(json.dumps(fields) + "\n")
-
-    checkout = Path.cwd().resolve()
-    started = time.perf_counter()
-    runtime = Runtime.connect(settings, servers)
-    try:
-        graph = generate_graph(
-            INPROCESS_USERS, seed=INPROCESS_GRAPH_SEED, mean_following=INPROCESS_MEAN_FOLLOWING
-        )
-        await load_graph(
-            ShardSessions(runtime.databases), graph, posts_per_user=INPROCESS_POSTS_PER_USER
-        )
-        await runtime.redis.flushdb()  # the first read builds the feed, as after a restart
-        seed_seconds = time.perf_counter() - started
-        viewer, following = Counter(follower for follower, _ in graph.edges).most_common(1)[0]
-        app = create_app(runtime, close_runtime=False)
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://inprocess") as client:
-            login = await client.post(
-                "/graphql",
-                json={
-                    "query": "mutation ($u: String!, $p: String!) "
-                    "{ logIn(username: $u, password: $p) { token } }",
-                    "variables": {"u": f"user{viewer}", "p": DEMO_PASSWORD},
-                },
-            )
-            token = ((login.json().get("data") or {}).get("logIn") or {}).get("token")
-            if not token:
-                raise RuntimeError(f"signing in as user{viewer} failed: {login.text[:2000]}")
-            headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-            failed, edges = await read_feed(client, headers, warmup)
-            if failed:
-                raise RuntimeError(f"{failed} of {warmup} warm-up feed requests failed")
-            log(f"{checkout}: seeded and signed in as user{viewer}; ready")
-            reply(
-                users=graph.users,
-                follows=len(graph.edges),
-                viewer=f"user{viewer}",
-                following=following,
-                seed_seconds=seed_seconds,
-                setup_seconds=time.perf_counter() - started,
-                edges=edges,
-                modules_outside=modules_outside(checkout),
-            )
-            gc.collect()
-            gc.freeze()  # the setup's objects: as in a long-running server
-            while sys.stdin.readline():  # a round per line, until stdin closes
-                warm_failed, _ = await read_feed(client, headers, warmup)
-                gc.collect()
-                cpu = time.process_time()
-                wall = time.perf_counter()
-                failed, edges = await read_feed(client, headers, requests)
-                cpu = time.process_time() - cpu
-                wall = time.perf_counter() - wall
-                reply(
-                    cpu_ms=cpu / requests * 1000,
-                    wall_ms=wall / requests * 1000,
-                    requests=requests,
-                    failed=failed,
-                    warmup_failed=warm_failed,
-                    edges=edges,
-                )
-    finally:
-        await runtime.close()
-
-
 # --- revisions ------------------------------------------------------------------------------
-
-
-def git(tree: Path, *args: str, check: bool = True) -> str:
-    completed = subprocess.run(
-        ["git", "--no-optional-locks", "-C", str(tree), *args],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if check and completed.returncode != 0:
-        raise RuntimeError(f"git {' '.join(args)} in {tree}: {completed.stderr.strip()}")
-    return completed.stdout
 
 
 @dataclass(frozen=True)
@@ -490,8 +276,10 @@ def is_app_path(path: str) -> bool:
 
 
 def changed_paths(tree: Path) -> tuple[str, ...]:
-    tracked = git(tree, "diff", "HEAD", "--name-only", "-z").split("\0")
-    untracked = git(tree, "ls-files", "--others", "--exclude-standard", "-z").split("\0")
+    tracked = git("diff", "HEAD", "--name-only", "-z", tree=tree, check=True).split("\0")
+    untracked = git(
+        "ls-files", "--others", "--exclude-standard", "-z", tree=tree, check=True
+    ).split("\0")
     return tuple(sorted({path for path in (*tracked, *untracked) if path}))
 
 
@@ -499,8 +287,8 @@ def read_revision(side: str, tree: Path) -> Revision:
     return Revision(
         side=side,
         tree=tree,
-        commit=git(tree, "rev-parse", "HEAD").strip(),
-        subject=git(tree, "log", "-1", "--format=%s").strip(),
+        commit=git("rev-parse", "HEAD", tree=tree, check=True),
+        subject=git("log", "-1", "--format=%s", tree=tree, check=True),
         changed=changed_paths(tree),
     )
 
@@ -509,7 +297,9 @@ def app_files(tree: Path) -> dict[str, str]:
     """Every application file of the tree (tracked or not, unless ignored), path -> hash of
     its content: tells whether the code under test changed while the benchmark ran,
     commits or not."""
-    listed = git(tree, "ls-files", "--cached", "--others", "--exclude-standard", "-z")
+    listed = git(
+        "ls-files", "--cached", "--others", "--exclude-standard", "-z", tree=tree, check=True
+    )
     files: dict[str, str] = {}
     for path in sorted(set(listed.split("\0"))):
         file = tree / path
@@ -532,11 +322,11 @@ def edited_between(checkpoints: dict[str, dict[str, str]]) -> list[str]:
 
 
 def add_worktree(rev: str, path: Path) -> None:
-    git(PROJECT_ROOT, "worktree", "add", "--detach", str(path), rev)
+    git("worktree", "add", "--detach", str(path), rev, check=True)
 
 
 def remove_worktree(path: Path) -> None:
-    git(PROJECT_ROOT, "worktree", "remove", "--force", str(path), check=False)
+    git("worktree", "remove", "--force", str(path))
 
 
 # --- one side ---------------------------------------------------------------------------------
@@ -607,7 +397,7 @@ def spawn_side(
     log_path: Path,
     replies: bool = False,
 ) -> Child:
-    """This file run with ``arguments`` from the side's checkout (``cwd`` and
+    """``bench/layering_side.py`` run with ``arguments`` from the side's checkout (``cwd`` and
     ``PYTHONPATH``), starting embedded servers in ``data_dir``; stdin a pipe (closing it
     ends the process), stdout a pipe too with ``replies`` (the log gets stderr), else the
     log."""
@@ -621,23 +411,15 @@ def spawn_side(
     # No server addresses: the subprocess starts embedded servers in its data dir.
     env.pop("APERTURE_DATABASE_URLS")
     env.pop("APERTURE_REDIS_URL")
-    command = [
-        sys.executable,
-        "-P",  # not this file's directory on sys.path: only the checkout's packages
-        str(Path(__file__).resolve()),
-        *arguments,
-    ]
-    with log_path.open("ab") as output:
-        process = subprocess.Popen(
-            command,
-            env=env,
-            cwd=tree,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE if replies else output,
-            stderr=output if replies else subprocess.STDOUT,
-            start_new_session=True,
-        )
-    return Child(process=process, log_path=log_path)
+    return spawn(
+        # -P: not the script's directory on sys.path, only the checkout's packages
+        ["-P", str(SIDE_SCRIPT), *arguments],
+        env=env,
+        cwd=tree,
+        log_path=log_path,
+        stdin=subprocess.PIPE,
+        replies=replies,
+    )
 
 
 def check_modules(side: Side, outside: Sequence[str]) -> None:
@@ -815,7 +597,7 @@ def wait_inprocess(side: Side) -> None:
 
 def side_order(index: int) -> tuple[str, ...]:
     """Which side goes first alternates, so drifting noise hits both alike."""
-    return SIDES if index % 2 == 0 else SIDES[::-1]
+    return tuple(alternating(SIDES, index))
 
 
 def measure(sides: dict[str, Side], options: Options, work_dir: Path) -> list[E2ERun]:
@@ -839,14 +621,8 @@ def measure(sides: dict[str, Side], options: Options, work_dir: Path) -> list[E2
                 server=name, rate=options.rate, run=run_index, order=position, result=result
             )
             runs.append(run)
-            p50, p99, _ = result.latency["feed"]
-            log(
-                f"run {run_index + 1}/{options.runs} {name}: CPU "
-                f"{run.cpu_ms_per_request:.2f} ms/request, p50 {p50:.1f} ms p99 {p99:.1f} ms, "
-                f"{result.failed}/{result.requests} failed, {result.dropped} dropped"
-            )
-            for sample in result.failure_samples[:2]:
-                log(f"  {sample[:300]}")
+            heading = f"run {run_index + 1}/{options.runs} {name}"
+            log_run(heading, result, kind="feed", cpu_ms=run.cpu_ms_per_request)
     return runs
 
 
@@ -868,15 +644,16 @@ class SideSummary:
 
 def summarise(name: str, runs: Sequence[E2ERun]) -> SideSummary:
     mine = [run for run in runs if run.server == name]
+    k6 = Runs([run.result for run in mine])
     return SideSummary(
         name=name,
         cpu_ms=[run.cpu_ms_per_request for run in mine],
         pooled_ms=pooled_ms(mine),
-        p50_ms=median([run.result.latency["feed"][0] for run in mine]),
-        p99_ms=median([run.result.latency["feed"][1] for run in mine]),
-        requests=sum(run.result.requests for run in mine),
-        failed=sum(run.result.failed for run in mine),
-        dropped=sum(run.result.dropped for run in mine),
+        p50_ms=k6.p50("feed"),
+        p99_ms=k6.p99("feed"),
+        requests=k6.requests,
+        failed=k6.failed,
+        dropped=k6.dropped,
     )
 
 
@@ -931,10 +708,6 @@ def paired_ratios(values: Iterable[tuple[int, str, float]]) -> list[float]:
 # --- report ---------------------------------------------------------------------------------
 
 
-def _spread(values: Sequence[float], digits: int = 2) -> str:
-    return f"{min(values):.{digits}f}-{max(values):.{digits}f}" if values else "-"
-
-
 @dataclass
 class Report:
     command: str
@@ -968,12 +741,12 @@ def ratio_line(what: str, base: float, current: float, paired: Sequence[float], 
     return (
         f"**Current / baseline, {what}: {ratio:.3f}** ({(ratio - 1) * 100:+.1f}%). "
         f"Paired by {unit} (the two sides back to back): median {fmt(median(paired), 3)}, "
-        f"range {_spread(paired, 3)}; current higher in {higher} of {len(paired)} {unit}s."
+        f"range {spread(paired, digits=3)}; current higher in {higher} of {len(paired)} {unit}s."
     )
 
 
 def render_header(report: Report) -> list[str]:
-    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    when = utc_now()
     return [
         "# Layering benchmark (issue 8): server CPU per warm home-feed page, "
         "before and after the refactor",
@@ -983,7 +756,7 @@ def render_header(report: Report) -> list[str]:
             f"- {side.name.capitalize()}: {side.revision.description}"
             for side in report.sides.values()
         ),
-        *describe_machine(),
+        *describe_machine(load_generator="k6"),
         f"- Load average (1 min): {report.load_before:.2f} before, {report.load_after:.2f} after",
     ]
 
@@ -1021,7 +794,7 @@ def render_e2e(report: Report) -> list[str]:
         side = sides[summary.name]
         lines.append(
             f"| {summary.name} | {side.revision.label} | {fmt(summary.median_cpu_ms, 2)} "
-            f"({_spread(summary.cpu_ms)}) | {fmt(summary.pooled_ms, 2)} | {fmt(summary.p50_ms)} "
+            f"({spread(summary.cpu_ms)}) | {fmt(summary.pooled_ms, 2)} | {fmt(summary.p50_ms)} "
             f"| {fmt(summary.p99_ms)} | {summary.failed:,} / {summary.requests:,} "
             f"| {summary.dropped:,} | {fmt(side.idle_cpu_ms_per_s)} |"
         )
@@ -1134,7 +907,7 @@ def render_inprocess(report: Report) -> list[str]:
         mine = [r for r in rounds if r.side == name]
         lines.append(
             f"| {name} | {sides[name].revision.label} | {fmt(median(cpu[name]), 3)} "
-            f"({_spread(cpu[name], 3)}) | {fmt(median(wall[name]), 3)} "
+            f"({spread(cpu[name], digits=3)}) | {fmt(median(wall[name]), 3)} "
             f"| {sum(r.failed for r in mine):,} / {sum(r.requests for r in mine):,} |"
         )
     lines += [
@@ -1195,14 +968,6 @@ def render(report: Report) -> str:
 
 
 # --- running ----------------------------------------------------------------------------------
-
-
-def keep_logs(work_dir: Path) -> None:
-    """Holder, server and k6 logs survive the temporary directory (this run's only)."""
-    shutil.rmtree(LOGS_DIR, ignore_errors=True)
-    LOGS_DIR.mkdir(parents=True)
-    for path in work_dir.glob("*.log"):
-        shutil.copy(path, LOGS_DIR / path.name)
 
 
 def raw_figures(report: Report) -> dict[str, Any]:
@@ -1318,7 +1083,7 @@ def run(options: Options, command: str) -> Report:
         report.checkpoints["end"] = app_files(options.current_tree)
     finally:
         stop_sides(sides)
-        keep_logs(work_dir)
+        keep_logs(work_dir, "layering-logs", fresh=True)
         remove_worktree(baseline_tree)
         shutil.rmtree(temp, ignore_errors=True)
     report.load_after = os.getloadavg()[0]
@@ -1326,36 +1091,18 @@ def run(options: Options, command: str) -> Report:
     return report
 
 
-def display_command(arguments: Sequence[str]) -> str:
-    python = Path(sys.executable)
-    shown = (
-        str(python.relative_to(PROJECT_ROOT))
-        if python.is_relative_to(PROJECT_ROOT)
-        else str(python)
-    )
-    return " ".join([shown, "-m bench.layering", shlex.join(arguments)]).strip()
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     arguments = list(sys.argv[1:] if argv is None else argv)
-    if arguments[:1] == [HOLD_COMMAND]:
-        hold_side(arguments[1:])
-        return
-    if arguments[:1] == [INPROCESS_COMMAND]:
-        inprocess_side(arguments[1:])
-        return
     options = parse_options(arguments)
-    command = display_command(arguments)
+    command = command_line("bench.layering", arguments, interpreter=True)
     try:
         report = run(options, command)
     except SideFailed as error:
         log(f"FAILED: {error}")
         raise SystemExit(1) from None
-    text = render(report)
-    RESULTS_PATH.write_text(text)
+    write_report(RESULTS_PATH, [render(report)])
     DATA_PATH.write_text(json.dumps(raw_figures(report), indent=1, default=str))
-    print(text)
-    log(f"wrote {RESULTS_PATH} and {DATA_PATH.name} in {report.seconds:.0f}s")
+    log(f"wrote {DATA_PATH.name} in {report.seconds:.0f}s")
 
 
 if __name__ == "__main__":

@@ -44,6 +44,7 @@ from bench.harness import (
     Child,
     K6Result,
     Runs,
+    alternating,
     ask_once,
     command_line,
     descendants,
@@ -253,8 +254,7 @@ def run_uploads(env: BenchEnv, options: Options) -> list[str]:
         idle = WorkerMemory.read(worker, "VmRSS")
         runs: list[UploadRun] = []
         for round_index in range(options.runs):
-            points = UPLOAD_POINTS if round_index % 2 == 0 else UPLOAD_POINTS[::-1]
-            for label, rate in points:
+            for label, rate in alternating(UPLOAD_POINTS, round_index):
                 log(f"upload: {label} at {rate}/s, run {round_index + 1}")
                 result = run_upload_point(
                     server=server,
@@ -382,8 +382,7 @@ def run_reads(env: BenchEnv, options: Options) -> list[str]:
         ceiling_ms: dict[str, list[float]] = {kind: [] for kind in ceilings}
         results: dict[str, list[K6Result]] = {kind: [] for kind in READ_KINDS}
         for round_index in range(options.runs + 1):  # the first round warms every kind
-            kinds = READ_KINDS if round_index % 2 == 0 else READ_KINDS[::-1]
-            for kind in kinds:
+            for kind in alternating(READ_KINDS, round_index):
                 result = run_k6(
                     "media_reads",
                     target=server,

@@ -50,22 +50,16 @@ The report is printed and written to ``bench/results/read_path.md`` (raw figures
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import gc
 import json
 import os
 import random
-import shlex
-import shutil
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -74,31 +68,41 @@ import strawberry
 from strawberry.extensions import ParserCache, ValidationCache
 
 from bench import layering
-from bench.edge import DEFAULT_EDGES, LIMITED, SERVER_SETTINGS
+from bench.edge import LIMITED, SERVER_SETTINGS
 from bench.edge import parse_options as edge_options
 from bench.edge import seed as edge_seed
-from bench.feed_common import (
+from bench.harness import (
+    CLK_TCK,
     FEED_QUERY_20,
-    PROJECT_ROOT,
+    RESULTS_DIR,
+    Answer,
+    BenchEnv,
     Child,
-    CodeSnapshot,
+    LoadOptions,
+    ProcessStat,
+    add_seed_arguments,
+    argument_parser,
+    ask,
+    command_line,
+    descendants,
     describe_machine,
+    embedded_platform,
     fmt,
-    k6_command,
+    integers,
+    log,
     median,
-    snapshot_code,
+    process_table,
+    spread,
     start_api_server,
+    start_k6,
+    utc_now,
     warm_feeds,
+    write_data,
+    write_report,
 )
-from db.runtime import shard_map_for, start_servers
-from infra.servers import Servers
-from infra.settings import Settings
-from migrations.runner import migrate
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 RESULTS_PATH = RESULTS_DIR / "read_path.md"
 DATA_PATH = RESULTS_DIR / "read_path.json"
-LOGS_DIR = RESULTS_DIR / "read_path-logs"
 BASELINE_REV = "7f87572"
 K6_SCRIPT = "read_path"
 PAUSE_SECONDS = 1.5
@@ -108,7 +112,6 @@ SATURATED_ACHIEVED = 0.5
 # request mixes served pages with cheap refusals (503 OVERLOADED), so the ceiling, per-field
 # and baseline tables leave it out.
 CLEAN_ERROR_RATE = 0.01
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 GRID_QUERY = (
     "query($u: String!) { user(username: $u) { posts(first: 12) { edges { node { id "
@@ -131,22 +134,11 @@ FANOUT = "fanout_on_read"
 BASELINE = "baseline"
 
 
-def log(message: str) -> None:
-    print(f"[bench.read_path {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
 # --- options -----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class Options:
-    quick: bool
-    edges: Path
-    viewers: int
-    rates: tuple[int, ...]
-    runs: int
-    duration_s: int
-    warmup_s: int
+class Options(LoadOptions):
     pre_vus: int
     timeout: str
     processes: tuple[int, ...]
@@ -155,19 +147,14 @@ class Options:
 
 
 def parse_options(argv: Sequence[str] | None = None) -> Options:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.read_path",
-        description=__doc__.splitlines()[0] if __doc__ else None,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = argument_parser("bench.read_path", __doc__)
     parser.add_argument(
         "--quick",
         action="store_true",
         help="smoke run: one rate (the lowest of --rates), one run of 5 s, 2 s warm-ups, "
         "500 ceiling requests per round (a few minutes)",
     )
-    parser.add_argument("--edges", type=Path, default=DEFAULT_EDGES, help="edge list to seed")
-    parser.add_argument("--viewers", type=int, default=0, help="viewer tokens (0: every user)")
+    add_seed_arguments(parser)
     parser.add_argument("--rates", default="100,200,300,400", help="k6 arrival rates, req/s")
     parser.add_argument("--runs", type=int, default=3, help="k6 runs per point and rate")
     parser.add_argument("--duration", type=int, default=20, help="seconds per k6 run")
@@ -194,8 +181,8 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
         help="in-memory ceiling: executions per round (default 2000, --quick 500)",
     )
     args = parser.parse_args(argv)
-    rates = tuple(int(part) for part in args.rates.split(",") if part.strip())
-    processes = tuple(int(part) for part in args.processes.split(",") if part.strip())
+    rates = integers(args.rates)
+    processes = integers(args.processes)
     if not rates or min(rates) < 1 or args.runs < 1 or not processes or min(processes) < 1:
         parser.error("give at least one positive rate, one run and one process count")
     if args.pre_vus < 1:
@@ -290,7 +277,7 @@ def ceilings_only(rounds: int, requests: int) -> str:
                 ceiling_round(schema, requests, f"{name}, round {index + 1}").cpu_ms
             )
     lines = [
-        *describe_machine(),
+        *describe_machine(load_generator="k6"),
         "",
         "| Stock Strawberry, extensions | CPU ms/request, median (min-max) |",
         "|---|--:|",
@@ -355,39 +342,11 @@ def count_fields(value: object) -> int:
 # --- CPU of process trees, from /proc --------------------------------------------------------
 
 
-def _proc_table() -> dict[int, tuple[int, int, str]]:
-    """pid -> (parent pid, utime+stime+cutime+cstime in ticks, comm)."""
-    table: dict[int, tuple[int, int, str]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue
-        head, _, tail = text.rpartition(")")
-        fields = tail.split()
-        comm = head.partition("(")[2]
-        ticks = int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])
-        table[int(stat.parent.name)] = (int(fields[1]), ticks, comm)
-    return table
-
-
-def tree_cpu_seconds(roots: Sequence[int], table: dict[int, tuple[int, int, str]]) -> float:
+def tree_cpu_seconds(roots: Sequence[int], table: dict[int, ProcessStat]) -> float:
     """User+system CPU of the roots and all their live descendants, and of the children
     they reaped (cutime/cstime), so a uvicorn worker is counted whether alive or gone."""
-    children: dict[int, list[int]] = {}
-    for pid, (parent, _, _) in table.items():
-        children.setdefault(parent, []).append(pid)
-    seen: set[int] = set()
-    stack = [root for root in roots if root in table]
-    ticks = 0
-    while stack:
-        pid = stack.pop()
-        if pid in seen:
-            continue
-        seen.add(pid)
-        ticks += table[pid][1]
-        stack.extend(children.get(pid, ()))
-    return ticks / CLK_TCK
+    tree = descendants(roots, table)
+    return sum(table[pid].ticks + table[pid].reaped_ticks for pid in tree) / CLK_TCK
 
 
 def database_roots(data_dir: Path) -> list[int]:
@@ -403,9 +362,9 @@ def database_roots(data_dir: Path) -> list[int]:
             continue
         if marker in cmdline and not comm.startswith("python"):
             roots.append(int(entry.name))
-    table = _proc_table()
+    table = process_table()
     # Only the top of each tree (PostgreSQL's backends name no dir; some helpers might).
-    return [pid for pid in roots if table.get(pid, (0, 0, ""))[0] not in roots]
+    return [pid for pid in roots if pid in table and table[pid].parent not in roots]
 
 
 # --- servers --------------------------------------------------------------------------------
@@ -429,7 +388,7 @@ class Server:
     def cpu(self, load_generator: int | None = None) -> CpuSample:
         """CPU seconds used so far by the serve tree, its databases, the load generator's
         process (if given) and the whole machine."""
-        table = _proc_table()
+        table = process_table()
         return CpuSample(
             server=tree_cpu_seconds([self.child.process.pid], table),
             db=tree_cpu_seconds(self.db_roots, table),
@@ -468,13 +427,6 @@ def server_name(strategy: str, processes: int) -> str:
 # --- GraphQL over HTTP, for warm-up and data collection -------------------------------------
 
 
-@dataclass(frozen=True)
-class Answer:
-    status: int
-    data: dict[str, Any] | None
-    error: str
-
-
 async def post_many(
     url: str,
     requests: Sequence[tuple[str, str, dict[str, Any] | None]],
@@ -486,17 +438,8 @@ async def post_many(
     async with httpx.AsyncClient(base_url=url, timeout=60) as client:
 
         async def one(token: str, query: str, variables: dict[str, Any] | None) -> Answer:
-            payload: dict[str, Any] = {"query": query}
-            if variables is not None:
-                payload["variables"] = variables
             async with gate:
-                response = await client.post(
-                    "/graphql", json=payload, headers={"Authorization": f"Bearer {token}"}
-                )
-            body: dict[str, Any] = response.json() if response.status_code == 200 else {}
-            if response.status_code != 200 or body.get("errors") or not body.get("data"):
-                return Answer(response.status_code, None, response.text[:300])
-            return Answer(200, body["data"], "")
+                return await ask(client, query, token=token, variables=variables)
 
         return list(await asyncio.gather(*(one(*request) for request in requests)))
 
@@ -640,12 +583,6 @@ class PointRun:
         return self.other_cpu_s / self.window_s if self.window_s else float("nan")
 
 
-def _metric(summary: dict[str, Any], name: str) -> dict[str, float]:
-    metric = summary.get("metrics", {}).get(name)
-    values: dict[str, float] = metric["values"] if metric else {}
-    return values
-
-
 def run_k6(
     server: Server,
     kind: str,
@@ -659,35 +596,34 @@ def run_k6(
 ) -> PointRun:
     """One k6 run of ``kind`` against ``server``; the server's CPU is read when k6 logs
     its setup() and teardown() markers."""
-    stem = f"k6-{server.name.replace(' ', '-')}-{kind}-{rate}-{time.monotonic_ns()}"
-    summary_path = work_dir / f"{stem}.json"
-    log_path = work_dir / f"{stem}.log"
-    command = k6_command(
-        K6_SCRIPT,
-        TARGET=server.child.url,
-        KIND=kind,
-        DATA=server.data,
-        RATE=rate,
-        DURATION=duration_s,
-        PRE_VUS=options.pre_vus,
-        MAX_VUS=options.pre_vus,
-        TIMEOUT=options.timeout,
-        SUMMARY=summary_path,
-    )
     start_cpu = server.cpu()
     start_at = time.perf_counter()
     end_cpu: CpuSample | None = None
     end_at = 0.0
     marked_start = False
     samples: list[str] = []
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+    k6 = start_k6(
+        K6_SCRIPT,
+        work_dir,
+        {
+            "TARGET": server.child.url,
+            "KIND": kind,
+            "DATA": server.data,
+            "RATE": rate,
+            "DURATION": duration_s,
+            "PRE_VUS": options.pre_vus,
+            "MAX_VUS": options.pre_vus,
+            "TIMEOUT": options.timeout,
+        },
+        name=f"{server.name.replace(' ', '-')}-{kind}-{rate}",
+        pipe=True,
     )
+    process = k6.process
     watchdog = threading.Timer(duration_s + 180, process.kill)
     watchdog.start()
     try:
         assert process.stdout is not None
-        with log_path.open("wb") as output:
+        with k6.log_path.open("wb") as output:
             for line in process.stdout:
                 if b"READ_PATH_START" in line and not marked_start:
                     start_cpu = server.cpu(process.pid)
@@ -699,25 +635,17 @@ def run_k6(
                 if b"FAILED" in line and len(samples) < 5:
                     samples.append(line.decode(errors="replace").strip())
                 output.write(line)
-        process.wait()
+        summary = k6.finish(timeout=60)
     finally:
         watchdog.cancel()
     marked = marked_start and end_cpu is not None
     if end_cpu is None:
         end_cpu = server.cpu()
         end_at = time.perf_counter()
-    if not summary_path.exists():
-        raise RuntimeError(
-            f"k6 exited {process.returncode} without a summary:\n"
-            + log_path.read_text(errors="replace")[-3000:]
-        )
     used = end_cpu - start_cpu
     if not marked:  # k6 gone: its CPU is not known
         used = CpuSample(used.server, used.db, 0.0, used.server + used.db)
-    summary: dict[str, Any] = json.loads(summary_path.read_text())
-    requests = int(_metric(summary, "http_reqs").get("count", 0))
-    failed = round(_metric(summary, "failed_requests").get("rate", 0.0) * requests)
-    latency = _metric(summary, "latency_all")
+    requests = summary.count("http_reqs")
     return PointRun(
         server=server.name,
         kind=kind,
@@ -725,13 +653,13 @@ def run_k6(
         run=run,
         position=position,
         requests=requests,
-        failed=failed,
-        errors_transport=int(_metric(summary, "errors_transport").get("count", 0)),
-        errors_status=int(_metric(summary, "errors_status").get("count", 0)),
-        errors_graphql=int(_metric(summary, "errors_graphql").get("count", 0)),
-        dropped=int(_metric(summary, "dropped_iterations").get("count", 0)),
-        p50_ms=float(latency.get("med", float("nan"))),
-        p99_ms=float(latency.get("p(99)", float("nan"))),
+        failed=round(summary.stat("failed_requests", "rate") * requests),
+        errors_transport=summary.count("errors_transport"),
+        errors_status=summary.count("errors_status"),
+        errors_graphql=summary.count("errors_graphql"),
+        dropped=summary.count("dropped_iterations"),
+        p50_ms=summary.stat("latency_all", "med"),
+        p99_ms=summary.stat("latency_all", "p(99)"),
         window_s=end_at - start_at,
         server_cpu_s=used.server,
         db_cpu_s=used.db,
@@ -779,13 +707,7 @@ def point_key(server: str, kind: str) -> str:
 
 
 def start_current_servers(
-    settings: Settings,
-    servers: Servers,
-    code: CodeSnapshot,
-    options: Options,
-    work_dir: Path,
-    data_path: Path,
-    db_roots: list[int],
+    env: BenchEnv, options: Options, data_path: Path, db_roots: list[int]
 ) -> list[Server]:
     started: list[Server] = []
     try:
@@ -793,15 +715,15 @@ def start_current_servers(
             for processes in options.processes:
                 name = server_name(strategy, processes)
                 child = start_api_server(
-                    settings,
-                    servers,
-                    code,
+                    env.settings,
+                    env.servers,
+                    env.code,
                     {
                         "APERTURE_SERVE_RUNS_WORKERS": "false",
                         "APERTURE_FEED_READ_STRATEGY": strategy,
                         **SERVER_SETTINGS[LIMITED],
                     },
-                    work_dir / f"serve-{name.replace(' ', '-')}.log",
+                    env.work_dir / f"serve-{name.replace(' ', '-')}.log",
                     processes=processes,
                 )
                 kinds = KINDS if strategy == PRECOMPUTED else (FEED,)
@@ -972,111 +894,93 @@ def measure(
 
 def run(options: Options, command: str) -> Report:
     started = time.perf_counter()
-    temp = Path(tempfile.mkdtemp(prefix="apt-read-path-"))
-    data_dir = temp / "current-data"
-    work_dir = temp / "work"
-    work_dir.mkdir()
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     report = Report(command=command, options=options)
     report.load_before = os.getloadavg()[0]
     # As the issue defines the ceiling: stock Strawberry with its parser and validation
     # caches (``--ceilings-only`` also measures it with the parser cache alone).
     schema = ceiling_schema(validation_cache=True)
-    servers_started: list[Server] = []
-    side: layering.Side | None = None
-    baseline_tree = temp / "baseline-src"
-    try:
-        settings = Settings(data_dir=data_dir, database_urls=[], redis_url=None)
-        servers = start_servers(settings, postgres_cleanup="delete")
+    with embedded_platform("read-path", logs="read_path-logs", fresh_logs=True) as env:
+        report.code = env.code.description
         try:
-            code = snapshot_code(temp / "code")
-            report.code = code.description
-            migrate(shard_map_for(settings, servers))
-            log(f"servers up and migrated in {time.perf_counter() - started:.1f}s")
-            log(f"code under test: {code.description}")
-            seed_options = edge_options(
-                ["--edges", str(options.edges), "--viewers", str(options.viewers)]
-            )
-            seeded = asyncio.run(edge_seed(settings, servers, seed_options))
-            report.seeded = Seeded(seeded.users, seeded.follows, seeded.seconds)
-            log(
-                f"seeded {seeded.users} users, {len(seeded.tokens)} tokens in {seeded.seconds:.1f}s"
-            )
-            data = ReadData(tokens=seeded.tokens)
-            report.data = data
-            data_path = work_dir / "read-data.json"
-            data_path.write_text(json.dumps({"tokens": data.tokens}))
-            db_roots = database_roots(data_dir)
-            log(f"database processes (CPU counted per request): {db_roots}")
-            servers_started = start_current_servers(
-                settings, servers, code, options, work_dir, data_path, db_roots
-            )
-            if options.baseline is not None:
-                try:
-                    side, baseline_server = start_baseline(options, temp, work_dir, report)
-                    servers_started.append(baseline_server)
-                except (layering.SideFailed, RuntimeError) as error:
-                    report.baseline_failed = str(error)[:2000]
-                    log(f"baseline: FAILED, measured without it: {error}")
-            for server in servers_started:
-                tokens = data.tokens
-                if server.strategy == BASELINE:
-                    tokens = layering.tokens_of(side) if side is not None else []
-                warm = asyncio.run(warm_feeds(server.child.url, tokens, FEED_QUERY_20))
-                server.warm_seconds, server.warm_errors, server.pages = (
-                    warm.seconds,
-                    warm.errors,
-                    warm.pages,
-                )
-                log(
-                    f"{server.name}: warm feed pass over {len(tokens)} viewers in "
-                    f"{warm.seconds:.1f}s, {len(warm.errors)} errors"
-                )
-                if server is servers_started[0]:
-                    asyncio.run(collect(server.child.url, data, seeded.users, warm.pages))
-                    data_path.write_text(
-                        json.dumps(
-                            {
-                                "tokens": data.tokens,
-                                "usernames": data.usernames,
-                                "post_ids": data.post_ids,
-                            }
-                        )
-                    )
-                    log(
-                        f"collected {len(data.usernames)} public usernames, "
-                        f"{len(data.post_ids)} visible posts; fields per response "
-                        + ", ".join(f"{k} {v:.0f}" for k, v in data.fields.items())
-                    )
-                    if not data.usernames or not data.post_ids:
-                        raise RuntimeError("no public usernames or visible posts to read")
-                elif set(server.kinds) - {FEED}:
-                    server.warm_errors += asyncio.run(
-                        warm_other(server.child.url, data, server.kinds)
-                    )
-            report.same_pages = same_pages(servers_started)
-            for server in servers_started:
-                warm_up(server, options, work_dir)
-            measure_idle(servers_started, 2.0 if options.quick else 5.0)
-            report.ceiling.append(ceiling_round(schema, options.ceiling_requests, "start"))
-            measure(servers_started, options, work_dir, report, schema)
+            report.servers = measure_servers(env, options, report, schema)
         finally:
-            for server in servers_started:
-                if server.strategy != BASELINE:
-                    server.child.stop()
-            if side is not None:
-                layering.stop_sides({layering.BASELINE: side})
-            servers.stop()
-    finally:
-        keep_logs(work_dir)
-        if options.baseline is not None:
-            layering.remove_worktree(baseline_tree)
-        shutil.rmtree(temp, ignore_errors=True)
-    report.servers = servers_started
+            if options.baseline is not None:
+                layering.remove_worktree(env.root / "baseline-src")
     report.load_after = os.getloadavg()[0]
     report.seconds = time.perf_counter() - started
-    report.finished = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    report.finished = utc_now()
     return report
+
+
+def measure_servers(
+    env: BenchEnv, options: Options, report: Report, schema: strawberry.Schema
+) -> list[Server]:
+    """Seed, start every server, warm them up, measure; the servers it started."""
+    work_dir = env.work_dir
+    seed_options = edge_options(["--edges", str(options.edges), "--viewers", str(options.viewers)])
+    seeded = asyncio.run(edge_seed(env.settings, env.servers, seed_options))
+    report.seeded = Seeded(seeded.users, seeded.follows, seeded.seconds)
+    log(f"seeded {seeded.users} users, {len(seeded.tokens)} tokens in {seeded.seconds:.1f}s")
+    data = ReadData(tokens=seeded.tokens)
+    report.data = data
+    data_path = write_data(work_dir / "read-data.json", tokens=data.tokens)
+    db_roots = database_roots(env.settings.data_dir)
+    log(f"database processes (CPU counted per request): {db_roots}")
+    servers_started: list[Server] = []
+    side: layering.Side | None = None
+    try:
+        servers_started += start_current_servers(env, options, data_path, db_roots)
+        if options.baseline is not None:
+            try:
+                side, baseline_server = start_baseline(options, env.root, work_dir, report)
+                servers_started.append(baseline_server)
+            except (layering.SideFailed, RuntimeError) as error:
+                report.baseline_failed = str(error)[:2000]
+                log(f"baseline: FAILED, measured without it: {error}")
+        for server in servers_started:
+            tokens = data.tokens
+            if server.strategy == BASELINE:
+                tokens = layering.tokens_of(side) if side is not None else []
+            warm = asyncio.run(warm_feeds(server.child.url, tokens, FEED_QUERY_20))
+            server.warm_seconds, server.warm_errors, server.pages = (
+                warm.seconds,
+                warm.errors,
+                warm.pages,
+            )
+            log(
+                f"{server.name}: warm feed pass over {len(tokens)} viewers in "
+                f"{warm.seconds:.1f}s, {len(warm.errors)} errors"
+            )
+            if server is servers_started[0]:
+                asyncio.run(collect(server.child.url, data, seeded.users, warm.pages))
+                write_data(
+                    data_path,
+                    tokens=data.tokens,
+                    usernames=data.usernames,
+                    post_ids=data.post_ids,
+                )
+                log(
+                    f"collected {len(data.usernames)} public usernames, "
+                    f"{len(data.post_ids)} visible posts; fields per response "
+                    + ", ".join(f"{k} {v:.0f}" for k, v in data.fields.items())
+                )
+                if not data.usernames or not data.post_ids:
+                    raise RuntimeError("no public usernames or visible posts to read")
+            elif set(server.kinds) - {FEED}:
+                server.warm_errors += asyncio.run(warm_other(server.child.url, data, server.kinds))
+        report.same_pages = same_pages(servers_started)
+        for server in servers_started:
+            warm_up(server, options, work_dir)
+        measure_idle(servers_started, 2.0 if options.quick else 5.0)
+        report.ceiling.append(ceiling_round(schema, options.ceiling_requests, "start"))
+        measure(servers_started, options, work_dir, report, schema)
+    finally:
+        for server in servers_started:
+            if server.strategy != BASELINE:
+                server.child.stop()
+        if side is not None:
+            layering.stop_sides({layering.BASELINE: side})
+    return servers_started
 
 
 def same_pages(servers: Sequence[Server]) -> str:
@@ -1092,19 +996,7 @@ def same_pages(servers: Sequence[Server]) -> str:
     return f"{same} of {len(compared)}"
 
 
-def keep_logs(work_dir: Path) -> None:
-    """Server, holder and k6 logs survive the temporary directory (this run's only)."""
-    shutil.rmtree(LOGS_DIR, ignore_errors=True)
-    LOGS_DIR.mkdir(parents=True)
-    for path in work_dir.glob("*.log"):
-        shutil.copy(path, LOGS_DIR / path.name)
-
-
 # --- report -------------------------------------------------------------------------------------
-
-
-def _spread(values: Sequence[float], digits: int = 2) -> str:
-    return f"{min(values):.{digits}f}-{max(values):.{digits}f}" if values else "-"
 
 
 @dataclass(frozen=True)
@@ -1201,7 +1093,7 @@ def render_header(report: Report) -> list[str]:
             + (f" (**failed**: {report.baseline_failed[:300]})" if report.baseline_failed else "")
         )
     lines += [
-        *describe_machine(),
+        *describe_machine(load_generator="k6"),
         f"- Load average (1 min): {report.load_before:.2f} before, {report.load_after:.2f} after",
     ]
     seeded, data = report.seeded, report.data
@@ -1280,7 +1172,7 @@ def render_matrix(report: Report) -> list[str]:
                     f"| {kind} | {strategy} | {servers[cell.server].processes} | {rate} "
                     f"| {fmt(cell.achieved)} | {fmt(cell.p50)} | {fmt(cell.p99)} "
                     f"| {cell.failed:,} / {cell.requests:,} | {cell.dropped:,} "
-                    f"| {fmt(cell.cpu_ms, 2)} ({_spread(cpu)}) | {fmt(cell.db_cpu_ms, 2)} "
+                    f"| {fmt(cell.cpu_ms, 2)} ({spread(cpu)}) | {fmt(cell.db_cpu_ms, 2)} "
                     f"| {cell.share:.0%} | {cell.k6_cores:.0%} | {cell.other_cores:.0%} |"
                 )
     errors = [run for run in report.runs if run.failed]
@@ -1356,7 +1248,7 @@ def render_ceiling(report: Report) -> list[str]:
         "| CPU ms/request, median (min-max) | Wall ms/request, median | Fields per response "
         "| CPU µs/field |",
         "|--:|--:|--:|--:|",
-        f"| {fmt(ceiling, 3)} ({_spread(cpu, 3)}) | "
+        f"| {fmt(ceiling, 3)} ({spread(cpu, digits=3)}) | "
         f"{fmt(median([r.wall_ms for r in rounds]), 3)} | {fields} "
         f"| {fmt(ceiling * 1000 / fields, 2)} |",
         "",
@@ -1475,12 +1367,12 @@ def render_baseline(report: Report) -> list[str]:
             cpu = [run.cpu_ms for run in cell.runs]
             last = side == "current"
             lines.append(
-                f"| {rate} | {side} | {fmt(cell.cpu_ms, 2)} ({_spread(cpu)}) "
+                f"| {rate} | {side} | {fmt(cell.cpu_ms, 2)} ({spread(cpu)}) "
                 f"| {cell.clean_label} | {fmt(cell.clean_cpu_ms, 2)} "
                 f"| {fmt(cell.db_cpu_ms, 2)} | {fmt(cell.p50)} | {fmt(cell.p99)} "
                 f"| {cell.failed:,} / {cell.requests:,} "
                 f"| {f'**{fmt(ratio, 3)}**' if last else ''} "
-                f"| {f'{fmt(median(paired), 3)} ({_spread(paired, 3)})' if last else ''} |"
+                f"| {f'{fmt(median(paired), 3)} ({spread(paired, digits=3)})' if last else ''} |"
             )
     return lines
 
@@ -1547,16 +1439,6 @@ def raw_figures(report: Report) -> dict[str, Any]:
     }
 
 
-def display_command(arguments: Sequence[str]) -> str:
-    python = Path(sys.executable)
-    shown = (
-        str(python.relative_to(PROJECT_ROOT))
-        if python.is_relative_to(PROJECT_ROOT)
-        else str(python)
-    )
-    return " ".join([shown, "-m bench.read_path", shlex.join(arguments)]).strip()
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     arguments = list(sys.argv[1:] if argv is None else argv)
     if "--ceilings-only" in arguments:
@@ -1570,12 +1452,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             "../shared/data/social-graphs/; --edges PATH names another)"
         )
         return
-    report = run(options, display_command(arguments))
-    text = render(report)
-    RESULTS_PATH.write_text(text)
+    report = run(options, command_line("bench.read_path", arguments, interpreter=True))
+    write_report(RESULTS_PATH, [render(report)])
     DATA_PATH.write_text(json.dumps(raw_figures(report), indent=1, default=str))
-    print(text)
-    log(f"wrote {RESULTS_PATH} and {DATA_PATH.name} in {report.seconds:.0f}s")
+    log(f"wrote {DATA_PATH.name} in {report.seconds:.0f}s")
 
 
 if __name__ == "__main__":
