@@ -40,7 +40,9 @@ from graphql import (
     NullValueNode,
     OperationDefinitionNode,
     OperationType,
+    SchemaMetaFieldDef,
     SelectionSetNode,
+    TypeMetaFieldDef,
     ValueNode,
     VariableNode,
     get_named_type,
@@ -287,8 +289,6 @@ class _Analysis:
 
     def _definition(self, parent: GraphQLNamedType, name: str) -> GraphQLField | None:
         if name == "__schema" or name == "__type":
-            from graphql import SchemaMetaFieldDef, TypeMetaFieldDef
-
             return SchemaMetaFieldDef if name == "__schema" else TypeMetaFieldDef
         if isinstance(parent, GraphQLObjectType | GraphQLInterfaceType):
             field: GraphQLField | None = parent.fields.get(name)
