@@ -31,3 +31,23 @@ async def test_media_already_on_a_post_is_not_an_avatar(
     for _ in range(2):
         chosen = (await gql(SET_AVATAR, {"m": spare}, token=ana.token)).ok()
         assert chosen["setAvatar"]["avatar"] == {"id": spare}
+
+
+SEND_MEDIA = (
+    "mutation($u: ID!, $m: ID!) { sendMessage(input: {userId: $u, mediaId: $m}) "
+    "{ message { id } } }"
+)
+
+
+async def test_an_avatar_is_not_also_sent_in_a_message(gql: GraphQLClient, state: AppState) -> None:
+    """The media row read while it processed (cached) says nothing carries it; once it is
+    the avatar, a message may not carry it too."""
+    ana = await sign_up(gql, "av.sender")
+    bo = await sign_up(gql, "av.friend")
+    photo = generate_demo_image(seed=12, width=400, height=300)
+    avatar = (await upload_media(gql, state, ana, photo))["id"]
+    (await gql(SET_AVATAR, {"m": avatar}, token=ana.token)).ok()
+
+    refused = await gql(SEND_MEDIA, {"u": bo.id, "m": avatar}, token=ana.token)
+    assert refused.codes == ["MEDIA_NOT_READY"]
+    assert (await gql(AVATAR, token=ana.token)).ok()["viewer"]["avatar"] == {"id": avatar}
