@@ -1,2 +1,4 @@
-"""Benchmarks: each module starts its own embedded servers, seeds data and measures the API
-in-process. Run one with ``python -m bench.<name>``; results go to ``bench/results/``."""
+"""Benchmarks (``docs/benchmarks.md``): each module is one benchmark, run with
+``python -m bench.<name>``, on the shared parts in ``bench/harness.py`` (embedded servers,
+web and worker subprocesses, k6 at fixed arrival rates, statistics, reports); results go
+to ``bench/results/``."""

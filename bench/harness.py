@@ -162,6 +162,20 @@ def add_seed_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--viewers", type=int, default=0, help="viewer tokens (0: every user)")
 
 
+@dataclass(frozen=True)
+class LoadOptions:
+    """What a benchmark that seeds an edge list (``bench.edge.seed``) and drives servers
+    with k6 at fixed arrival rates runs with; each adds its own."""
+
+    quick: bool
+    edges: Path
+    viewers: int  # viewer tokens (0: every user)
+    rates: tuple[int, ...]  # req/s
+    runs: int  # per rate and point
+    duration_s: int  # per k6 run
+    warmup_s: int  # of k6, per server
+
+
 def integers(text: str) -> tuple[int, ...]:
     """A comma-separated list of whole numbers (``--rates 50,100``)."""
     return tuple(int(part) for part in text.split(",") if part.strip())
@@ -236,20 +250,6 @@ def spread(values: Sequence[float], *, digits: int = 2, scale: float = 1.0) -> s
     if not values:
         return "-"
     return f"{min(values) * scale:.{digits}f}-{max(values) * scale:.{digits}f}"
-
-
-@dataclass(frozen=True)
-class LoadOptions:
-    """What a benchmark that seeds an edge list (``bench.edge.seed``) and drives servers
-    with k6 at fixed arrival rates runs with; each adds its own."""
-
-    quick: bool
-    edges: Path
-    viewers: int  # viewer tokens (0: every user)
-    rates: tuple[int, ...]  # req/s
-    runs: int  # per rate and point
-    duration_s: int  # per k6 run
-    warmup_s: int  # of k6, per server
 
 
 # --- the code under test --------------------------------------------------------------------

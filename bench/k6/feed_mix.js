@@ -2,18 +2,17 @@
 // 60% homeFeed(first: 10) of a random viewer, 30% the post timeline of a random user,
 // 10% createPost by a random viewer; all choices uniform.
 //
-// Driven by bench/feed.py; knobs as in feed_reads.js, and DATA holds
+// Driven by bench/feed.py; the knobs are common.js's, and DATA holds
 // {"tokens": [...], "usernames": [...]}.
-import http from 'k6/http';
 import { SharedArray } from 'k6/data';
 import { Rate, Trend } from 'k6/metrics';
 
-import { fixedRateOptions } from './common.js';
+import { failure, fixedRateOptions, pick, post, reportFailure, viewerTokens } from './common.js';
 
-const tokens = new SharedArray('tokens', () => JSON.parse(open(__ENV.DATA)).tokens);
+export { handleSummary } from './common.js';
+
+const tokens = viewerTokens();
 const usernames = new SharedArray('usernames', () => JSON.parse(open(__ENV.DATA)).usernames);
-const URL = `${__ENV.TARGET}/graphql`;
-const TIMEOUT = __ENV.TIMEOUT || '5s';
 
 export const options = fixedRateOptions('mix');
 
@@ -40,12 +39,6 @@ const failedByKind = {
   timeline: new Rate('failed_timeline'),
   post: new Rate('failed_post'),
 };
-const ERRORS = /"errors"\s*:/;
-let reported = 0;
-
-function pick(list) {
-  return list[Math.floor(Math.random() * list.length)];
-}
 
 export default function () {
   const token = pick(tokens);
@@ -65,24 +58,11 @@ export default function () {
       variables: { c: `k6 post ${__VU}-${__ITER} #bench` },
     });
   }
-  const response = http.post(URL, body, {
-    headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${token}` },
-    timeout: TIMEOUT,
-    tags: { name: kind },
-  });
-  const text = typeof response.body === 'string' ? response.body : '';
-  const bad =
-    response.status !== 200 || text === '' || ERRORS.test(text);
+  const response = post(body, token, kind);
+  const bad = failure(response, null) !== '';
   failed.add(bad);
   failedByKind[kind].add(bad);
   latencyAll.add(response.timings.duration);
   latencyByKind[kind].add(response.timings.duration);
-  if (bad && reported < 3) {
-    reported += 1;
-    console.error(`FAILED ${kind} status=${response.status} error=${response.error} body=${text.slice(0, 400)}`);
-  }
-}
-
-export function handleSummary(data) {
-  return { [__ENV.SUMMARY]: JSON.stringify(data) };
+  if (bad) reportFailure(kind, response);
 }

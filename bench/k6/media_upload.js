@@ -14,15 +14,16 @@
 // finalizeUpload sent to READY seen; latency_storage: the POST to the object store.
 import http from 'k6/http';
 import { sleep } from 'k6';
-import { SharedArray } from 'k6/data';
 import { Counter, Rate, Trend } from 'k6/metrics';
 
-import { fixedRateOptions } from './common.js';
+import { fixedRateOptions, viewerTokens } from './common.js';
+
+export { handleSummary } from './common.js';
 
 const URL = `${__ENV.TARGET}/graphql`;
 const POLL_S = parseInt(__ENV.POLL_MS || '50', 10) / 1000;
 const PHOTO = open(__ENV.PHOTO, 'b');
-const tokens = new SharedArray('tokens', () => JSON.parse(open(__ENV.DATA)).tokens);
+const tokens = viewerTokens();
 
 export const options = fixedRateOptions('upload');
 
@@ -94,8 +95,4 @@ export default function () {
   failed.add(false);
   ready.add(now - started);
   processing.add(now - finalizing);
-}
-
-export function handleSummary(summary) {
-  return { [__ENV.SUMMARY]: JSON.stringify(summary) };
 }

@@ -16,15 +16,14 @@
 //
 // setup() and teardown() log READ_PATH_START / READ_PATH_END: the benchmark reads the
 // server's CPU when it sees them, so the VUs' start-up is not in the CPU per request.
-import http from 'k6/http';
 import { SharedArray } from 'k6/data';
 import { Counter, Rate, Trend } from 'k6/metrics';
 
-import { fixedRateOptions } from './common.js';
+import { failure, fixedRateOptions, pick, post, reportFailure } from './common.js';
+
+export { handleSummary } from './common.js';
 
 const KIND = __ENV.KIND || 'feed';
-const URL = `${__ENV.TARGET}/graphql`;
-const TIMEOUT = __ENV.TIMEOUT || '5s';
 
 const QUERIES = {
   feed:
@@ -51,10 +50,6 @@ const postIds = data[2];
 
 export const options = fixedRateOptions(KIND);
 
-function pick(items) {
-  return items[Math.floor(Math.random() * items.length)];
-}
-
 const FEED_BODY = JSON.stringify({ query: QUERIES.feed });
 
 function body() {
@@ -72,12 +67,12 @@ function body() {
 // grid a null user (the username must exist).
 const failed = new Rate('failed_requests');
 const latency = new Trend('latency_all', true);
-const transportErrors = new Counter('errors_transport');
-const statusErrors = new Counter('errors_status');
-const graphqlErrors = new Counter('errors_graphql');
-const ERRORS = /"errors"\s*:/;
-const NULL_USER = /"user"\s*:\s*null/;
-let reported = 0;
+const errors = {
+  transport: new Counter('errors_transport'),
+  status: new Counter('errors_status'),
+  graphql: new Counter('errors_graphql'),
+};
+const USER = /"user"\s*:\s*\{/;
 
 export function setup() {
   if (KIND === 'grid' && usernames.length === 0) throw new Error('no usernames in DATA');
@@ -86,37 +81,16 @@ export function setup() {
 }
 
 export default function () {
-  const response = http.post(URL, body(), {
-    headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${pick(tokens)}` },
-    timeout: TIMEOUT,
-    tags: { name: KIND },
-  });
-  const text = typeof response.body === 'string' ? response.body : '';
-  let bad = false;
-  if (response.status === 0) {
-    transportErrors.add(1);
-    bad = true;
-  } else if (response.status !== 200) {
-    statusErrors.add(1);
-    bad = true;
-  } else if (text === '' || ERRORS.test(text) || (KIND === 'grid' && NULL_USER.test(text))) {
-    graphqlErrors.add(1);
-    bad = true;
+  const response = post(body(), pick(tokens), KIND);
+  const cause = failure(response, KIND === 'grid' ? USER : null);
+  if (cause) {
+    errors[cause].add(1);
+    reportFailure(KIND, response);
   }
-  failed.add(bad);
+  failed.add(cause !== '');
   latency.add(response.timings.duration);
-  if (bad && reported < 3) {
-    reported += 1;
-    console.error(
-      `FAILED ${KIND} status=${response.status} error=${response.error} body=${text.slice(0, 400)}`,
-    );
-  }
 }
 
 export function teardown() {
   console.log(`READ_PATH_END ${Date.now()}`);
-}
-
-export function handleSummary(summary) {
-  return { [__ENV.SUMMARY]: JSON.stringify(summary) };
 }

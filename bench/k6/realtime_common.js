@@ -1,6 +1,8 @@
 // Shared by the realtime k6 scripts (bench/realtime.py): graphql-transport-ws sockets on
 // k6's event-loop websockets module, so that one VU holds many sockets. k6 v1.1 ships it
 // as k6/experimental/websockets (there is no k6/websockets yet).
+import http from 'k6/http';
+import { SharedArray } from 'k6/data';
 import { WebSocket } from 'k6/experimental/websockets';
 
 export const MESSAGE_EVENTS =
@@ -8,6 +10,85 @@ export const MESSAGE_EVENTS =
 export const NOTIFICATION_EVENTS = 'subscription { notificationEvents { kind unreadCount } }';
 
 export const TREND_STATS = ['avg', 'min', 'med', 'p(90)', 'p(99)', 'max', 'count'];
+const SEND =
+  'mutation($t: ID!, $text: String!) { sendMessage(input: {threadId: $t, text: $text}) ' +
+  '{ message { seq } } }';
+let reported = 0; // per VU
+
+// A VU's first five failures on the console (FAILED ...): bench/realtime.py quotes them.
+export function printFailure(message) {
+  if (reported < 5) {
+    reported += 1;
+    console.error(`FAILED ${message}`);
+  }
+}
+
+// DATA's one-to-one threads, index-aligned: {"threads": [ids], "senders": [tokens],
+// "receivers": [tokens]} as [{thread, sender, receiver}] (init context only).
+export function threadPairs() {
+  return new SharedArray('pairs', () => {
+    const parsed = JSON.parse(open(__ENV.DATA));
+    return parsed.threads.map((thread, index) => ({
+      thread,
+      sender: parsed.senders[index],
+      receiver: parsed.receivers[index],
+    }));
+  });
+}
+
+// `text` into the pair's thread, sent as its sender through SENDER (sendMessage): the
+// response and why it failed ('' if it did not: a status other than 200, errors, no seq).
+export function sendInto(pair, text) {
+  const body = JSON.stringify({ query: SEND, variables: { t: pair.thread, text } });
+  const response = http.post(`${__ENV.SENDER}/graphql`, body, {
+    headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${pair.sender}` },
+    timeout: __ENV.TIMEOUT || '5s',
+  });
+  const answer = typeof response.body === 'string' ? response.body : '';
+  const bad = response.status !== 200 || !answer.includes('"seq"') || answer.includes('"errors"');
+  const failure = bad
+    ? `send status=${response.status} error=${response.error} body=${answer.slice(0, 300)}`
+    : '';
+  return { response, failure };
+}
+
+// Receivers that hold their sockets (function `receive`, one iteration on each of
+// `receivers` VUs, at most `receiveSeconds`) while senders (function `send`) run at `rate`
+// per second for `sendSeconds` from `warm` seconds in, on PRE_VUS / MAX_VUS VUs (by
+// default `preVUs` / `maxVUs`).
+export function receiveWhileSending({
+  receivers,
+  receiveSeconds,
+  warm,
+  rate,
+  sendSeconds,
+  preVUs,
+  maxVUs,
+}) {
+  return {
+    summaryTrendStats: TREND_STATS,
+    scenarios: {
+      receivers: {
+        executor: 'per-vu-iterations',
+        exec: 'receive',
+        vus: receivers,
+        iterations: 1,
+        maxDuration: `${receiveSeconds}s`,
+      },
+      senders: {
+        executor: 'constant-arrival-rate',
+        exec: 'send',
+        startTime: `${warm}s`,
+        rate,
+        timeUnit: '1s',
+        duration: `${sendSeconds}s`,
+        preAllocatedVUs: parseInt(__ENV.PRE_VUS || `${preVUs}`, 10),
+        maxVUs: parseInt(__ENV.MAX_VUS || `${maxVUs}`, 10),
+        gracefulStop: '5s',
+      },
+    },
+  };
+}
 
 export function wsUrl(target) {
   return `${target.replace(/^http/, 'ws')}/graphql`;

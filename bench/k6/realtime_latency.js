@@ -13,30 +13,26 @@
 // -e knobs: TARGET, SENDER (base URLs), DATA ({"senders": [tokens], "receivers": [tokens],
 // "threads": [thread ids]}, index-aligned), RATE, DURATION, WARM, DRAIN, PER_VU,
 // PRE_VUS, MAX_VUS, TIMEOUT, SUMMARY.
-import http from 'k6/http';
 import exec from 'k6/execution';
-import { SharedArray } from 'k6/data';
 import { Counter, Rate, Trend } from 'k6/metrics';
 
 import {
   MESSAGE_EVENTS,
   NOTIFICATION_EVENTS,
-  TREND_STATS,
   allClosed,
   closeLive,
   openLive,
+  printFailure,
+  receiveWhileSending,
+  sendInto,
   sleep,
+  threadPairs,
   wsUrl,
 } from './realtime_common.js';
 
-const data = new SharedArray('pairs', () => {
-  const parsed = JSON.parse(open(__ENV.DATA));
-  return parsed.threads.map((thread, index) => ({
-    thread,
-    sender: parsed.senders[index],
-    receiver: parsed.receivers[index],
-  }));
-});
+export { handleSummary } from './common.js';
+
+const data = threadPairs();
 const RATE = parseInt(__ENV.RATE || '100', 10);
 const DURATION = parseInt(__ENV.DURATION || '15', 10);
 const WARM = parseInt(__ENV.WARM || '5', 10);
@@ -44,35 +40,16 @@ const DRAIN = parseInt(__ENV.DRAIN || '5', 10);
 const PER_VU = parseInt(__ENV.PER_VU || '25', 10);
 const RECEIVER_VUS = Math.ceil(data.length / PER_VU);
 const URL = wsUrl(__ENV.TARGET);
-const SEND_URL = `${__ENV.SENDER}/graphql`;
-const TIMEOUT = __ENV.TIMEOUT || '5s';
-const SEND =
-  'mutation($t: ID!, $text: String!) { sendMessage(input: {threadId: $t, text: $text}) ' +
-  '{ message { seq } } }';
 
-export const options = {
-  summaryTrendStats: TREND_STATS,
-  scenarios: {
-    receivers: {
-      executor: 'per-vu-iterations',
-      exec: 'receive',
-      vus: RECEIVER_VUS,
-      iterations: 1,
-      maxDuration: `${WARM + DURATION + DRAIN + 30}s`,
-    },
-    senders: {
-      executor: 'constant-arrival-rate',
-      exec: 'send',
-      startTime: `${WARM}s`,
-      rate: RATE,
-      timeUnit: '1s',
-      duration: `${DURATION}s`,
-      preAllocatedVUs: parseInt(__ENV.PRE_VUS || '50', 10),
-      maxVUs: parseInt(__ENV.MAX_VUS || '400', 10),
-      gracefulStop: '5s',
-    },
-  },
-};
+export const options = receiveWhileSending({
+  receivers: RECEIVER_VUS,
+  receiveSeconds: WARM + DURATION + DRAIN + 30,
+  warm: WARM,
+  rate: RATE,
+  sendSeconds: DURATION,
+  preVUs: 50,
+  maxVUs: 400,
+});
 
 const delivery = new Trend('delivery_ms', true);
 const sendTime = new Trend('send_ms', true);
@@ -84,15 +61,6 @@ const notificationEvents = new Counter('events_notification');
 const acked = new Counter('sockets_acked');
 const closedEarly = new Counter('sockets_closed_early');
 const failures = new Counter('socket_failures');
-let reported = 0;
-
-function report(message) {
-  if (reported < 5) {
-    reported += 1;
-    console.error(`FAILED ${message}`);
-  }
-}
-
 export async function receive() {
   const vu = exec.scenario.iterationInTest;
   const lives = [];
@@ -119,7 +87,7 @@ export async function receive() {
     },
     failure: (live, message) => {
       failures.add(1);
-      report(`socket: ${message}`);
+      printFailure(`socket: ${message}`);
     },
     close: (live) => {
       if (!live.closedByUs) closedEarly.add(1);
@@ -139,23 +107,9 @@ export async function receive() {
 
 export function send() {
   const index = exec.scenario.iterationInTest;
-  const pair = data[index % data.length];
-  const body = JSON.stringify({
-    query: SEND,
-    variables: { t: pair.thread, text: `lat ${Date.now()} ${index}` },
-  });
-  const response = http.post(SEND_URL, body, {
-    headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${pair.sender}` },
-    timeout: TIMEOUT,
-  });
-  const text = typeof response.body === 'string' ? response.body : '';
-  const bad = response.status !== 200 || !text.includes('"seq"') || text.includes('"errors"');
-  failedSends.add(bad);
+  const { response, failure } = sendInto(data[index % data.length], `lat ${Date.now()} ${index}`);
+  failedSends.add(failure !== '');
   sendTime.add(response.timings.duration);
-  if (bad) report(`send status=${response.status} error=${response.error} body=${text.slice(0, 300)}`);
+  if (failure) printFailure(failure);
   else sentOk.add(1);
-}
-
-export function handleSummary(summary) {
-  return { [__ENV.SUMMARY]: JSON.stringify(summary) };
 }

@@ -15,19 +15,23 @@
 // CYCLES, HOLD_MS (mean time a socket stays), DRAIN, TIMEOUT, SUMMARY.
 import http from 'k6/http';
 import exec from 'k6/execution';
-import { SharedArray } from 'k6/data';
 import { Counter, Rate, Trend } from 'k6/metrics';
 
-import { TREND_STATS, closeLive, openLive, sleep, within, wsUrl } from './realtime_common.js';
+import {
+  closeLive,
+  openLive,
+  printFailure,
+  receiveWhileSending,
+  sendInto,
+  sleep,
+  threadPairs,
+  within,
+  wsUrl,
+} from './realtime_common.js';
 
-const data = new SharedArray('pairs', () => {
-  const parsed = JSON.parse(open(__ENV.DATA));
-  return parsed.threads.map((thread, index) => ({
-    thread,
-    sender: parsed.senders[index],
-    receiver: parsed.receivers[index],
-  }));
-});
+export { handleSummary } from './common.js';
+
+const data = threadPairs();
 const RATE = parseInt(__ENV.RATE || '100', 10);
 const SEND_SECONDS = parseInt(__ENV.SEND_SECONDS || '30', 10);
 const WARM = parseInt(__ENV.WARM || '3', 10);
@@ -36,40 +40,22 @@ const HOLD_MS = parseFloat(__ENV.HOLD_MS || '1000');
 const DRAIN = parseInt(__ENV.DRAIN || '3', 10);
 const URL = wsUrl(__ENV.TARGET);
 const HTTP_URL = `${__ENV.TARGET}/graphql`;
-const SEND_URL = `${__ENV.SENDER}/graphql`;
 const TIMEOUT = __ENV.TIMEOUT || '5s';
 const THREAD_EVENTS =
   'subscription($t: ID) { messageEvents(threadId: $t) { kind threadId seq message { seq text } } }';
 const CATCH_UP =
   'query($t: ID!, $after: String) { messages(threadId: $t, first: 100, after: $after) ' +
   '{ edges { cursor node { seq text } } pageInfo { hasNextPage } } }';
-const SEND =
-  'mutation($t: ID!, $text: String!) { sendMessage(input: {threadId: $t, text: $text}) ' +
-  '{ message { seq } } }';
 
-export const options = {
-  summaryTrendStats: TREND_STATS,
-  scenarios: {
-    receivers: {
-      executor: 'per-vu-iterations',
-      exec: 'receive',
-      vus: data.length,
-      iterations: 1,
-      maxDuration: `${WARM + SEND_SECONDS + CYCLES * 5 + DRAIN + 60}s`,
-    },
-    senders: {
-      executor: 'constant-arrival-rate',
-      exec: 'send',
-      startTime: `${WARM}s`,
-      rate: RATE,
-      timeUnit: '1s',
-      duration: `${SEND_SECONDS}s`,
-      preAllocatedVUs: parseInt(__ENV.PRE_VUS || '20', 10),
-      maxVUs: parseInt(__ENV.MAX_VUS || '200', 10),
-      gracefulStop: '5s',
-    },
-  },
-};
+export const options = receiveWhileSending({
+  receivers: data.length,
+  receiveSeconds: WARM + SEND_SECONDS + CYCLES * 5 + DRAIN + 60,
+  warm: WARM,
+  rate: RATE,
+  sendSeconds: SEND_SECONDS,
+  preVUs: 20,
+  maxVUs: 200,
+});
 
 const sentOk = new Counter('sent_ok');
 const failedSends = new Rate('failed_sends');
@@ -78,14 +64,6 @@ const catchUps = new Counter('catch_ups');
 const catchUpTime = new Trend('catch_up_ms', true);
 const failures = new Counter('socket_failures');
 const gaps = new Counter('gap_events');
-let reported = 0;
-
-function report(message) {
-  if (reported < 5) {
-    reported += 1;
-    console.error(`FAILED ${message}`);
-  }
-}
 
 function post(url, token, query, variables) {
   return http.asyncRequest('POST', url, JSON.stringify({ query, variables }), {
@@ -123,7 +101,7 @@ export async function receive() {
     }
     if (seen.has(seq)) {
       state.overlap += 1;
-      if (seen.get(seq) !== text) report(`seq ${seq} seen with two texts`);
+      if (seen.get(seq) !== text) printFailure(`seq ${seq} seen with two texts`);
       return;
     }
     seen.set(seq, text);
@@ -139,7 +117,7 @@ export async function receive() {
       const response = await post(HTTP_URL, pair.receiver, CATCH_UP, { t: pair.thread, after });
       const body = response.status === 200 ? JSON.parse(response.body) : null;
       if (!body || body.errors || !body.data) {
-        report(`catch-up status=${response.status} body=${String(response.body).slice(0, 300)}`);
+        printFailure(`catch-up status=${response.status} body=${String(response.body).slice(0, 300)}`);
         return;
       }
       const edges = body.data.messages.edges;
@@ -181,7 +159,7 @@ export async function receive() {
       },
       failure: (socket, message) => {
         failures.add(1);
-        report(`socket: ${message}`);
+        printFailure(`socket: ${message}`);
       },
     });
     await within(live.settled, 5000);
@@ -189,7 +167,7 @@ export async function receive() {
       // The subscription's first event is a GAP, once the server is live: catch up then.
       const liveBy = Date.now() + 5000;
       while (!pendingGap && !live.closed && Date.now() < liveBy) await sleep(5);
-      if (!pendingGap) report('no first GAP within 5 s');
+      if (!pendingGap) printFailure('no first GAP within 5 s');
       pendingGap = false;
       await catchUp();
       const until = Date.now() + holdMs;
@@ -201,7 +179,7 @@ export async function receive() {
         await sleep(Math.min(50, until - Date.now()));
       }
     } else {
-      report('no connection_ack within 5 s');
+      printFailure('no connection_ack within 5 s');
     }
     closeLive(live);
     const closing = Date.now() + 5000;
@@ -237,22 +215,8 @@ export async function receive() {
 export function send() {
   const index = exec.scenario.iterationInTest;
   const receiver = index % data.length;
-  const pair = data[receiver];
-  const body = JSON.stringify({
-    query: SEND,
-    variables: { t: pair.thread, text: `loss ${receiver} ${index}` },
-  });
-  const response = http.post(SEND_URL, body, {
-    headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${pair.sender}` },
-    timeout: TIMEOUT,
-  });
-  const text = typeof response.body === 'string' ? response.body : '';
-  const bad = response.status !== 200 || !text.includes('"seq"') || text.includes('"errors"');
-  failedSends.add(bad);
-  if (bad) report(`send status=${response.status} error=${response.error} body=${text.slice(0, 300)}`);
+  const { failure } = sendInto(data[receiver], `loss ${receiver} ${index}`);
+  failedSends.add(failure !== '');
+  if (failure) printFailure(failure);
   else sentOk.add(1);
-}
-
-export function handleSummary(summary) {
-  return { [__ENV.SUMMARY]: JSON.stringify(summary) };
 }

@@ -12,7 +12,6 @@
 // "stop"), HOLD_MAX (seconds), SUMMARY (the end-of-test JSON).
 import http from 'k6/http';
 import exec from 'k6/execution';
-import { SharedArray } from 'k6/data';
 import { Counter, Trend } from 'k6/metrics';
 
 import {
@@ -22,12 +21,17 @@ import {
   allClosed,
   closeLive,
   openLive,
+  printFailure,
   sleep,
   within,
   wsUrl,
 } from './realtime_common.js';
 
-const tokens = new SharedArray('tokens', () => JSON.parse(open(__ENV.DATA)).tokens);
+import { viewerTokens } from './common.js';
+
+export { handleSummary } from './common.js';
+
+const tokens = viewerTokens();
 const PER_VU = parseInt(__ENV.PER_VU || '100', 10);
 const RATE = parseFloat(__ENV.RATE || '200');
 const HOLD_MAX = parseInt(__ENV.HOLD_MAX || '300', 10);
@@ -59,14 +63,9 @@ const ackTime = new Trend('ack_ms', true);
 // that says the socket is live: nothing sent after it is missed.
 const liveSockets = new Counter('live');
 const liveTime = new Trend('live_ms', true);
-let reported = 0;
-
 function fail(live, message) {
   failures.add(1);
-  if (reported < 5) {
-    reported += 1;
-    console.error(`FAILED socket: ${message}`);
-  }
+  printFailure(`socket: ${message}`);
 }
 
 export default async function () {
@@ -115,8 +114,4 @@ export default async function () {
   openAtEnd.add(open.length);
   lives.forEach(closeLive);
   await allClosed(lives, 10000);
-}
-
-export function handleSummary(summary) {
-  return { [__ENV.SUMMARY]: JSON.stringify(summary) };
 }
