@@ -339,8 +339,7 @@ async def run_micro(settings: Settings, servers: Servers, scale: float) -> Micro
         ),
     ]
     empty = time_calls("empty call", lambda: None, 100_000)
-    runtime = Runtime.connect(settings, servers)
-    try:
+    async with connected(settings, servers) as runtime:
         limiter = RateLimiter(runtime.redis)
         ip = Quota(name="ip", capacity=HUGE_CAPACITY, refill_per_second=HUGE_PER_SECOND)
         viewer = Quota(name="viewer", capacity=HUGE_CAPACITY, refill_per_second=HUGE_PER_SECOND)
@@ -366,8 +365,6 @@ async def run_micro(settings: Settings, servers: Servers, scale: float) -> Micro
             raise RuntimeError("the rate limiter fell back to process memory: Valkey failed")
         valkey_us = await script_time(runtime)
         timings.append(await time_awaits("`PING`, for scale", runtime.redis.ping, n(5000)))
-    finally:
-        await runtime.close()
     return MicroReport(
         feed_cost=feed_cost,
         timings=timings,
