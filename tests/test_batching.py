@@ -1,13 +1,18 @@
 """No N+1: SQL statements per request do not grow with the page size, and a warm repeat
-runs almost none. Redis may be flushed at any point without wrong answers."""
+runs almost none. Redis may be flushed at any point without wrong answers. And the loader
+every field reads through (graphql_api/loader.py): a tick's keys in one batch, what it
+holds (primed by a page's plan, or loaded before) answered at once, without a future."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
 
 from db.runtime import Runtime
+from graphql_api.loader import Loader, fill, pending, then
 from tests.helpers import Account, GraphQLClient, create_post, follow, sign_up
 
 PAGE = """
@@ -126,3 +131,81 @@ async def test_redis_flush_mid_test_keeps_reads_and_counters_right(
     await runtime.redis.flushdb()
     liked = await gql(like, {"p": post_id}, token=fans[3].token)
     assert liked.ok()["likePost"]["post"]["likeCount"] == 4
+
+
+class _Source:
+    """A batch function that records what it was asked for."""
+
+    def __init__(self, *, fail: bool = False) -> None:
+        self.calls: list[list[int]] = []
+        self.fail = fail
+
+    async def __call__(self, keys: Sequence[int]) -> list[int]:
+        self.calls.append(list(keys))
+        await asyncio.sleep(0)
+        if self.fail:
+            raise RuntimeError("the store is down")
+        return [key * 10 for key in keys]
+
+
+async def test_a_loader_batches_a_tick_and_then_answers_at_once() -> None:
+    source = _Source()
+    loader: Loader[int, int] = Loader(source)
+    first, second, again = loader.get(1), loader.get(2), loader.get(1)
+    assert pending(first)
+    assert pending(second)
+    assert again is first
+    assert list(await asyncio.gather(first, second, loader.load(3))) == [10, 20, 30]
+    assert source.calls == [[1, 2, 3]]
+    # Held now: the values themselves, no future, no further batch.
+    assert loader.get(2) == 20
+    assert loader.get_many([3, 1]) == [30, 10]
+    assert then(loader.get(1), lambda value: value + 1) == 11
+    assert source.calls == [[1, 2, 3]]
+
+
+async def test_primed_values_answer_without_a_load_and_the_first_answer_stays() -> None:
+    source = _Source()
+    loader: Loader[int, int] = Loader(source)
+    loader.prime_many({1: 5, 2: 6})
+    loader.prime(1, 99)  # read later in the operation: the first answer is kept
+    assert loader.get_many([1, 2]) == [5, 6]
+    waiting = loader.get(3)
+    assert pending(waiting)
+    loader.prime(3, 7)  # primed while it waited for its batch: not loaded
+    assert await waiting == 7
+    assert await loader.load_many([1, 2, 3]) == [5, 6, 7]
+    assert source.calls == []
+
+
+async def test_a_failed_batch_fails_its_waiters_and_is_read_again_later() -> None:
+    source = _Source(fail=True)
+    loader: Loader[int, int] = Loader(source)
+    results = await asyncio.gather(loader.load(1), loader.load(2), return_exceptions=True)
+    assert all(isinstance(result, RuntimeError) for result in results)
+    source.fail = False
+    assert await loader.load(1) == 10
+    assert source.calls == [[1, 2], [1]]
+
+
+async def test_fill_loads_what_a_page_lacks_in_one_call_per_loader() -> None:
+    counts, flags = _Source(), _Source()
+    count_loader: Loader[int, int] = Loader(counts)
+    flag_loader: Loader[int, int] = Loader(flags)
+    count_loader.prime_many({1: 1, 2: 2})  # what the page's plan found
+    await fill((count_loader, [1, 2, 3, 4, 3]), (flag_loader, [1, 2]))
+    assert counts.calls == [[3, 4]]
+    assert flags.calls == [[1, 2]]
+    assert count_loader.get_many([1, 2, 3, 4]) == [1, 2, 30, 40]
+    await fill((count_loader, [1, 4]))  # all held: nothing read
+    assert counts.calls == [[3, 4]]
+
+
+async def test_keys_held_by_what_identifies_them() -> None:
+    async def lengths(words: Sequence[str]) -> list[int]:
+        return [len(word) for word in words]
+
+    loader: Loader[str, int] = Loader(lengths, key_of=str.lower)
+    assert await loader.load("Ana") == 3
+    assert loader.get("ANA") == 3
+    assert loader.known("ana")
