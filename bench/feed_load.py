@@ -189,7 +189,13 @@ async def run_reads(env: BenchEnv, options: ReadsOptions) -> ReadsReport:
             env.settings,
             env.servers,
             env.code,
-            {"APERTURE_FEED_READ_STRATEGY": strategy, "APERTURE_SERVE_RUNS_WORKERS": "false"},
+            {
+                "APERTURE_FEED_READ_STRATEGY": strategy,
+                "APERTURE_SERVE_RUNS_WORKERS": "false",
+                # Every k6 request comes from one address: the per-IP limit would refuse
+                # most of them (429). The edge's own cost is bench.edge's to measure.
+                "APERTURE_RATE_LIMITS": "false",
+            },
             work_dir / f"serve-{strategy}.log",
             processes=env.web_processes,
         )
@@ -369,7 +375,7 @@ async def run_mix_graph(env: BenchEnv, spec: MixGraph, options: MixOptions) -> M
             env.settings,
             env.servers,
             env.code,
-            {"APERTURE_SERVE_RUNS_WORKERS": "true"},
+            {"APERTURE_SERVE_RUNS_WORKERS": "true", "APERTURE_RATE_LIMITS": "false"},
             work_dir / f"serve-mix-{spec.name}.log",
             processes=env.web_processes,
         )
@@ -413,7 +419,8 @@ def render_mix(options: MixOptions, results: Sequence[MixResult]) -> list[str]:
         "60% `homeFeed(first: 10)` (same fields as above), 30% user timeline "
         "(`user(username: $u) { posts(first: 10) { edges { node { id caption likeCount } } } }` "
         "of a uniformly random user), 10% `createPost`; viewers and users picked uniformly. "
-        "One `aperture serve` subprocess with `APERTURE_SERVE_RUNS_WORKERS=true`, so fan-out "
+        "One `aperture serve` subprocess with `APERTURE_SERVE_RUNS_WORKERS=true` and "
+        "`APERTURE_RATE_LIMITS=false`, so fan-out "
         "jobs run in the serving process and compete with reads for its CPU, as on one box; "
         "default settings (`fanout_follower_threshold` 10,000: bigger accounts are merged at "
         "read time). Every user is active; each viewer's feed is read once before measuring. "

@@ -254,7 +254,16 @@ def spread(values: Sequence[float], *, digits: int = 2, scale: float = 1.0) -> s
 
 # --- the code under test --------------------------------------------------------------------
 
-APP_PATHS = ("aperture", "graphql_api", "domain", "db", "migrations", "workers", "recommender")
+APP_PATHS = (
+    "aperture",
+    "graphql_api",
+    "workers",
+    "domain",
+    "recommender",
+    "migrations",
+    "db",
+    "infra",
+)
 APP_FILES = ("alembic.ini", "pyproject.toml")
 
 
