@@ -32,16 +32,16 @@ The rules:
 - a story's **views** (who saw it, how many) are its author's alone.
 
 The policy asks ``Facts`` for what it needs, in batches. How the facts are fetched is the
-caller's business: per-operation DataLoaders in the API (``graphql_api/loaders.py``),
-the caches directly anywhere else (``DirectFacts``).
+caller's business: in the API, the operation's loaders, primed by a page's planned read
+(``FactsFrom`` over each feature's loaders, ``graphql_api/context.py``); the caches
+directly anywhere else (``DirectFacts``).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol, TypeVar
 
@@ -56,54 +56,11 @@ from domain.posts.reads import load_comments, load_posts
 from domain.state import AppState
 from domain.stories.reads import in_close_friends, load_stories
 
-T = TypeVar("T")
 
-
-@dataclass(slots=True)
-class KnownFacts:
-    """Facts already read for one viewer, by a page's planned read
-    (``domain/posts/pages.py``): asked again, they answer from memory, with no I/O and no
-    per-item futures. Only hits are kept; anything else is read the usual way."""
-
-    posts: dict[int, PostRecord | None] = field(default_factory=dict)
-    users: dict[int, UserRecord | None] = field(default_factory=dict)
-    follows: dict[int, bool] = field(default_factory=dict)
-    blocked: set[int] | None = None
-
-    def add(self, other: KnownFacts) -> None:
-        self.posts.update(other.posts)
-        self.users.update(other.users)
-        self.follows.update(other.follows)
-        if other.blocked is not None:
-            self.blocked = other.blocked
-
-
-async def known_or_loaded(
-    known: Mapping[int, T], ids: Sequence[int], load: Callable[[list[int]], Awaitable[list[T]]]
-) -> list[T]:
-    """``ids`` answered from ``known`` where it can, the rest by one ``load``."""
-    misses = [object_id for object_id in ids if object_id not in known]
-    if not misses:
-        return [known[object_id] for object_id in ids]
-    loaded = dict(zip(misses, await load(misses), strict=True))
-    return [known[i] if i in known else loaded[i] for i in ids]
-
-
-class Facts(Protocol):
-    """Rows and relations, fetched in batches; ``None`` for a row that does not exist."""
-
-    @property
-    def viewer_id(self) -> int | None: ...
-
-    def remember(self, known: KnownFacts) -> None:
-        """Keep facts read ahead, for the life of this object (one operation)."""
-        ...
+class UserFacts(Protocol):
+    """What the policy asks about accounts, for one viewer: rows, follows and blocks."""
 
     async def users(self, ids: Sequence[int]) -> list[UserRecord | None]: ...
-
-    async def posts(self, ids: Sequence[int]) -> list[PostRecord | None]: ...
-
-    async def comments(self, ids: Sequence[int]) -> list[CommentRecord | None]: ...
 
     async def follows(self, ids: Sequence[int]) -> list[bool]:
         """Whether the viewer follows each of ``ids`` (all False for no viewer)."""
@@ -113,15 +70,82 @@ class Facts(Protocol):
         """Everyone the viewer blocked or was blocked by (empty for no viewer)."""
         ...
 
+
+class PostFacts(Protocol):
+    """What the policy asks about posts and comments: their rows."""
+
+    async def posts(self, ids: Sequence[int]) -> list[PostRecord | None]: ...
+
+    async def comments(self, ids: Sequence[int]) -> list[CommentRecord | None]: ...
+
+
+class StoryFacts(Protocol):
+    """What the policy asks about stories, for one viewer: rows and close-friends lists."""
+
     async def stories(self, ids: Sequence[int]) -> list[StoryRecord | None]: ...
 
     async def in_close_friends(self, author_ids: Sequence[int]) -> list[bool]:
         """Whether each author lists the viewer as a close friend (False for no viewer)."""
         ...
 
+
+class Facts(UserFacts, PostFacts, StoryFacts, Protocol):
+    """Rows and relations, fetched in batches; ``None`` for a row that does not exist."""
+
+    @property
+    def viewer_id(self) -> int | None: ...
+
     def now(self) -> datetime:
         """The time stories expire against."""
         ...
+
+
+class FactsFrom:
+    """``Facts`` from one source per kind: in the API, the operation's loaders of the
+    feature that answers it (``graphql_api/context.py: Loaders.visibility``)."""
+
+    def __init__(
+        self,
+        *,
+        viewer_id: int | None,
+        clock: Callable[[], datetime],
+        users: UserFacts,
+        posts: PostFacts,
+        stories: StoryFacts,
+    ) -> None:
+        self._viewer_id = viewer_id
+        self._clock = clock
+        self._users = users
+        self._posts = posts
+        self._stories = stories
+
+    @property
+    def viewer_id(self) -> int | None:
+        return self._viewer_id
+
+    async def users(self, ids: Sequence[int]) -> list[UserRecord | None]:
+        return await self._users.users(ids)
+
+    async def follows(self, ids: Sequence[int]) -> list[bool]:
+        return await self._users.follows(ids)
+
+    async def blocked(self) -> set[int]:
+        return await self._users.blocked()
+
+    async def posts(self, ids: Sequence[int]) -> list[PostRecord | None]:
+        return await self._posts.posts(ids)
+
+    async def comments(self, ids: Sequence[int]) -> list[CommentRecord | None]:
+        return await self._posts.comments(ids)
+
+    async def stories(self, ids: Sequence[int]) -> list[StoryRecord | None]:
+        return await self._stories.stories(ids)
+
+    async def in_close_friends(self, author_ids: Sequence[int]) -> list[bool]:
+        return await self._stories.in_close_friends(author_ids)
+
+    def now(self) -> datetime:
+        return self._clock()
 
 
 class IndexedStory(Protocol):
@@ -391,14 +415,13 @@ class Visibility:
 
 
 class DirectFacts:
-    """Facts read straight from the caches, remembered for the life of this object: for
-    the rules behind writes, workers and anything else outside a GraphQL operation."""
+    """Facts read straight from the caches: for the rules behind writes, workers and
+    anything else outside a GraphQL operation. The viewer's block set is read once."""
 
     def __init__(self, state: AppState, sessions: ShardSessions, viewer_id: int | None) -> None:
         self._state = state
         self._sessions = sessions
         self._viewer_id = viewer_id
-        self._known = KnownFacts()
         # A future, not a value: concurrent questions share the one read.
         self._blocked: asyncio.Future[set[int]] | None = None
 
@@ -406,23 +429,11 @@ class DirectFacts:
     def viewer_id(self) -> int | None:
         return self._viewer_id
 
-    def remember(self, known: KnownFacts) -> None:
-        self._known.add(known)
-        if known.blocked is not None and self._blocked is None:
-            self._blocked = asyncio.get_running_loop().create_future()
-            self._blocked.set_result(known.blocked)
-
     async def users(self, ids: Sequence[int]) -> list[UserRecord | None]:
-        return await known_or_loaded(
-            self._known.users, ids, lambda misses: load_users(self._state, self._sessions, misses)
-        )
+        return await load_users(self._state, self._sessions, ids)
 
     async def posts(self, ids: Sequence[int]) -> list[PostRecord | None]:
-        return await known_or_loaded(
-            self._known.posts,
-            ids,
-            lambda misses: load_posts(self._state, self._sessions, misses),
-        )
+        return await load_posts(self._state, self._sessions, ids)
 
     async def comments(self, ids: Sequence[int]) -> list[CommentRecord | None]:
         return await load_comments(self._state, self._sessions, ids)
@@ -431,11 +442,7 @@ class DirectFacts:
         viewer_id = self._viewer_id
         if viewer_id is None or not ids:
             return [False] * len(ids)
-        return await known_or_loaded(
-            self._known.follows,
-            ids,
-            lambda misses: following_flags(self._state, self._sessions, viewer_id, misses),
-        )
+        return await following_flags(self._state, self._sessions, viewer_id, list(ids))
 
     async def blocked(self) -> set[int]:
         if self._viewer_id is None:

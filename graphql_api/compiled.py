@@ -13,9 +13,10 @@ the read shapes of the home feed, the profile grid and post detail (``homeFeed``
 ``user``, ``viewer``, ``node`` and the post, user, connection, edge and page-info fields
 under them), with fragments and aliases, without directives. Everything else, and
 anything unexpected while a plan runs (a resolver that raises, a permission refused, a
-null where the schema promises a value, a variable that does not coerce), falls back to the stock executor, which then produces the result and
-its errors as always: plans only ever produce a result without errors. Reads have no
-effect but cache fills, so a plan abandoned halfway changes nothing.
+null where the schema promises a value, a variable that does not coerce), falls back to
+the stock executor, which then produces the result and its errors as always: plans only
+ever produce a result without errors. Reads have no effect but cache fills, so a plan
+abandoned halfway changes nothing.
 
 The envelope is unchanged: parsing, validation, the cost guard and the rate limit run
 before (``graphql_api/guard.py``), error typing and ``extensions.cost`` after. Fields run
@@ -64,6 +65,7 @@ from strawberry.types.nodes import SelectedField, Selection
 
 from db.instrumentation import uncounted
 from graphql_api.features import compiled_fields
+from graphql_api.loader import pending
 
 if TYPE_CHECKING:
     from strawberry.permission import BasePermission
@@ -187,7 +189,8 @@ async def _resolve(source: Any, plan: FieldPlan, run: Run) -> Any:
         kwargs[plan.info_parameter] = info
     assert plan.resolver is not None
     value = plan.resolver(source, **kwargs)
-    return await value if plan.may_await and inspect.isawaitable(value) else value
+    # ``pending`` inlined: this runs for every resolver a plan calls.
+    return await value if plan.may_await and hasattr(type(value), "__await__") else value
 
 
 class Compiler:
@@ -311,7 +314,14 @@ class Compiler:
                 plan.argument_names[name]: value for name, value in given.items()
             }
         returns = str(inspect.get_annotations(function).get("return", "Awaitable"))
-        plan.may_await = inspect.iscoroutinefunction(function) or "Awaitable" in returns
+        # A resolver that may load (it reaches the loaders through ``info``) answers with
+        # a value or an awaitable (``graphql_api/loader.py: Loaded``): checked per value.
+        plan.may_await = (
+            inspect.iscoroutinefunction(function)
+            or plan.info_parameter is not None
+            or "Awaitable" in returns
+            or "Loaded" in returns
+        )
         plan.plain = not (
             plan.may_await or plan.info_parameter or plan.argument_names or plan.permissions
         )
@@ -376,7 +386,7 @@ class Compiler:
                 completed = []
                 for entry in value:
                     done = item(entry, run)
-                    completed.append(await done if inspect.isawaitable(done) else done)
+                    completed.append(await done if pending(done) else done)
                 return completed
 
             return listed

@@ -1,5 +1,5 @@
 """The context of one GraphQL operation: who is calling, shard sessions and fresh
-DataLoaders.
+loaders (each feature's, made on first use, and the visibility policy over them).
 
 Loaders cache what they read, so they must never outlive the operation: a socket that
 runs many operations gets a fresh set for each (``OperationScope``), while the caller's
@@ -8,132 +8,100 @@ authentication is checked once per request or connection (``graphql_api/auth.py`
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from datetime import datetime
+from collections.abc import Callable, Iterator, Mapping
 from functools import cached_property
-from typing import TypeAlias
+from typing import Any, TypeAlias, TypeVar
 
 import strawberry
 from strawberry.extensions import SchemaExtension
 from strawberry.fastapi import BaseContext
 
-from db.accounts.records import UserRecord
-from db.posts.records import CommentRecord, PostRecord
 from db.session import ShardSessions
-from db.stories.records import StoryRecord
 from domain.errors import Unauthenticated
 from domain.state import AppState
-from domain.visibility import KnownFacts, Visibility, known_or_loaded
-from graphql_api.accounts.loaders import AccountLoaders
+from domain.visibility import FactsFrom, PostFacts, StoryFacts, UserFacts, Visibility
 from graphql_api.auth import ANONYMOUS, Authentication
-from graphql_api.media.loaders import MediaLoaders
-from graphql_api.messaging.loaders import MessagingLoaders
-from graphql_api.posts.loaders import PostLoaders
-from graphql_api.stories.loaders import StoryLoaders
+from graphql_api.features import ApiFeature, api_features
+
+LoadersT = TypeVar("LoadersT")
 
 
 class Loaders:
     """Created per operation so that no cached value leaks between viewers or moments.
 
-    Each feature's loaders are made on first use: an operation pays only for the ones it
-    reads through, and a socket waiting for its next event holds none."""
+    Each feature declares its loaders (``loaders`` in ``graphql_api/<feature>/feature.py``:
+    a class and how one is made from this object); ``of(PostLoaders)`` makes a feature's
+    on first use, so an operation pays only for the ones it reads through, and a socket
+    waiting for its next event holds none."""
 
     def __init__(self, state: AppState, sessions: ShardSessions, viewer_id: int | None) -> None:
-        self._state = state
-        self._sessions = sessions
-        self._viewer_id = viewer_id
+        self.state = state
+        self.sessions = sessions
+        self.viewer_id = viewer_id
+        self._made: dict[type[Any], Any] = {}
 
-    @cached_property
-    def accounts(self) -> AccountLoaders:
-        return AccountLoaders(self._state, self._sessions, self._viewer_id)
+    def of(self, kind: type[LoadersT]) -> LoadersT:
+        """This operation's loaders of one feature, made on first use."""
+        made = self._made.get(kind)
+        if made is None:
+            factory = _factories().get(kind)
+            if factory is None:
+                raise LookupError(f"no feature declares {kind.__name__} in its loaders")
+            made = self._made[kind] = factory(self)
+        return made  # type: ignore[no-any-return]  # made for ``kind``
 
-    @cached_property
-    def posts(self) -> PostLoaders:
-        return PostLoaders(
-            self._state,
-            self._sessions,
-            self._viewer_id,
-            block_set=lambda: self.accounts.viewer_block_set(),
-        )
-
-    @cached_property
-    def media(self) -> MediaLoaders:
-        return MediaLoaders(self._state, self._sessions)
-
-    @cached_property
-    def stories(self) -> StoryLoaders:
-        return StoryLoaders(self._state, self._sessions, self._viewer_id)
-
-    @cached_property
-    def messaging(self) -> MessagingLoaders:
-        return MessagingLoaders(self._sessions)
+    def answering(self, kind: type[Any]) -> Any:
+        """The loaders of the feature that answers one kind of the policy's facts (its
+        loaders class implements that protocol of ``domain/visibility.py``)."""
+        return self.of(_answering(kind))
 
     @cached_property
     def visibility(self) -> Visibility:
-        # The one policy, fed by these loaders so that its reads batch with the rest.
+        """The one policy, asking its facts of these loaders: its reads batch with the
+        fields' and answer from what a page's plan primed them with."""
         return Visibility(
-            _LoaderFacts(
-                self._state, self.accounts, self.posts, self.stories, viewer_id=self._viewer_id
+            FactsFrom(
+                viewer_id=self.viewer_id,
+                clock=self.state.clock,
+                users=self.answering(UserFacts),
+                posts=self.answering(PostFacts),
+                stories=self.answering(StoryFacts),
             )
         )
 
 
-class _LoaderFacts:
-    """Facts through the operation's loaders, after what a page's planned read found
-    (``remember``): those answer from memory, without a future per id."""
+LoaderFactory: TypeAlias = Callable[[Loaders], Any]
+_by_features: dict[int, tuple[tuple[ApiFeature, ...], dict[type[Any], LoaderFactory]]] = {}
 
-    def __init__(
-        self,
-        state: AppState,
-        accounts: AccountLoaders,
-        posts: PostLoaders,
-        stories: StoryLoaders,
-        *,
-        viewer_id: int | None,
-    ):
-        self._state = state
-        self._accounts = accounts
-        self._posts = posts
-        self._stories = stories
-        self._viewer_id = viewer_id
-        self._known = KnownFacts()
 
-    @property
-    def viewer_id(self) -> int | None:
-        return self._viewer_id
+def _factories() -> Mapping[type[Any], LoaderFactory]:
+    """Every feature's loader classes and factories (made once per set of features)."""
+    features = api_features()
+    entry = _by_features.get(id(features))
+    if entry is None or entry[0] is not features:
+        factories: dict[type[Any], LoaderFactory] = {}
+        for feature in features:
+            for kind, factory in feature.loaders.items():
+                if kind in factories:
+                    raise LookupError(f"{kind.__name__} is declared by two features")
+                factories[kind] = factory
+        entry = _by_features[id(features)] = (features, factories)
+    return entry[1]
 
-    def remember(self, known: KnownFacts) -> None:
-        self._known.add(known)
-        if known.blocked is not None:
-            self._accounts.know_block_set(known.blocked)
 
-    async def users(self, ids: Sequence[int]) -> list[UserRecord | None]:
-        return await known_or_loaded(self._known.users, ids, self._accounts.user.load_many)
+_answers: dict[tuple[int, type[Any]], type[Any]] = {}
 
-    async def posts(self, ids: Sequence[int]) -> list[PostRecord | None]:
-        return await known_or_loaded(self._known.posts, ids, self._posts.post.load_many)
 
-    async def comments(self, ids: Sequence[int]) -> list[CommentRecord | None]:
-        return await self._posts.comment.load_many(ids)
-
-    async def follows(self, ids: Sequence[int]) -> list[bool]:
-        if not ids:
-            return []
-        return await known_or_loaded(
-            self._known.follows, ids, self._accounts.viewer_follows.load_many
-        )
-
-    async def blocked(self) -> set[int]:
-        return await self._accounts.viewer_block_set()
-
-    async def stories(self, ids: Sequence[int]) -> list[StoryRecord | None]:
-        return await self._stories.story.load_many(ids)
-
-    async def in_close_friends(self, author_ids: Sequence[int]) -> list[bool]:
-        return await self._stories.viewer_in_close_friends.load_many(author_ids)
-
-    def now(self) -> datetime:
-        return self._state.clock()
+def _answering(kind: type[Any]) -> type[Any]:
+    factories = _factories()
+    key = (id(factories), kind)
+    answering = _answers.get(key)
+    if answering is None:
+        found = [loaders for loaders in factories if kind in loaders.__mro__]
+        if len(found) != 1:
+            raise LookupError(f"{len(found)} features' loaders answer {kind.__name__}, not one")
+        answering = _answers[key] = found[0]
+    return answering
 
 
 class Context(BaseContext):

@@ -1,6 +1,8 @@
 """Reading home feeds: a precomputed page from Redis, large accounts merged in at read
 time, and a bounded rebuild from PostgreSQL when the feed is missing. Which entries the
-viewer may see is Visibility's call (``domain/visibility.py``).
+viewer may see is Visibility's call (``domain/visibility.py``); what a reader wants of
+the posts is its own, read ahead of those rules by its ``ReadAhead`` (the API's plans it
+from the query and primes its loaders, ``graphql_api/feed/schema.py``).
 
 While Redis is down (``db/redis.py``) a page is read with fan-out on read from
 PostgreSQL instead; a backfill that cannot reach Redis drops the ready marker once Redis
@@ -28,7 +30,6 @@ from db.redis import read_epoch, read_together_or_raise, redis_available
 from db.session import ShardSessions
 from domain.accounts.relations import followee_ids
 from domain.feed.large_accounts import large_account_ids, plan_large_account_ids
-from domain.posts.pages import PostFields, PostPageAhead, read_ahead
 from domain.state import AppState
 from domain.visibility import Visibility
 
@@ -47,8 +48,14 @@ class FeedSlice:
     # Where the next page starts: the last post returned, or, when every entry read was
     # filtered out, the last entry read, so that a client can always move on.
     resume_after: int | None = None
-    # What the page's planned reads found of the fields asked for (counters, flags).
-    ahead: PostPageAhead | None = None
+
+
+class ReadAhead(Protocol):
+    """Reads ahead what a reader will need of candidate posts, before the visibility rules
+    run over them (so that those answer from what it read). ``blocked``: the viewer's
+    block set, when it was read with the candidates."""
+
+    async def __call__(self, post_ids: Sequence[int], *, blocked: set[int] | None) -> None: ...
 
 
 async def recent_posts_by_author(
@@ -115,7 +122,7 @@ class FeedRead(Protocol):
         viewer_id: int,
         before_id: int | None,
         limit: int,
-        fields: PostFields,
+        read_ahead: ReadAhead | None = None,
     ) -> FeedSlice: ...
 
 
@@ -127,10 +134,10 @@ async def home_feed(
     viewer_id: int,
     before_id: int | None,
     limit: int,
-    fields: PostFields | None = None,
+    read_ahead: ReadAhead | None = None,
 ) -> FeedSlice:
     """The newest ``limit`` visible posts of the viewer's feed below ``before_id``;
-    ``fields``: what the reader will ask of them, read ahead with the page."""
+    ``read_ahead``: what the reader will want of them, read with each chunk of entries."""
 
     async def read(strategy: FeedRead) -> FeedSlice:
         return await strategy(
@@ -140,7 +147,7 @@ async def home_feed(
             viewer_id=viewer_id,
             before_id=before_id,
             limit=limit,
-            fields=fields or PostFields(),
+            read_ahead=read_ahead,
         )
 
     fan_out_on_read = state.runtime.settings.feed_read_strategy == "fanout_on_read"
@@ -161,7 +168,7 @@ async def _precomputed_home_feed(
     viewer_id: int,
     before_id: int | None,
     limit: int,
-    fields: PostFields,
+    read_ahead: ReadAhead | None = None,
 ) -> FeedSlice:
     chunk = limit + 1 + limit // 2
     # One round trip: the first chunk, the large-account set and the viewer's blocks.
@@ -182,7 +189,6 @@ async def _precomputed_home_feed(
     collected: list[PostRecord] = []
     cursor = before_id
     exhausted = False
-    ahead: PostPageAhead | None = None
     page: FeedPage | None = first_page
     for _ in range(1 + MAX_EXTRA_READS):
         if page is None:
@@ -200,10 +206,8 @@ async def _precomputed_home_feed(
             if (cursor is None or post_id < cursor) and post_id >= floor
         ]
         candidates = sorted(set(stored) | set(extra), reverse=True)
-        ahead = await _read_ahead(
-            state, visibility, candidates, fields=fields, blocked=blocked, into=ahead
-        )
-        blocked = None  # known to the visibility's facts from here on
+        if read_ahead is not None:
+            await read_ahead(candidates, blocked=blocked)
         collected += await visibility.feed_posts(candidates)
         if len(collected) > limit or not full:
             exhausted = not full
@@ -212,29 +216,7 @@ async def _precomputed_home_feed(
     has_next = len(collected) > limit or not exhausted
     page_posts = collected[:limit]
     resume_after = page_posts[-1].id if page_posts else cursor
-    return FeedSlice(posts=page_posts, has_next=has_next, resume_after=resume_after, ahead=ahead)
-
-
-async def _read_ahead(
-    state: AppState,
-    visibility: Visibility,
-    post_ids: Sequence[int],
-    *,
-    fields: PostFields,
-    blocked: set[int] | None,
-    into: PostPageAhead | None,
-) -> PostPageAhead | None:
-    """Read ahead what the page needs (``read_ahead`` tells the visibility's facts),
-    merged with what earlier chunks of the same page found."""
-    ahead = await read_ahead(state, visibility, post_ids=post_ids, fields=fields, blocked=blocked)
-    if ahead is None:
-        return into
-    if into is None:
-        return ahead
-    into.like_counts.update(ahead.like_counts)
-    into.comment_counts.update(ahead.comment_counts)
-    into.viewer_liked.update(ahead.viewer_liked)
-    return into
+    return FeedSlice(posts=page_posts, has_next=has_next, resume_after=resume_after)
 
 
 async def home_feed_from_sql(
@@ -245,7 +227,7 @@ async def home_feed_from_sql(
     viewer_id: int,
     before_id: int | None,
     limit: int,
-    fields: PostFields,
+    read_ahead: ReadAhead | None = None,
 ) -> FeedSlice:
     """Fan-out on read, the classic alternative: read whom the viewer follows, then the
     newest posts of those accounts from every shard, and merge. The benchmark baseline."""
@@ -263,14 +245,12 @@ async def home_feed_from_sql(
 
     collected: list[PostRecord] = []
     cursor, full = before_id, True
-    ahead: PostPageAhead | None = None
     # As the precomputed feed: read on while hidden posts leave the page short, bounded.
     for _ in range(1 + MAX_EXTRA_READS):
         per_shard = await asyncio.gather(*(newest(shard, cursor) for shard in by_shard))
         candidates = heapq.nlargest(fetch, (post_id for ids in per_shard for post_id in ids))
-        ahead = await _read_ahead(
-            state, visibility, candidates, fields=fields, blocked=None, into=ahead
-        )
+        if read_ahead is not None:
+            await read_ahead(candidates, blocked=None)
         collected += await visibility.feed_posts(candidates)
         full = len(candidates) == fetch
         cursor = candidates[-1] if candidates else cursor
@@ -281,5 +261,4 @@ async def home_feed_from_sql(
         posts=page_posts,
         has_next=len(collected) > limit or full,
         resume_after=page_posts[-1].id if page_posts else cursor,
-        ahead=ahead,
     )

@@ -12,9 +12,12 @@ the reads a page will make are planned together (``db.redis.read_together``):
    with blocks who asked for comment counts, the blocked accounts' comments on each post
    (what ``visible_comment_count`` takes off; a viewer without blocks reads nothing more).
 
-Only hits come back: a miss (evicted, never cached) or a Redis that cannot answer is
-left to the usual batch reads, which go to PostgreSQL and fill the cache. Who may see
-what is still decided by ``Visibility``; this only tells it facts early.
+What it found comes back by the key each thing is read by (a post, an account, a media
+row), for the reader to hold for the rest of its operation: the API primes its loaders
+with it (``graphql_api/posts/loaders.py: prime_page``), so the visibility rules and the
+fields answer from memory. Only hits come back: a miss (evicted, never cached) or a Redis
+that cannot answer is left to the usual batch reads, which go to PostgreSQL and fill the
+cache. Who may see what is still decided by ``Visibility``.
 """
 
 from __future__ import annotations
@@ -24,12 +27,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from db.accounts.caches import AccountCaches
+from db.accounts.records import UserRecord
 from db.media.caches import MediaCaches
 from db.media.records import MediaRecord
 from db.posts.caches import PostCaches
+from db.posts.records import PostRecord
 from db.redis import PlannedRead, read_together, redis_available
 from domain.state import AppState
-from domain.visibility import KnownFacts, Visibility, visible_comment_count
+from domain.visibility import visible_comment_count
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,43 +50,31 @@ class PostFields:
 
 @dataclass(slots=True)
 class PostPageAhead:
-    """What the planned read found: facts for ``Visibility`` and the counters asked for."""
+    """What the planned read found, each by the key it is read by: only hits."""
 
-    facts: KnownFacts
+    posts: dict[int, PostRecord | None]  # by post id
+    users: dict[int, UserRecord | None] = field(default_factory=dict)  # the authors
+    follows: dict[int, bool] = field(default_factory=dict)  # by author: followed?
+    # The viewer's block set, as read here or given (None: unknown, or no viewer).
+    blocked: set[int] | None = None
+    # By post id: the counters and the viewer's flags asked for.
     like_counts: dict[int, int] = field(default_factory=dict)
     comment_counts: dict[int, int] = field(default_factory=dict)
     viewer_liked: dict[int, bool] = field(default_factory=dict)
     viewer_saved: dict[int, bool] = field(default_factory=dict)
-    media: dict[int, MediaRecord | None] = field(default_factory=dict)
+    media: dict[int, MediaRecord | None] = field(default_factory=dict)  # by media id
 
 
 async def read_ahead(
-    state: AppState,
-    visibility: Visibility,
-    *,
-    post_ids: Sequence[int],
-    fields: PostFields,
-    blocked: set[int] | None = None,
-) -> PostPageAhead | None:
-    """Everything a page of ``post_ids`` will need that Redis has, in two round trips,
-    told to ``visibility``'s facts; None when Redis cannot answer. ``blocked``: the
-    viewer's block set, if already read."""
-    ahead = await _read(
-        state, viewer_id=visibility.viewer_id, post_ids=post_ids, fields=fields, blocked=blocked
-    )
-    if ahead is not None:
-        visibility.facts.remember(ahead.facts)
-    return ahead
-
-
-async def _read(
     state: AppState,
     *,
     viewer_id: int | None,
     post_ids: Sequence[int],
     fields: PostFields,
-    blocked: set[int] | None,
+    blocked: set[int] | None = None,
 ) -> PostPageAhead | None:
+    """Everything a page of ``post_ids`` will need that Redis has, in two round trips;
+    None when Redis cannot answer. ``blocked``: the viewer's block set, if already read."""
     redis = state.runtime.redis
     ids = list(dict.fromkeys(post_ids))
     if not ids or not redis_available(redis):
@@ -103,7 +96,7 @@ async def _read(
         return None
     answer = iter(answers)
     posts = next(answer)
-    ahead = PostPageAhead(facts=KnownFacts(posts=posts))
+    ahead = PostPageAhead(posts=posts)
     if fields.like_count:
         ahead.like_counts = next(answer)
     if fields.comment_count:
@@ -112,8 +105,8 @@ async def _read(
         ahead.viewer_liked = next(answer)
     if fields.viewer_has_saved and viewer_id is not None:
         ahead.viewer_saved = next(answer)
-    ahead.facts.blocked = next(answer) if read_blocks else blocked
-    known_blocks = ahead.facts.blocked if viewer_id is not None else set()
+    ahead.blocked = next(answer) if read_blocks else blocked
+    known_blocks = ahead.blocked if viewer_id is not None else set()
     if known_blocks is None:
         # Whose comments to leave out is not known yet: the batch reads count them.
         ahead.comment_counts = {}
@@ -144,12 +137,12 @@ async def _read(
         if commenters_at is not None:
             ahead.comment_counts = {}
         return ahead
-    ahead.facts.users = answers[0]
+    ahead.users = answers[0]
     ahead.media = answers[1]
     if follows_at is not None and answers[follows_at] is not None:
-        ahead.facts.follows = dict(zip(others, answers[follows_at], strict=True))
+        ahead.follows = dict(zip(others, answers[follows_at], strict=True))
     elif viewer_id is None:
-        ahead.facts.follows = dict.fromkeys(others, False)
+        ahead.follows = dict.fromkeys(others, False)
     if commenters_at is not None and known_blocks:
         by_post = answers[commenters_at]
         ahead.comment_counts = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from graphql_api.accounts.loaders import AccountLoaders
 from graphql_api.accounts.schema import AccountMutations, AccountQueries
 from graphql_api.accounts.types import User
 from graphql_api.features import ApiFeature
@@ -11,6 +12,7 @@ FEATURE = ApiFeature(
     query=AccountQueries,
     mutation=AccountMutations,
     types=(User,),
+    loaders={AccountLoaders: AccountLoaders},
     compiled_fields={
         "Query": frozenset({"user", "viewer"}),
         "User": frozenset(

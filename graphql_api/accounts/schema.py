@@ -8,6 +8,7 @@ import strawberry
 from domain.accounts import blocks, graph, profiles, relations, sessions
 from domain.accounts.validation import could_be_username
 from domain.errors import NotFound
+from graphql_api.accounts.loaders import AccountLoaders
 from graphql_api.accounts.types import (
     FollowStatus,
     User,
@@ -84,7 +85,7 @@ class AccountQueries:
     async def viewer(self, info: Info) -> User | None:
         if info.context.viewer_id is None:
             return None
-        row = await info.context.loaders.accounts.user.load(info.context.viewer_id)
+        row = await info.context.loaders.of(AccountLoaders).user.load(info.context.viewer_id)
         return User(row=row) if row is not None else None
 
     @strawberry.field(description="A user by username (case-insensitive).")

@@ -10,8 +10,16 @@ import strawberry
 
 from db.accounts.records import UserRecord as UserRow
 from domain.accounts import graph
+from domain.stories.stories import live_entries
+from graphql_api.accounts.loaders import AccountLoaders
 from graphql_api.context import Info
+from graphql_api.loader import Loaded, then
+from graphql_api.media.types import Media, first_media, media_of
 from graphql_api.node import Node
+
+# Posts and stories show their authors, and users their posts and stories: the modules
+# import each other whole, so either may be imported first, and are read as fields resolve.
+from graphql_api.posts import types as posts_types
 from graphql_api.relay import (
     MAX_PAGE_SIZE,
     Connection,
@@ -20,9 +28,9 @@ from graphql_api.relay import (
     page_size,
     to_global_id,
 )
+from graphql_api.stories import types as stories_types
 
 if TYPE_CHECKING:
-    from graphql_api.media.types import Media
     from graphql_api.posts.types import Post
     from graphql_api.stories.types import Story
 
@@ -83,9 +91,9 @@ class User(Node):
     def post_count(self) -> int:
         return self.row.post_count
 
-    @strawberry.field(description="Whether the viewer follows this user.")
-    async def viewer_follows(self, info: Info) -> bool:
-        return await info.context.loaders.accounts.viewer_follows.load(self.row.id)
+    @strawberry.field(graphql_type=bool, description="Whether the viewer follows this user.")
+    def viewer_follows(self, info: Info) -> Loaded[bool]:
+        return info.context.loaders.of(AccountLoaders).viewer_follows.get(self.row.id)
 
     @strawberry.field(description="The viewer's relationship to this user.")
     async def follow_status(self, info: Info) -> FollowStatus | None:
@@ -94,7 +102,7 @@ class User(Node):
             return None
         if viewer_id == self.row.id:
             return FollowStatus.SELF
-        loaders = info.context.loaders.accounts
+        loaders = info.context.loaders.of(AccountLoaders)
         if await loaders.viewer_follows.load(self.row.id):
             return FollowStatus.FOLLOWING
         if await loaders.viewer_requested.load(self.row.id):
@@ -127,16 +135,11 @@ class User(Node):
         )
         return await user_connection(info, rows, limit)
 
-    @strawberry.field(description="The profile picture.")
-    async def avatar(
-        self, info: Info
-    ) -> Annotated[Media, strawberry.lazy("graphql_api.media.types")] | None:
-        from graphql_api.media.types import media_of
-
+    @strawberry.field(graphql_type=Media | None, description="The profile picture.")
+    def avatar(self, info: Info) -> Loaded[Media | None]:
         if self.row.avatar_media_id is None:
             return None
-        found = await media_of(info, [self.row.avatar_media_id], owner=self.row)
-        return found[0] if found else None
+        return then(media_of(info, [self.row.avatar_media_id], owner=self.row), first_media)
 
     @strawberry.field(
         description="This user's live stories, oldest first, as far as the viewer may see."
@@ -144,21 +147,25 @@ class User(Node):
     async def stories(
         self, info: Info, first: int = MAX_PAGE_SIZE
     ) -> list[Annotated[Story, strawberry.lazy("graphql_api.stories.types")]]:
-        from domain.stories.stories import live_entries
-        from graphql_api.stories.types import visible_stories
-
         ctx = info.context
         entries = await live_entries(ctx.state, ctx.sessions, [self.row.id])
         story_ids = [entry.story_id for entry in entries.get(self.row.id, [])]
-        return await visible_stories(info, story_ids, first=first)
+        return await stories_types.visible_stories(info, story_ids, first=first)
 
     @strawberry.field(description="This user's posts, newest first (the profile grid).")
     async def posts(
         self, info: Info, first: int | None = None, after: str | None = None
     ) -> Connection[Annotated[Post, strawberry.lazy("graphql_api.posts.types")]] | None:
-        from graphql_api.posts.types import profile_posts
+        return await posts_types.profile_posts(info, self.row, first=first, after=after)
 
-        return await profile_posts(info, self.row, first=first, after=after)
+
+def user_or_none(row: UserRow | None) -> User | None:
+    return User(row=row) if row is not None else None
+
+
+def visible_user(info: Info, user_id: int) -> Loaded[User | None]:
+    """The user, if the viewer may see them (``Visibility.users``, through its loader)."""
+    return then(info.context.loaders.of(AccountLoaders).visible_user.get(user_id), user_or_none)
 
 
 async def user_connection(info: Info, rows: list[tuple[int, int]], limit: int) -> Connection[User]:
@@ -175,10 +182,10 @@ async def user_connection(info: Info, rows: list[tuple[int, int]], limit: int) -
 
 async def visible_users(info: Info, ids: list[int]) -> list[User]:
     """Those of ``ids`` the viewer may see, in order."""
-    rows = await info.context.loaders.visibility.users(ids)
+    rows = await info.context.loaders.of(AccountLoaders).visible_user.load_many(ids)
     return [User(row=row) for row in rows if row is not None]
 
 
 async def resolve_user_node(info: Info, user_id: int) -> User | None:
-    row = await info.context.loaders.visibility.user(user_id)
-    return User(row=row) if row is not None else None
+    row = await info.context.loaders.of(AccountLoaders).visible_user.load(user_id)
+    return user_or_none(row)

@@ -6,7 +6,7 @@ import strawberry
 
 from domain.feed import reads
 from graphql_api.context import Info, SignedIn
-from graphql_api.posts.types import Post, page_fields, posts_for_page
+from graphql_api.posts.types import PageReader, Post, load_page, wanted_fields
 from graphql_api.relay import Connection, build_connection, decode_cursor, page_size
 
 
@@ -22,6 +22,7 @@ class FeedQueries:
     ) -> Connection[Post]:
         ctx = info.context
         limit = page_size(first)
+        wanted = wanted_fields(info)
         feed = await reads.home_feed(
             ctx.state,
             ctx.sessions,
@@ -29,9 +30,10 @@ class FeedQueries:
             viewer_id=ctx.signed_in_id,
             before_id=decode_cursor(after),
             limit=limit,
-            fields=page_fields(info),
+            # Each chunk of entries is read with what this query shows of its posts.
+            read_ahead=PageReader(info, wanted),
         )
-        posts = await posts_for_page(info, feed.posts, feed.ahead)
+        posts = {post.row.id: post for post in await load_page(info, feed.posts, wanted)}
         ids = [row.id for row in feed.posts]
         if feed.has_next and not ids and feed.resume_after is not None:
             # A page whose entries were all filtered out still hands out a cursor.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from graphql_api.features import ApiFeature
+from graphql_api.media.loaders import MediaLoaders
 from graphql_api.media.schema import MediaMutations, MediaQueries
 from graphql_api.media.types import Media
 
@@ -11,6 +12,7 @@ FEATURE = ApiFeature(
     query=MediaQueries,
     mutation=MediaMutations,
     types=(Media,),
+    loaders={MediaLoaders: MediaLoaders},
     list_bounds={("Media", "variants"): 6},  # three widths in two formats
     compiled_fields={
         "Media": frozenset(

@@ -10,6 +10,7 @@ from domain.accounts import profiles
 from domain.errors import NotFound
 from domain.media import uploads
 from domain.visibility import media_urls_signed
+from graphql_api.accounts.loaders import AccountLoaders
 from graphql_api.accounts.types import User
 from graphql_api.context import Info, SignedIn
 from graphql_api.ids import media_id_from
@@ -25,7 +26,7 @@ async def _own_media(info: Info, media_id: int) -> Media | None:
         row = await uploads.own_media(ctx.state, ctx.sessions, ctx.viewer_id, media_id)
     except NotFound:
         return None
-    owner = await ctx.loaders.accounts.user.load(row.owner_id)
+    owner = await ctx.loaders.of(AccountLoaders).user.load(row.owner_id)
     return Media(row=row, signed=media_urls_signed(owner))
 
 
@@ -102,7 +103,7 @@ class MediaMutations:
             content_type=input.content_type,
             byte_size=input.byte_size,
         )
-        owner = await ctx.loaders.accounts.user.load(ctx.signed_in_id)
+        owner = await ctx.loaders.of(AccountLoaders).user.load(ctx.signed_in_id)
         return CreateUploadPayload(
             upload=Upload(
                 media=Media(row=ticket.media, signed=media_urls_signed(owner)),
@@ -127,7 +128,7 @@ class MediaMutations:
         row = await uploads.finalize_upload(
             ctx.state, ctx.sessions, ctx.signed_in_id, media_id_from(media_id)
         )
-        owner = await ctx.loaders.accounts.user.load(ctx.signed_in_id)
+        owner = await ctx.loaders.of(AccountLoaders).user.load(ctx.signed_in_id)
         return MediaPayload(media=Media(row=row, signed=media_urls_signed(owner)))
 
     @strawberry.mutation(

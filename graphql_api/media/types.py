@@ -14,6 +14,8 @@ from domain.errors import BadUserInput
 from domain.media.delivery import MediaUrls
 from domain.visibility import media_urls_signed
 from graphql_api.context import Info
+from graphql_api.loader import Loaded, then
+from graphql_api.media.loaders import MediaLoaders
 from graphql_api.node import Node
 from graphql_api.relay import to_global_id
 
@@ -185,15 +187,23 @@ class Media(Node):
         return self.row.created_at
 
 
-async def media_of(
+def media_of(
     info: Info, media_ids: list[int], *, owner: UserRecord | None, in_message: bool = False
-) -> list[Media]:
+) -> Loaded[list[Media]]:
     """Published media by id, in order; anything not ready (or gone) is left out. Its URLs
     are signed as the policy says for ``owner`` (``media_urls_signed``)."""
     if not media_ids:
         return []
-    rows = await info.context.loaders.media.media.load_many(media_ids)
     signed = media_urls_signed(owner, in_message=in_message)
-    return [
-        Media(row=row, signed=signed) for row in rows if row is not None and row.status == "ready"
-    ]
+    return then(
+        info.context.loaders.of(MediaLoaders).media.get_many(media_ids),
+        lambda rows: [
+            Media(row=row, signed=signed)
+            for row in rows
+            if row is not None and row.status == "ready"
+        ],
+    )
+
+
+def first_media(found: list[Media]) -> Media | None:
+    return found[0] if found else None

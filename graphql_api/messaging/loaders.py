@@ -1,22 +1,21 @@
-"""Per-operation DataLoaders for direct messages."""
+"""Per-operation loaders for direct messages."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from strawberry.dataloader import DataLoader
-
 from db.messaging.records import MessageRecord
-from db.session import ShardSessions
 from domain.messaging.messages import reactions_of
+from graphql_api.context import Loaders
+from graphql_api.loader import Loader
 
 
 class MessagingLoaders:
-    def __init__(self, sessions: ShardSessions) -> None:
-        self._sessions = sessions
+    def __init__(self, loaders: Loaders) -> None:
+        self._sessions = loaders.sessions
         # Keyed by message: (member id, emoji) pairs, one query per thread shard a page.
-        self.reactions: DataLoader[MessageRecord, list[tuple[int, str]]] = DataLoader(
-            load_fn=self._load_reactions, cache_key_fn=lambda row: (row.thread_id, row.seq)
+        self.reactions: Loader[MessageRecord, list[tuple[int, str]]] = Loader(
+            self._load_reactions, key_of=lambda row: (row.thread_id, row.seq)
         )
 
     async def _load_reactions(

@@ -4,27 +4,20 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 
 from db.messaging.records import MessageRecord
 from domain.messaging.inbox import InboxThread
 from domain.realtime import EventKind, LiveEvent
-from graphql_api.accounts.types import resolve_user_node, visible_users
+from graphql_api.accounts.types import User, visible_user, visible_users
 from graphql_api.context import Info
+from graphql_api.loader import Loaded, then
+from graphql_api.media.types import Media, first_media, media_of
+from graphql_api.messaging.loaders import MessagingLoaders
+from graphql_api.posts.types import Post
 from graphql_api.relay import to_global_id
-
-if TYPE_CHECKING:
-    from graphql_api.accounts.types import User
-    from graphql_api.media.types import Media
-    from graphql_api.posts.types import Post
-    from graphql_api.stories.types import Story
-
-UserType = Annotated["User", strawberry.lazy("graphql_api.accounts.types")]
-PostType = Annotated["Post", strawberry.lazy("graphql_api.posts.types")]
-MediaType = Annotated["Media", strawberry.lazy("graphql_api.media.types")]
-StoryType = Annotated["Story", strawberry.lazy("graphql_api.stories.types")]
+from graphql_api.stories.types import Story
 
 
 @strawberry.enum
@@ -40,9 +33,9 @@ class Reaction:
     emoji: str
     user_id: strawberry.Private[int]
 
-    @strawberry.field
-    async def user(self, info: Info) -> UserType | None:
-        return await resolve_user_node(info, self.user_id)
+    @strawberry.field(graphql_type=User | None)
+    def user(self, info: Info) -> Loaded[User | None]:
+        return visible_user(info, self.user_id)
 
 
 @strawberry.type(description="A direct message. `seq` orders a thread and is its cursor.")
@@ -73,41 +66,34 @@ class Message:
     def created_at(self) -> datetime:
         return self.row.created_at
 
-    @strawberry.field
-    async def sender(self, info: Info) -> UserType | None:
-        return await resolve_user_node(info, self.row.sender_id)
+    @strawberry.field(graphql_type=User | None)
+    def sender(self, info: Info) -> Loaded[User | None]:
+        return visible_user(info, self.row.sender_id)
 
     @strawberry.field(description="The shared post, while you may see it.")
-    async def post(self, info: Info) -> PostType | None:
-        from graphql_api.posts.types import Post
-
+    async def post(self, info: Info) -> Post | None:
         if self.row.post_id is None:
             return None
         row = await info.context.loaders.visibility.post(self.row.post_id)
         return Post(row=row) if row is not None else None
 
     @strawberry.field(description="The story replied to, while it is live and visible.")
-    async def story(self, info: Info) -> StoryType | None:
-        from graphql_api.stories.types import Story
-
+    async def story(self, info: Info) -> Story | None:
         if self.row.story_id is None:
             return None
         (row,) = await info.context.loaders.visibility.stories([self.row.story_id])
         return Story(row=row) if row is not None else None
 
-    @strawberry.field
-    async def media(self, info: Info) -> MediaType | None:
-        from graphql_api.media.types import media_of
-
+    @strawberry.field(graphql_type=Media | None)
+    def media(self, info: Info) -> Loaded[Media | None]:
         if self.row.media_id is None:
             return None
         # Shared privately: always through signed, expiring URLs.
-        found = await media_of(info, [self.row.media_id], owner=None, in_message=True)
-        return found[0] if found else None
+        return then(media_of(info, [self.row.media_id], owner=None, in_message=True), first_media)
 
     @strawberry.field
     async def reactions(self, info: Info) -> list[Reaction]:
-        pairs = await info.context.loaders.messaging.reactions.load(self.row)
+        pairs = await info.context.loaders.of(MessagingLoaders).reactions.load(self.row)
         visible = set(await info.context.loaders.visibility.unblocked([u for u, _ in pairs]))
         return [Reaction(emoji=emoji, user_id=u) for u, emoji in pairs if u in visible]
 
@@ -117,9 +103,9 @@ class ReadMark:
     seq: int
     user_id: strawberry.Private[int]
 
-    @strawberry.field
-    async def user(self, info: Info) -> UserType | None:
-        return await resolve_user_node(info, self.user_id)
+    @strawberry.field(graphql_type=User | None)
+    def user(self, info: Info) -> Loaded[User | None]:
+        return visible_user(info, self.user_id)
 
 
 @strawberry.type(description="A conversation: one-to-one, or a group of up to 32.")
@@ -151,7 +137,7 @@ class Thread:
         return self.summary.unread_count
 
     @strawberry.field
-    async def members(self, info: Info) -> list[UserType]:
+    async def members(self, info: Info) -> list[User]:
         return await visible_users(info, self.summary.member_ids)
 
     @strawberry.field
@@ -202,13 +188,15 @@ class MessageEvent:
     def message(self) -> Message | None:
         return Message(row=self.event.message) if self.event.message is not None else None
 
-    @strawberry.field(description="Who read, reacted, typed or changed the members.")
-    async def user(self, info: Info) -> UserType | None:
+    @strawberry.field(
+        graphql_type=User | None, description="Who read, reacted, typed or changed the members."
+    )
+    def user(self, info: Info) -> Loaded[User | None]:
         if self.event.kind is EventKind.MESSAGE and self.event.message is not None:
-            return await resolve_user_node(info, self.event.message.sender_id)
+            return visible_user(info, self.event.message.sender_id)
         if self.event.user_id is None:
             return None
-        return await resolve_user_node(info, self.event.user_id)
+        return visible_user(info, self.event.user_id)
 
     @strawberry.field(description="The reaction set; null when one was removed.")
     def emoji(self) -> str | None:

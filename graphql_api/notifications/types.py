@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 
@@ -13,17 +12,10 @@ from db.notifications.models import Notification as NotificationRow
 from domain.notifications.notifications import NotificationKind as DomainKind
 from domain.notifications.notifications import describe
 from domain.realtime import EventKind, LiveEvent
-from graphql_api.accounts.types import visible_users
+from graphql_api.accounts.types import User, visible_users
 from graphql_api.context import Info
+from graphql_api.posts.types import Comment, Post
 from graphql_api.relay import to_global_id
-
-if TYPE_CHECKING:
-    from graphql_api.accounts.types import User
-    from graphql_api.posts.types import Comment, Post
-
-UserType = Annotated["User", strawberry.lazy("graphql_api.accounts.types")]
-PostType = Annotated["Post", strawberry.lazy("graphql_api.posts.types")]
-CommentType = Annotated["Comment", strawberry.lazy("graphql_api.posts.types")]
 
 
 @strawberry.enum
@@ -57,7 +49,7 @@ class Notification:
         return self.row.actor_count
 
     @strawberry.field(description="The latest few of them that you may see, newest first.")
-    async def actors(self, info: Info) -> list[UserType]:
+    async def actors(self, info: Info) -> list[User]:
         return await visible_users(info, list(self.row.latest_actor_ids))
 
     @strawberry.field(description='For example "ana and 3 others liked your post".')
@@ -68,18 +60,14 @@ class Notification:
         )
 
     @strawberry.field
-    async def post(self, info: Info) -> PostType | None:
-        from graphql_api.posts.types import Post
-
+    async def post(self, info: Info) -> Post | None:
         if self.row.post_id is None:
             return None
         row = await info.context.loaders.visibility.post(self.row.post_id)
         return Post(row=row) if row is not None else None
 
     @strawberry.field
-    async def comment(self, info: Info) -> CommentType | None:
-        from graphql_api.posts.types import Comment
-
+    async def comment(self, info: Info) -> Comment | None:
         if self.row.comment_id is None:
             return None
         row = await info.context.loaders.visibility.comment(self.row.comment_id)

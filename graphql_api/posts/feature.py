@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from domain.posts.posts import MAX_MEDIA_PER_POST
 from graphql_api.features import ApiFeature
+from graphql_api.posts.loaders import PostLoaders
 from graphql_api.posts.schema import PostMutations, PostQueries
 from graphql_api.posts.types import Comment, Post
 
@@ -12,6 +13,7 @@ FEATURE = ApiFeature(
     query=PostQueries,
     mutation=PostMutations,
     types=(Post, Comment),
+    loaders={PostLoaders: PostLoaders},
     list_bounds={("Post", "mentions"): 20, ("Post", "media"): MAX_MEDIA_PER_POST},
     compiled_fields={
         "PostConnection": frozenset({"edges", "pageInfo", "nodes"}),

@@ -1,59 +1,46 @@
-"""Per-operation DataLoaders for posts, comments, counters and the viewer's likes.
+"""Per-operation loaders for posts, comments, counters and the viewer's likes; they answer
+the visibility policy's questions about posts and comments (``PostFacts``).
 
 Every loader answers a whole page with one Redis round trip and, for what Redis lacks,
-one SQL statement per shard (the domain's batch reads do that).
+one SQL statement per shard (the domain's batch reads do that). A page's planned read
+primes them first (``prime_page``), so that a warm page reads nothing more.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
-
-from strawberry.dataloader import DataLoader
+from collections.abc import Sequence
 
 from db.posts.records import CommentRecord, PostRecord
-from db.session import ShardSessions
 from domain.posts import comments, likes, posts, reads, saved
 from domain.posts.comments import ThreadKey
+from domain.posts.pages import PostPageAhead
 from domain.reels import reels
-from domain.state import AppState
+from domain.visibility import PostFacts
+from graphql_api.accounts.loaders import AccountLoaders
+from graphql_api.context import Loaders
+from graphql_api.loader import Loader
+from graphql_api.media.loaders import MediaLoaders
 
 
-class PostLoaders:
-    def __init__(
-        self,
-        state: AppState,
-        sessions: ShardSessions,
-        viewer_id: int | None,
-        *,
-        block_set: Callable[[], Awaitable[set[int]]],
-    ) -> None:
-        self._state = state
-        self._sessions = sessions
-        self._viewer_id = viewer_id
-        # The viewer's block set, shared with the operation's other loaders.
-        self._block_set = block_set
-        self.post: DataLoader[int, PostRecord | None] = DataLoader(load_fn=self._load_posts)
-        self.comment: DataLoader[int, CommentRecord | None] = DataLoader(
-            load_fn=self._load_comments
-        )
-        self.like_count: DataLoader[int, int] = DataLoader(load_fn=self._load_like_counts)
-        self.comment_count: DataLoader[int, int] = DataLoader(load_fn=self._load_comment_counts)
-        self.comment_like_count: DataLoader[int, int] = DataLoader(
-            load_fn=self._load_comment_like_counts
-        )
-        self.viewer_liked: DataLoader[int, bool] = DataLoader(load_fn=self._load_viewer_liked)
-        self.viewer_liked_comment: DataLoader[int, bool] = DataLoader(
-            load_fn=self._load_viewer_liked_comments
-        )
-        self.first_comments: DataLoader[ThreadKey, list[int]] = DataLoader(
-            load_fn=self._load_first_comments
-        )
-        self.first_replies: DataLoader[ThreadKey, list[int]] = DataLoader(
-            load_fn=self._load_first_replies
-        )
-        self.mentions: DataLoader[int, list[int]] = DataLoader(load_fn=self._load_mentions)
-        self.view_count: DataLoader[int, int] = DataLoader(load_fn=self._load_view_counts)
-        self.viewer_saved: DataLoader[int, bool] = DataLoader(load_fn=self._load_viewer_saved)
+class PostLoaders(PostFacts):
+    def __init__(self, loaders: Loaders) -> None:
+        self._loaders = loaders
+        self._state = loaders.state
+        self._sessions = loaders.sessions
+        self._viewer_id = loaders.viewer_id
+        self.post: Loader[int, PostRecord | None] = Loader(self._load_posts)
+        self.comment: Loader[int, CommentRecord | None] = Loader(self._load_comments)
+        self.like_count: Loader[int, int] = Loader(self._load_like_counts)
+        # As the viewer sees them: less the comments of accounts blocked either way.
+        self.comment_count: Loader[int, int] = Loader(self._load_comment_counts)
+        self.comment_like_count: Loader[int, int] = Loader(self._load_comment_like_counts)
+        self.viewer_liked: Loader[int, bool] = Loader(self._load_viewer_liked)
+        self.viewer_liked_comment: Loader[int, bool] = Loader(self._load_viewer_liked_comments)
+        self.first_comments: Loader[ThreadKey, list[int]] = Loader(self._load_first_comments)
+        self.first_replies: Loader[ThreadKey, list[int]] = Loader(self._load_first_replies)
+        self.mentions: Loader[int, list[int]] = Loader(self._load_mentions)
+        self.view_count: Loader[int, int] = Loader(self._load_view_counts)
+        self.viewer_saved: Loader[int, bool] = Loader(self._load_viewer_saved)
 
     async def _load_posts(self, ids: Sequence[int]) -> list[PostRecord | None]:
         return await reads.load_posts(self._state, self._sessions, ids)
@@ -65,9 +52,9 @@ class PostLoaders:
         return await likes.like_counts(self._state, self._sessions, ids)
 
     async def _load_comment_counts(self, ids: Sequence[int]) -> list[int]:
-        """As the viewer sees them: less the comments of accounts blocked either way."""
+        blocked = await self._loaders.of(AccountLoaders).blocked()
         return await comments.visible_comment_counts(
-            self._state, self._sessions, ids, blocked=await self._block_set()
+            self._state, self._sessions, ids, blocked=blocked
         )
 
     async def _load_comment_like_counts(self, ids: Sequence[int]) -> list[int]:
@@ -99,3 +86,29 @@ class PostLoaders:
         if self._viewer_id is None:
             return [False] * len(post_ids)
         return await saved.viewer_saved(self._state, self._sessions, self._viewer_id, post_ids)
+
+    # The policy's facts (``PostFacts``) -------------------------------------------------
+
+    async def posts(self, ids: Sequence[int]) -> list[PostRecord | None]:
+        return await self.post.load_many(ids)
+
+    async def comments(self, ids: Sequence[int]) -> list[CommentRecord | None]:
+        return await self.comment.load_many(ids)
+
+
+def prime_page(loaders: Loaders, ahead: PostPageAhead) -> None:
+    """What a page's planned read found (``domain/posts/pages.py``), held by the loaders
+    each part is read through: the policy and the fields then answer from memory."""
+    post_loaders = loaders.of(PostLoaders)
+    post_loaders.post.prime_many(ahead.posts)
+    post_loaders.like_count.prime_many(ahead.like_counts)
+    post_loaders.comment_count.prime_many(ahead.comment_counts)
+    post_loaders.viewer_liked.prime_many(ahead.viewer_liked)
+    post_loaders.viewer_saved.prime_many(ahead.viewer_saved)
+    accounts = loaders.of(AccountLoaders)
+    accounts.user.prime_many(ahead.users)
+    accounts.viewer_follows.prime_many(ahead.follows)
+    if loaders.viewer_id is not None and ahead.blocked is not None:
+        accounts.block_set.prime(loaders.viewer_id, ahead.blocked)
+    if ahead.media:
+        loaders.of(MediaLoaders).media.prime_many(ahead.media)

@@ -1,28 +1,41 @@
-"""GraphQL types for posts and comments."""
+"""GraphQL types for posts and comments, and pages of posts.
+
+A page of posts is read ahead before its fields resolve: the query's selection says what
+to read (``wanted_fields``), the domain plans it in two round trips
+(``domain/posts/pages.py``), and what it found primes the operation's loaders
+(``prime_page``); the visibility rules run, and then each relation the page shows is
+loaded for all its posts at once (``load_page``). Every field reads through its loader,
+which by then holds the value: no field awaits a future of its own on a warm page.
+"""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
 from strawberry.types.nodes import SelectedField, Selection
 
 from db.accounts.records import UserRecord as UserRow
-from db.media.records import MediaRecord as MediaRow
 from db.posts.caches import CACHED_LIST_LENGTH
 from db.posts.records import CommentRecord as CommentRow
 from db.posts.records import PostRecord as PostRow
 from domain.errors import BadUserInput
 from domain.posts import comments, posts
-from domain.posts.pages import PostFields, PostPageAhead, read_ahead
+from domain.posts.pages import PostFields, read_ahead
 from domain.posts.text import parse_hashtags
-from domain.visibility import KnownFacts, known_or_loaded, media_urls_signed
+
+# Users show their posts, and posts their authors: the modules import each other whole,
+# so either may be imported first, and are read as fields resolve.
+from graphql_api.accounts import types as accounts_types
+from graphql_api.accounts.loaders import AccountLoaders
 from graphql_api.context import Info
+from graphql_api.loader import Loaded, Loader, fill, then
+from graphql_api.media.loaders import MediaLoaders
+from graphql_api.media.types import Media, media_of
 from graphql_api.node import Node
+from graphql_api.posts.loaders import PostLoaders, prime_page
 from graphql_api.relay import (
     Connection,
     build_connection,
@@ -35,38 +48,13 @@ from graphql_api.relay import (
 
 if TYPE_CHECKING:
     from graphql_api.accounts.types import User
-    from graphql_api.media.types import Media
 
-T = TypeVar("T")
 UserType = Annotated["User", strawberry.lazy("graphql_api.accounts.types")]
-MediaType = Annotated["Media", strawberry.lazy("graphql_api.media.types")]
-
-
-async def _user(info: Info, user_id: int) -> UserType | None:
-    from graphql_api.accounts.types import User
-
-    row = await info.context.loaders.visibility.user(user_id)
-    return User(row=row) if row is not None else None
-
-
-@dataclass(frozen=True)
-class PostPage:
-    """What a page of posts asked for, loaded in one batch per relation before the page's
-    fields resolve. Each field then answers synchronously: a feed page of 20 posts would
-    otherwise await some 80 DataLoader futures, which costs more CPU than the I/O."""
-
-    like_counts: dict[int, int] = field(default_factory=dict)
-    comment_counts: dict[int, int] = field(default_factory=dict)
-    viewer_liked: dict[int, bool] = field(default_factory=dict)
-    viewer_saved: dict[int, bool] = field(default_factory=dict)
-    authors: dict[int, UserRow | None] = field(default_factory=dict)
-    media: dict[int, MediaRow | None] = field(default_factory=dict)
 
 
 @strawberry.type(description="A photo or video post.")
 class Post(Node):
     row: strawberry.Private[PostRow]
-    page: strawberry.Private[PostPage | None] = None
 
     @strawberry.field
     def id(self) -> strawberry.ID:
@@ -89,81 +77,56 @@ class Post(Node):
         return parse_hashtags(self.row.caption)
 
     @strawberry.field(graphql_type=UserType | None)
-    def author(self, info: Info) -> UserType | Awaitable[UserType | None] | None:
-        if self.page is not None and self.row.author_id in self.page.authors:
-            from graphql_api.accounts.types import User
-
-            author = self.page.authors[self.row.author_id]
-            return User(row=author) if author is not None else None
-        return _user(info, self.row.author_id)
+    def author(self, info: Info) -> Loaded[UserType | None]:
+        return accounts_types.visible_user(info, self.row.author_id)
 
     @strawberry.field(description="Existing users @mentioned in the caption.")
     async def mentions(self, info: Info) -> list[UserType]:
-        from graphql_api.accounts.types import User
-
-        ids = await info.context.loaders.posts.mentions.load(self.row.id)
-        rows = await info.context.loaders.visibility.users(ids)
-        return [User(row=row) for row in rows if row is not None]
+        ids = await info.context.loaders.of(PostLoaders).mentions.load(self.row.id)
+        return await accounts_types.visible_users(info, ids)
 
     @strawberry.field(graphql_type=int)
-    def like_count(self, info: Info) -> int | Awaitable[int]:
-        if self.page is not None and self.row.id in self.page.like_counts:
-            return self.page.like_counts[self.row.id]
-        return info.context.loaders.posts.like_count.load(self.row.id)
+    def like_count(self, info: Info) -> Loaded[int]:
+        return info.context.loaders.of(PostLoaders).like_count.get(self.row.id)
 
     @strawberry.field(graphql_type=int, description="All comments, replies included.")
-    def comment_count(self, info: Info) -> int | Awaitable[int]:
-        if self.page is not None and self.row.id in self.page.comment_counts:
-            return self.page.comment_counts[self.row.id]
-        return info.context.loaders.posts.comment_count.load(self.row.id)
+    def comment_count(self, info: Info) -> Loaded[int]:
+        return info.context.loaders.of(PostLoaders).comment_count.get(self.row.id)
 
     @strawberry.field(graphql_type=bool)
-    def viewer_has_liked(self, info: Info) -> bool | Awaitable[bool]:
-        if self.page is not None and self.row.id in self.page.viewer_liked:
-            return self.page.viewer_liked[self.row.id]
-        return info.context.loaders.posts.viewer_liked.load(self.row.id)
+    def viewer_has_liked(self, info: Info) -> Loaded[bool]:
+        return info.context.loaders.of(PostLoaders).viewer_liked.get(self.row.id)
 
     @strawberry.field(
-        graphql_type=list[MediaType],
+        graphql_type=list[Media],
         description="The photos and videos, in order (a carousel when several); empty for "
         "a caption-only post.",
     )
-    async def media(self, info: Info) -> list[MediaType]:
-        from graphql_api.media.types import Media, media_of
-
+    def media(self, info: Info) -> Loaded[list[Media]]:
         if not self.row.media_ids:
             return []
-        author = None
-        page = self.page
-        if page is not None:
-            author = page.authors.get(self.row.author_id)
-        if author is None:
-            author = await info.context.loaders.accounts.user.load(self.row.author_id)
-        if page is not None and all(media_id in page.media for media_id in self.row.media_ids):
-            found = (page.media[media_id] for media_id in self.row.media_ids)
-            signed = media_urls_signed(author)
-            return [
-                Media(row=row, signed=signed)
-                for row in found
-                if row is not None and row.status == "ready"
-            ]
-        return await media_of(info, list(self.row.media_ids), owner=author)
+        media_ids = list(self.row.media_ids)
+        # Signed or not by its author's account (a visible post's author: read as stored).
+        return then(
+            info.context.loaders.of(AccountLoaders).user.get(self.row.author_id),
+            lambda author: media_of(info, media_ids, owner=author),
+        )
 
     @strawberry.field(description="A post of one video: shown in reelsFeed, counts views.")
     def is_reel(self) -> bool:
         return self.row.is_reel
 
-    @strawberry.field(description="People who watched this reel (null for other posts).")
-    async def view_count(self, info: Info) -> int | None:
+    @strawberry.field(
+        graphql_type=int | None, description="People who watched this reel (null for other posts)."
+    )
+    def view_count(self, info: Info) -> Loaded[int | None]:
         if not self.row.is_reel:
             return None
-        return await info.context.loaders.posts.view_count.load(self.row.id)
+        return info.context.loaders.of(PostLoaders).view_count.get(self.row.id)
 
     @strawberry.field(graphql_type=bool, description="Whether the viewer saved the post.")
-    def viewer_has_saved(self, info: Info) -> bool | Awaitable[bool]:
-        if self.page is not None and self.row.id in self.page.viewer_saved:
-            return self.page.viewer_saved[self.row.id]
-        return info.context.loaders.posts.viewer_saved.load(self.row.id)
+    def viewer_has_saved(self, info: Info) -> Loaded[bool]:
+        return info.context.loaders.of(PostLoaders).viewer_saved.get(self.row.id)
 
     @strawberry.field(description="Top-level comments, oldest first.")
     async def comments(
@@ -190,22 +153,22 @@ class Comment(Node):
     def created_at(self) -> datetime:
         return self.row.created_at
 
-    @strawberry.field
-    async def author(self, info: Info) -> UserType | None:
-        return await _user(info, self.row.author_id)
+    @strawberry.field(graphql_type=UserType | None)
+    def author(self, info: Info) -> Loaded[UserType | None]:
+        return accounts_types.visible_user(info, self.row.author_id)
 
     @strawberry.field
     async def post(self, info: Info) -> Post | None:
         row = await info.context.loaders.visibility.post(self.row.post_id)
         return Post(row=row) if row is not None else None
 
-    @strawberry.field
-    async def like_count(self, info: Info) -> int:
-        return await info.context.loaders.posts.comment_like_count.load(self.row.id)
+    @strawberry.field(graphql_type=int)
+    def like_count(self, info: Info) -> Loaded[int]:
+        return info.context.loaders.of(PostLoaders).comment_like_count.get(self.row.id)
 
-    @strawberry.field
-    async def viewer_has_liked(self, info: Info) -> bool:
-        return await info.context.loaders.posts.viewer_liked_comment.load(self.row.id)
+    @strawberry.field(graphql_type=bool)
+    def viewer_has_liked(self, info: Info) -> Loaded[bool]:
+        return info.context.loaders.of(PostLoaders).viewer_liked_comment.get(self.row.id)
 
     @strawberry.field(description="Replies, oldest first. Replies have no replies of their own.")
     async def replies(
@@ -224,7 +187,8 @@ async def _comment_page(
     loaders = info.context.loaders
     if after_id is None and limit < CACHED_LIST_LENGTH:
         # The first page of many threads in one batch (a feed page's comment previews).
-        loader = loaders.posts.first_replies if replies else loaders.posts.first_comments
+        post_loaders = loaders.of(PostLoaders)
+        loader = post_loaders.first_replies if replies else post_loaders.first_comments
         ids = await loader.load((owner_id, limit + 1))
     else:
         ids = await comments.comment_page_ids(
@@ -291,12 +255,13 @@ def _node_field_names(info: Info) -> set[str]:
     return names
 
 
-def page_fields(info: Info) -> PostFields:
-    """What the query asks of each post of the connection being resolved."""
-    return _post_fields(_node_field_names(info))
+def wanted_fields(info: Info) -> set[str]:
+    """The fields the query selects on the posts of the connection being resolved."""
+    return _node_field_names(info)
 
 
-def _post_fields(wanted: set[str]) -> PostFields:
+def _planned(wanted: set[str]) -> PostFields:
+    """What of ``wanted`` a page's planned read can read ahead."""
     return PostFields(
         like_count="likeCount" in wanted,
         comment_count="commentCount" in wanted,
@@ -306,68 +271,56 @@ def _post_fields(wanted: set[str]) -> PostFields:
     )
 
 
-async def read_ahead_posts(
-    info: Info, post_ids: Sequence[int], fields: PostFields
-) -> PostPageAhead | None:
-    """Read ahead what a page of posts needs, in two round trips (``domain/posts/pages.py``)."""
-    context = info.context
-    return await read_ahead(
-        context.state, context.loaders.visibility, post_ids=post_ids, fields=fields
-    )
+class PageReader:
+    """Reads ahead what a page of posts will show (``domain/posts/pages.py``), the way the
+    query asks, and primes the operation's loaders with what it found; the home feed calls
+    it for each chunk of entries it reads (``domain.feed.reads.ReadAhead``)."""
+
+    def __init__(self, info: Info, wanted: set[str]) -> None:
+        self._context = info.context
+        self._fields = _planned(wanted)
+
+    async def __call__(self, post_ids: Sequence[int], *, blocked: set[int] | None = None) -> None:
+        context = self._context
+        if blocked is None:
+            blocked = context.loaders.of(AccountLoaders).known_block_set()
+        ahead = await read_ahead(
+            context.state,
+            viewer_id=context.viewer_id,
+            post_ids=post_ids,
+            fields=self._fields,
+            blocked=blocked,
+        )
+        if ahead is not None:
+            prime_page(context.loaders, ahead)
 
 
-async def _loaded(
-    ids: Sequence[int], known: dict[int, T], load: Callable[[list[int]], Awaitable[list[T]]]
-) -> dict[int, T]:
-    return dict(zip(ids, await known_or_loaded(known, ids, load), strict=True))
-
-
-async def posts_for_page(
-    info: Info,
-    rows: Sequence[PostRow],
-    ahead: PostPageAhead | None = None,
-    *,
-    wanted: set[str] | None = None,
-) -> dict[int, Post]:
-    """Post objects for a page, with the relations the query selected (``wanted``, by
-    default those of a connection's posts): what the page's planned read found
-    (``ahead``), the rest loaded in batches."""
-    wanted = _node_field_names(info) if wanted is None else wanted
+async def load_page(info: Info, rows: Sequence[PostRow], wanted: set[str]) -> list[Post]:
+    """Posts for a page of visible rows, once each relation ``wanted`` of them is loaded
+    for all of them at once: what the planned read primed answers at once, the rest is
+    one batch per relation, and the fields then find their values held."""
     loaders = info.context.loaders
-    ahead = ahead or PostPageAhead(facts=KnownFacts())
+    post_loaders = loaders.of(PostLoaders)
+    accounts = loaders.of(AccountLoaders)
     ids = [row.id for row in rows]
-    author_ids = list(dict.fromkeys(row.author_id for row in rows))
-
-    async def nothing() -> dict[int, Any]:
-        return {}
-
-    async def authors() -> dict[int, UserRow | None]:
-        return dict(zip(author_ids, await loaders.visibility.users(author_ids), strict=True))
-
-    likes, comments, liked, saved, authors_by_id = await asyncio.gather(
-        _loaded(ids, ahead.like_counts, loaders.posts.like_count.load_many)
-        if "likeCount" in wanted
-        else nothing(),
-        _loaded(ids, ahead.comment_counts, loaders.posts.comment_count.load_many)
-        if "commentCount" in wanted
-        else nothing(),
-        _loaded(ids, ahead.viewer_liked, loaders.posts.viewer_liked.load_many)
-        if "viewerHasLiked" in wanted
-        else nothing(),
-        _loaded(ids, ahead.viewer_saved, loaders.posts.viewer_saved.load_many)
-        if "viewerHasSaved" in wanted
-        else nothing(),
-        authors() if "author" in wanted else nothing(),
-    )
-    page = PostPage(
-        like_counts=likes,
-        comment_counts=comments,
-        viewer_liked=liked,
-        viewer_saved=saved,
-        authors=authors_by_id,
-        media=ahead.media,
-    )
-    return {row.id: Post(row=row, page=page) for row in rows}
+    author_ids = [row.author_id for row in rows]
+    relations: list[tuple[Loader[Any, Any], Sequence[Any]]] = []
+    if "likeCount" in wanted:
+        relations.append((post_loaders.like_count, ids))
+    if "commentCount" in wanted:
+        relations.append((post_loaders.comment_count, ids))
+    if "viewerHasLiked" in wanted:
+        relations.append((post_loaders.viewer_liked, ids))
+    if "viewerHasSaved" in wanted:
+        relations.append((post_loaders.viewer_saved, ids))
+    if "author" in wanted:
+        relations.append((accounts.visible_user, author_ids))
+    if "media" in wanted:
+        relations.append((accounts.user, author_ids))
+        media_ids = [media_id for row in rows for media_id in row.media_ids]
+        relations.append((loaders.of(MediaLoaders).media, media_ids))
+    await fill(*relations)
+    return [Post(row=row) for row in rows]
 
 
 # Reads the ids that come after a post id in a connection's list, this many at most.
@@ -386,11 +339,13 @@ async def post_connection(
     Cursors are the post ids (keyset paging by id), unless ``cursors`` gives each one.
     ``read_after`` reads on past the page when its next post is hidden, so that
     ``hasNextPage`` counts only posts the viewer may see (``has_visible_next``)."""
+    wanted = wanted_fields(info)
     # The one past the page is read ahead too: whether it is visible is hasNextPage.
-    ahead = await read_ahead_posts(info, ids, page_fields(info))
+    await PageReader(info, wanted)(ids)
     visibility = info.context.loaders.visibility
     rows = await visibility.posts(ids)
-    page = await posts_for_page(info, [row for row in rows[:limit] if row is not None], ahead)
+    shown = await load_page(info, [row for row in rows[:limit] if row is not None], wanted)
+    page = {post.row.id: post for post in shown}
 
     async def visible(post_ids: Sequence[int]) -> list[bool]:
         return [row is not None for row in await visibility.posts(post_ids)]
@@ -464,11 +419,12 @@ async def resolve_post_node(info: Info, post_id: int) -> Post | None:
         return Post(row=row) if row is not None else None
     # A post's page (``node(id)``): what it shows is read ahead with the row.
     wanted = _field_names(info.selected_fields)
-    ahead = await read_ahead_posts(info, [post_id], _post_fields(wanted))
+    await PageReader(info, wanted)([post_id])
     row = await info.context.loaders.visibility.post(post_id)
     if row is None:
         return None
-    return (await posts_for_page(info, [row], ahead, wanted=wanted))[row.id]
+    (post,) = await load_page(info, [row], wanted)
+    return post
 
 
 async def resolve_comment_node(info: Info, comment_id: int) -> Comment | None:

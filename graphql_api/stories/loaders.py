@@ -1,30 +1,28 @@
-"""Per-operation DataLoaders for stories and close-friends lists."""
+"""Per-operation loaders for stories and close-friends lists; they answer the visibility
+policy's questions about stories (``StoryFacts``)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from strawberry.dataloader import DataLoader
-
-from db.session import ShardSessions
 from db.stories.records import StoryRecord
-from domain.state import AppState
 from domain.stories import reads, stories
+from domain.visibility import StoryFacts
+from graphql_api.context import Loaders
+from graphql_api.loader import Loader
 
 
-class StoryLoaders:
-    def __init__(self, state: AppState, sessions: ShardSessions, viewer_id: int | None) -> None:
-        self._state = state
-        self._sessions = sessions
-        self._viewer_id = viewer_id
-        self.story: DataLoader[int, StoryRecord | None] = DataLoader(load_fn=self._load_stories)
+class StoryLoaders(StoryFacts):
+    def __init__(self, loaders: Loaders) -> None:
+        self._state = loaders.state
+        self._sessions = loaders.sessions
+        self._viewer_id = loaders.viewer_id
+        self.story: Loader[int, StoryRecord | None] = Loader(self._load_stories)
         # Keyed by author: whether that author lists the viewer as a close friend.
-        self.viewer_in_close_friends: DataLoader[int, bool] = DataLoader(
-            load_fn=self._load_in_close_friends
-        )
+        self.viewer_in_close_friends: Loader[int, bool] = Loader(self._load_in_close_friends)
         # Keyed by story: whether the viewer has seen it; one read of the viewer's seen
-        # set for every story on the page.
-        self.viewer_has_seen: DataLoader[int, bool] = DataLoader(load_fn=self._load_seen)
+        # set for every story on the page (the tray primes it with what it read).
+        self.viewer_has_seen: Loader[int, bool] = Loader(self._load_seen)
 
     async def _load_stories(self, ids: Sequence[int]) -> list[StoryRecord | None]:
         return await reads.load_stories(self._state, self._sessions, ids)
@@ -41,3 +39,11 @@ class StoryLoaders:
         return await reads.in_close_friends(
             self._state, self._sessions, self._viewer_id, author_ids
         )
+
+    # The policy's facts (``StoryFacts``) ------------------------------------------------
+
+    async def stories(self, ids: Sequence[int]) -> list[StoryRecord | None]:
+        return await self.story.load_many(ids)
+
+    async def in_close_friends(self, author_ids: Sequence[int]) -> list[bool]:
+        return await self.viewer_in_close_friends.load_many(author_ids)

@@ -10,7 +10,6 @@ from db.session import ShardSessions
 from domain.accounts import blocks, graph
 from domain.feed.reads import FeedRead, FeedSlice, home_feed, home_feed_from_sql
 from domain.posts import posts
-from domain.posts.pages import PostFields
 from domain.state import AppState
 from domain.visibility import direct
 from tests.domain.support import follow_approved, new_post, new_user
@@ -34,7 +33,6 @@ async def whole_feed(
             viewer_id=viewer.id,
             before_id=before,
             limit=page,
-            fields=PostFields(like_count=True, comment_count=True, viewer_has_liked=True),
         )
         assert len(sliced.posts) <= page
         seen += [post.id for post in sliced.posts]
