@@ -23,6 +23,11 @@ before (``graphql_api/guard.py``), error typing and ``extensions.cost`` after. F
 their own resolvers with the same per-operation loaders, so who may see what is decided
 where it always is (``domain/visibility.py``). ``tests/test_compiled_execution.py``
 compares both executors byte for byte.
+
+What a plan must know of Strawberry beyond its documented API (the graphql-core schema,
+the class and resolver behind each type and field) is read in one module,
+``graphql_api/strawberry_adapter.py``, whose test fails when an upgrade changes it; the
+rule a listed resolver obeys is checked from its source (``graphql_api/plan_rules.py``).
 """
 
 from __future__ import annotations
@@ -61,24 +66,30 @@ from graphql.execution import ExecutionResult as GraphQLExecutionResult
 from graphql.execution.values import get_argument_values, get_variable_values
 from graphql.type.introspection import TypeNameMetaFieldDef
 from strawberry.extensions import SchemaExtension
-from strawberry.types.nodes import SelectedField, Selection
+from strawberry.types.nodes import Selection
 
 from db.instrumentation import uncounted
+from graphql_api.context import Context
 from graphql_api.features import compiled_fields
 from graphql_api.loader import pending
+from graphql_api.plan_rules import info_misuses
+from graphql_api.strawberry_adapter import (
+    field_source,
+    graphql_schema,
+    name_converter,
+    origin_class,
+    selected_field,
+)
 
 if TYPE_CHECKING:
     from strawberry.permission import BasePermission
     from strawberry.schema.name_converter import NameConverter
-    from strawberry.types.field import StrawberryField
-
-from graphql_api.context import Context
 
 log = logging.getLogger(__name__)
 
 # The fields a plan may run, by type. Each either is a plain attribute or has a resolver
 # that reads only ``info.context`` and ``info.selected_fields`` (the two things a plan's
-# ``PlanInfo`` offers); a resolver using more of ``Info`` must not be listed here.
+# ``PlanInfo`` offers; ``graphql_api/plan_rules.py`` checks it).
 # The shared types' fields; each feature adds its own (``compiled_fields`` in its
 # ``graphql_api/<feature>/feature.py``).
 SHARED_COMPILED_FIELDS: Mapping[str, frozenset[str]] = {
@@ -283,29 +294,34 @@ class Compiler:
     ) -> FieldPlan:
         node = nodes[0]
         definition = object_type.fields[node.name.value]
-        strawberry_field = self.strawberry_field(object_type, node.name.value)
+        source = field_source(object_type, node.name.value, self.names)
+        if source is None:
+            raise NotCompiled  # a plan passes the parent object as the first argument
         plan = FieldPlan(key=key, node=node, definition=definition)
         subselections = [n.selection_set for n in nodes if n.selection_set is not None]
         plan.complete = self.completer(definition.type, subselections)
         plan.nested = _nested(definition.type)
         plan.selected = [self.selected(node) for node in nodes]
-        resolver = strawberry_field.base_resolver
-        if resolver is None:
-            if any(n.arguments for n in nodes):
+        function = source.function
+        if function is None:
+            if any(n.arguments for n in nodes) or source.permissions:
                 raise NotCompiled
-            plan.attribute = strawberry_field.python_name
+            plan.attribute = source.python_name
             return plan
-        function = resolver.wrapped_func
-        if resolver.self_parameter is None or not inspect.isfunction(function):
-            raise NotCompiled  # a plan passes the parent object as the first argument
+        if source.info_parameter is not None and info_misuses(function, source.info_parameter):
+            # Listed, but it reads more of ``info`` than a plan offers (the suite's
+            # test_listed_resolvers_keep_to_what_a_plan_offers names what).
+            log.error(
+                "%s.%s is listed for compiled plans but %s",
+                object_type.name,
+                node.name.value,
+                "; ".join(info_misuses(function, source.info_parameter)),
+            )
+            raise NotCompiled
         plan.resolver = function
-        info = resolver.info_parameter
-        plan.info_parameter = info.name if info is not None else None
-        plan.argument_names = {
-            self.names.from_argument(argument): argument.python_name
-            for argument in strawberry_field.arguments
-        }
-        plan.permissions = tuple(strawberry_field.permission_classes)
+        plan.info_parameter = source.info_parameter
+        plan.argument_names = source.arguments
+        plan.permissions = source.permissions
         if len(nodes) > 1 and any(n.arguments for n in nodes):
             raise NotCompiled
         if plan.argument_names and not _uses_variables(node):
@@ -327,7 +343,7 @@ class Compiler:
         )
         return plan
 
-    def selected(self, node: FieldNode) -> SelectedField:
+    def selected(self, node: FieldNode) -> Selection:
         """The field as Strawberry's ``info.selected_fields`` shows it, fragments inlined
         (resolvers here only read names: ``graphql_api/posts/types.py``)."""
 
@@ -347,23 +363,11 @@ class Compiler:
                         found += children(fragment.selection_set)
             return found
 
-        return SelectedField(
+        return selected_field(
             name=node.name.value,
-            directives={},
-            arguments={},
-            selections=children(node.selection_set),
             alias=node.alias.value if node.alias else None,
+            selections=children(node.selection_set),
         )
-
-    def strawberry_field(self, object_type: GraphQLObjectType, name: str) -> StrawberryField:
-        definition = object_type.extensions.get("strawberry-definition")
-        if definition is None:
-            raise NotCompiled
-        for candidate in definition.fields:
-            if self.names.from_field(candidate) == name:
-                found: StrawberryField = candidate
-                return found
-        raise NotCompiled
 
     def completer(
         self, output_type: GraphQLOutputType, selections: list[SelectionSetNode]
@@ -408,13 +412,13 @@ class Compiler:
         if isinstance(output_type, GraphQLInterfaceType):
             by_class: dict[type[Any], list[FieldPlan]] = {}
             for possible in self.schema.get_possible_types(output_type):
-                definition = possible.extensions.get("strawberry-definition")
+                origin = origin_class(possible)
                 try:
                     plans = self.object_plans(possible, selections)
                 except NotCompiled:
                     continue  # values of this type fall back when they occur
-                if definition is not None:
-                    by_class[definition.origin] = plans
+                if origin is not None:
+                    by_class[origin] = plans
 
             def abstract(value: Any, run: Run) -> Any:
                 if value is None:
@@ -523,11 +527,10 @@ class CompiledExecution(SchemaExtension):
         if mode == "off" or execution.result is not None or execution.graphql_document is None:
             yield
             return
-        strawberry_schema = execution.schema
-        schema = strawberry_schema._schema
+        schema = graphql_schema(execution.schema)
         plan = _plans.plan(
             schema,
-            strawberry_schema.config.name_converter,
+            name_converter(execution.schema),
             execution.graphql_document,
             execution.operation_name,
         )
