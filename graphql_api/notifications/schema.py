@@ -46,9 +46,7 @@ class NotificationQueries:
         return page.connection(
             rows,
             more=more,
-            # The type names its row's ORM class until the read-path change gives it the
-            # record (graphql_api/notifications/types.py); the fields read the same.
-            node_of=lambda row: Notification(row=row),  # type: ignore[arg-type]
+            node_of=lambda row: Notification(row=row),
             position_of=lambda row: row.revision,
         )
 
@@ -97,4 +95,4 @@ class NotificationSubscriptions:
                 )
             unread = await notifications.unread_count(ctx.sessions, ctx.signed_in_id)
             row = found[0] if found else None
-            yield NotificationEvent(event=event, row=row, unread=unread)  # type: ignore[arg-type]
+            yield NotificationEvent(event=event, row=row, unread=unread)

@@ -8,7 +8,7 @@ from datetime import datetime
 
 import strawberry
 
-from db.notifications.models import Notification as NotificationRow
+from db.notifications.records import NotificationRecord as NotificationRow
 from domain.notifications.notifications import NotificationKind as DomainKind
 from domain.notifications.notifications import describe
 from domain.realtime import EventKind, LiveEvent
