@@ -79,10 +79,15 @@ async def block_set(state: AppState, sessions: ShardSessions, user_id: int) -> s
     return await state.of(AccountCaches).block_sets.members(user_id, load=load)
 
 
+async def stored_followee_ids(sessions: ShardSessions, user_id: int) -> list[int]:
+    """Everyone ``user_id`` follows, read from their shard, not the cache."""
+    async with sessions.for_id(user_id) as session:
+        return await accounts_repo.all_followee_ids(session, user_id)
+
+
 def _followee_loader(sessions: ShardSessions, user_id: int) -> Callable[[], Awaitable[list[int]]]:
     async def load() -> list[int]:
-        async with sessions.for_id(user_id) as session:
-            return await accounts_repo.all_followee_ids(session, user_id)
+        return await stored_followee_ids(sessions, user_id)
 
     return load
 

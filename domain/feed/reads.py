@@ -19,7 +19,6 @@ from typing import Protocol
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.accounts import repository as accounts_repo
 from db.accounts.caches import AccountCaches
 from db.feed import repository as feed_repo
 from db.feed.caches import FeedCaches
@@ -28,7 +27,7 @@ from db.posts.caches import CACHED_LIST_LENGTH, PostCaches
 from db.posts.records import PostRecord
 from db.redis import read_epoch, read_together_or_raise, redis_available
 from db.session import ShardSessions
-from domain.accounts.relations import followee_ids
+from domain.accounts.relations import followee_ids, stored_followee_ids
 from domain.feed.large_accounts import large_account_ids, plan_large_account_ids
 from domain.state import AppState
 from domain.visibility import Visibility
@@ -231,8 +230,7 @@ async def home_feed_from_sql(
 ) -> FeedSlice:
     """Fan-out on read, the classic alternative: read whom the viewer follows, then the
     newest posts of those accounts from every shard, and merge. The benchmark baseline."""
-    async with sessions.for_id(viewer_id) as session:
-        authors = await accounts_repo.all_followee_ids(session, viewer_id)
+    authors = await stored_followee_ids(sessions, viewer_id)
     authors.append(viewer_id)
     by_shard = sessions.group_by_shard(authors)
     fetch = limit + 1 + limit // 2
