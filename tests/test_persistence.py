@@ -4,13 +4,25 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import time
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 import redis
 
 from infra.embedded import EmbeddedServers
+
+
+def _aof_rewritten(persistence: dict[str, Any]) -> bool:
+    return bool(
+        persistence["aof_rewrite_in_progress"] == 0
+        and persistence["aof_rewrite_scheduled"] == 0
+        and persistence["aof_last_bgrewrite_status"] == "ok"
+        and persistence["aof_buffer_length"] == 0
+        and persistence["aof_pending_bio_fsync"] == 0
+    )
 
 
 @pytest.mark.slow
@@ -42,10 +54,13 @@ def test_restart_keeps_postgres_rows_and_redis_keys() -> None:
         client = redis.Redis.from_url(redis_url)
         client.set("survives-crash", "yes")
         client.bgrewriteaof()
+        # Killed once the rewrite is done: its new base file, written and fsynced before
+        # it replaces the old one, holds the key (appendfsync everysec would take a second).
+        deadline = time.monotonic() + 10
+        while not _aof_rewritten(persistence := client.info("persistence")):
+            assert time.monotonic() < deadline, persistence
+            time.sleep(0.02)
         client.close()
-        import time
-
-        time.sleep(1.5)  # appendfsync everysec
         second.valkey.kill()
         _, redis_url = second.start(want_postgres=False, want_redis=True)
         assert redis_url is not None
