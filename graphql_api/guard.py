@@ -33,6 +33,7 @@ from db.rate_limits import Decision, Quota
 from graphql_api.auth import authenticate_and_charge, authenticate_caller
 from graphql_api.cost import Limits, TooComplex, analyse
 from graphql_api.error_handling import quieted
+from graphql_api.strawberry_adapter import graphql_schema
 from graphql_api.text import invalid_text_reason
 from infra.settings import Settings
 
@@ -161,7 +162,7 @@ class OperationGuard(SchemaExtension):
         document = execution.graphql_document
         assert document is not None
         settings = self._context.state.runtime.settings
-        schema = execution.schema._schema
+        schema = graphql_schema(execution.schema)
         operations = sum(
             isinstance(definition, OperationDefinitionNode) for definition in document.definitions
         )

@@ -12,6 +12,7 @@ from types import ModuleType
 from graphql import GraphQLInterfaceType, GraphQLObjectType
 
 from graphql_api.schema import schema
+from graphql_api.strawberry_adapter import graphql_schema
 from tests.authorization.audit import Classified
 
 PACKAGE = __name__.rpartition(".")[0]
@@ -30,7 +31,7 @@ def audit_modules() -> dict[str, ModuleType]:
 def schema_fields() -> set[str]:
     """Every field of every object type and interface of the schema, as ``Type.field``."""
     found: set[str] = set()
-    for name, graphql_type in schema._schema.type_map.items():
+    for name, graphql_type in graphql_schema(schema).type_map.items():
         if name.startswith("__"):
             continue
         if isinstance(graphql_type, GraphQLObjectType | GraphQLInterfaceType):
