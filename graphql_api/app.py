@@ -28,9 +28,9 @@ from db.redis import probe_redis
 from db.runtime import Runtime
 from domain.state import AppState
 from graphql_api.edge import SecurityHeaders
+from graphql_api.features import api_features
 from graphql_api.graphiql import STATIC_DIR, STATIC_URL_PREFIX
 from graphql_api.http import GraphQLEndpoint
-from graphql_api.media.route import MediaEndpoint
 from graphql_api.relay import configure_cursors
 from graphql_api.websocket import SubscriptionEndpoint
 
@@ -92,9 +92,9 @@ def create_app(
         app.mount(STATIC_URL_PREFIX, StaticFiles(directory=STATIC_DIR), name="graphiql-static")
     app.router.routes.append(Route("/graphql", GraphQLEndpoint(state)))
     app.router.routes.append(WebSocketRoute("/graphql", SubscriptionEndpoint(state)))
-    app.router.routes.append(
-        Route("/media/{key:path}", MediaEndpoint(state).serve, methods=["GET", "HEAD"])
-    )
+    for feature in api_features():
+        if feature.routes is not None:
+            app.router.routes.extend(feature.routes(state))
     # Outermost last: security headers go on every answer, CORS preflights included.
     settings = runtime.settings
     if settings.cors_allowed_origins:

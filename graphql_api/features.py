@@ -9,17 +9,21 @@ A feature declares:
 - ``types``: types the schema must know though no field names them (``Node`` types);
 - ``loaders``: its DataLoader holder class and how one is made for an operation;
 - ``list_bounds``: lists a rule bounds, by (type, field), for the cost model;
-- ``compiled_fields``: the fields of its types that compiled plans may run, by type.
+- ``compiled_fields``: the fields of its types that compiled plans may run, by type;
+- ``routes``: HTTP routes of its own beside ``/graphql`` (``app.py`` mounts them).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from starlette.routing import BaseRoute
+
 import graphql_api
 from domain.features import feature_modules
+from domain.state import AppState
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,8 @@ class ApiFeature:
     loaders: Mapping[type[Any], Callable[[Any], Any]] = field(default_factory=dict)
     list_bounds: Mapping[tuple[str, str], int] = field(default_factory=dict)
     compiled_fields: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    # HTTP routes beside /graphql (media's /media/{key}), made for the app's state.
+    routes: Callable[[AppState], Sequence[BaseRoute]] | None = None
 
 
 _discovered: dict[tuple[str, ...], tuple[ApiFeature, ...]] = {}
