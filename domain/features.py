@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import domain
 from db.base import tables_of
@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from domain.state import AppState
 
 ServiceFactory = Callable[["AppState"], Any]
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 @dataclass(frozen=True)
@@ -54,31 +56,42 @@ def feature_modules(package: ModuleType, module_name: str) -> list[ModuleType]:
     return found
 
 
-_discovered: dict[tuple[str, ...], tuple[DomainFeature, ...]] = {}
+_discovered: dict[tuple[str, tuple[str, ...]], tuple[Any, ...]] = {}
 
 
-def domain_features() -> tuple[DomainFeature, ...]:
-    """Every ``domain/<feature>/feature.py``'s ``FEATURE``, found once per set of paths
-    (a test that adds a package to ``domain.__path__`` sees it)."""
-    paths = tuple(domain.__path__)
-    features = _discovered.get(paths)
+def declarations(package: ModuleType) -> tuple[Any, ...]:
+    """Every ``<package>/<feature>/feature.py``'s ``FEATURE``, found once per set of the
+    package's paths (a test that adds a folder to ``__path__`` sees its features)."""
+    key = (package.__name__, tuple(package.__path__))
+    features = _discovered.get(key)
     if features is None:
-        features = tuple(module.FEATURE for module in feature_modules(domain, "feature"))
+        features = tuple(module.FEATURE for module in feature_modules(package, "feature"))
         names = [feature.name for feature in features]
         if len(set(names)) != len(names):
             raise RuntimeError(f"two features share a name: {sorted(names)}")
-        _discovered[paths] = features
+        _discovered[key] = features
     return features
 
 
+def declared_once(mappings: Iterable[Mapping[K, V]], what: str) -> dict[K, V]:
+    """The features' declarations of one kind merged; a key two features declare is an
+    error, not a silent choice."""
+    merged: dict[K, V] = {}
+    for mapping in mappings:
+        for key, value in mapping.items():
+            if key in merged:
+                name = getattr(key, "__name__", repr(key))
+                raise RuntimeError(f"{name} is declared by two features' {what}")
+            merged[key] = value
+    return merged
+
+
+def domain_features() -> tuple[DomainFeature, ...]:
+    return declarations(domain)
+
+
 def service_factories() -> dict[type[Any], ServiceFactory]:
-    factories: dict[type[Any], ServiceFactory] = {}
-    for feature in domain_features():
-        for kind, factory in feature.services.items():
-            if kind in factories:
-                raise RuntimeError(f"{kind.__name__} is declared by two features")
-            factories[kind] = factory
-    return factories
+    return declared_once((feature.services for feature in domain_features()), "services")
 
 
 def shard_tables() -> list[str]:

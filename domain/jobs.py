@@ -14,14 +14,13 @@ registers its work without editing another feature's files.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import domain
+from domain.features import feature_modules
 from domain.state import AppState
 from infra.settings import Settings
 
@@ -135,13 +134,7 @@ def load_features() -> Registry:
     """Import every ``domain.<feature>.jobs`` module once, so that all work is registered."""
     global _loaded
     if not _loaded:
-        for module in pkgutil.iter_modules(domain.__path__):
-            if module.ispkg:
-                try:
-                    importlib.import_module(f"domain.{module.name}.jobs")
-                except ModuleNotFoundError as error:
-                    if error.name != f"domain.{module.name}.jobs":
-                        raise
+        feature_modules(domain, "jobs")
         _loaded = True
     return _registry
 

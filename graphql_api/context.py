@@ -18,6 +18,7 @@ from strawberry.fastapi import BaseContext
 
 from db.session import ShardSessions
 from domain.errors import Unauthenticated
+from domain.features import declared_once
 from domain.state import AppState
 from domain.visibility import FactsFrom, PostFacts, StoryFacts, UserFacts, Visibility
 from graphql_api.auth import ANONYMOUS, Authentication
@@ -79,12 +80,9 @@ def _factories() -> Mapping[type[Any], LoaderFactory]:
     features = api_features()
     entry = _by_features.get(id(features))
     if entry is None or entry[0] is not features:
-        factories: dict[type[Any], LoaderFactory] = {}
-        for feature in features:
-            for kind, factory in feature.loaders.items():
-                if kind in factories:
-                    raise LookupError(f"{kind.__name__} is declared by two features")
-                factories[kind] = factory
+        factories: dict[type[Any], LoaderFactory] = declared_once(
+            (feature.loaders for feature in features), "loaders"
+        )
         entry = _by_features[id(features)] = (features, factories)
     return entry[1]
 

@@ -22,7 +22,7 @@ from typing import Any
 from starlette.routing import BaseRoute
 
 import graphql_api
-from domain.features import feature_modules
+from domain.features import declarations
 from domain.state import AppState
 
 
@@ -40,18 +40,8 @@ class ApiFeature:
     routes: Callable[[AppState], Sequence[BaseRoute]] | None = None
 
 
-_discovered: dict[tuple[str, ...], tuple[ApiFeature, ...]] = {}
-
-
 def api_features() -> tuple[ApiFeature, ...]:
-    """Every ``graphql_api/<feature>/feature.py``'s ``FEATURE``, found once per set of
-    paths (a test that adds a package to ``graphql_api.__path__`` sees it)."""
-    paths = tuple(graphql_api.__path__)
-    features = _discovered.get(paths)
-    if features is None:
-        features = tuple(module.FEATURE for module in feature_modules(graphql_api, "feature"))
-        _discovered[paths] = features
-    return features
+    return declarations(graphql_api)
 
 
 _bounds: dict[int, dict[tuple[str, str], int]] = {}

@@ -135,10 +135,11 @@ def empty_database(shard_map: ShardMap, index: int) -> None:
     if engine is None:
         engine = create_engine(to_sqlalchemy_url(dsn), pool_size=1, pool_pre_ping=True)
         _cleaning_engines[dsn] = engine
+    tables = shard_tables()
     statements = "; ".join(
         f"DELETE FROM {shard_schema(shard)}.{table}"
         for shard in shard_map.shards_on(index)
-        for table in shard_tables()
+        for table in tables
     )
     with engine.begin() as connection:
         connection.exec_driver_sql(statements)
