@@ -39,15 +39,21 @@ FILES = {
     "db/polls/caches.py": """
         from redis.asyncio import Redis
 
-        from db.counters import HotCounters
         from infra.settings import Settings
 
 
         class PollCaches:
+            # Votes per poll, under keys named here.
+
             def __init__(self, redis: Redis, settings: Settings) -> None:
-                self.votes = HotCounters(
-                    redis, name="poll-votes", ttl_seconds=settings.cache_ttl_seconds
-                )
+                self._redis = redis
+
+            async def add_vote(self, poll_id: int) -> int:
+                return int(await self._redis.incr(f"poll-votes:{poll_id}"))
+
+            async def votes(self, poll_ids: list[int]) -> list[int]:
+                values = await self._redis.mget([f"poll-votes:{p}" for p in poll_ids])
+                return [int(value or 0) for value in values]
         """,
     "domain/polls/__init__.py": "",
     "domain/polls/votes.py": """
@@ -61,8 +67,7 @@ FILES = {
         async def vote(state: AppState, poll_id: int) -> int:
             if poll_id <= 0:
                 raise BadUserInput("No such poll", field="pollId")
-            redis = state.runtime.redis
-            return int(await redis.incr(f"poll-votes-total:{poll_id}"))
+            return await state.of(PollCaches).add_vote(poll_id)
 
 
         BATCHES: list[list[int]] = []
@@ -70,12 +75,7 @@ FILES = {
 
         async def votes(state: AppState, poll_ids: list[int]) -> list[int]:
             BATCHES.append(list(poll_ids))
-            values = await state.runtime.redis.mget([f"poll-votes-total:{p}" for p in poll_ids])
-            return [int(value or 0) for value in values]
-
-
-        def caches(state: AppState) -> PollCaches:
-            return state.of(PollCaches)
+            return await state.of(PollCaches).votes(poll_ids)
         """,
     "domain/polls/feature.py": """
         from db.polls.caches import PollCaches
