@@ -7,7 +7,6 @@ from datetime import datetime
 from db.accounts import repository as accounts_repo
 from db.accounts.caches import AccountCaches
 from db.accounts.records import UserRecord, user_record
-from db.media.caches import MediaCaches
 from db.session import ShardSessions
 from domain import events
 from domain.accounts.events import (
@@ -18,7 +17,7 @@ from domain.accounts.events import (
 )
 from domain.accounts.validation import profile_changes, validate_search_prefix
 from domain.errors import MediaNotReady, NotFound
-from domain.media.lifecycle import publish_media
+from domain.media.lifecycle import publish_media, published
 from domain.state import AppState
 from domain.visibility import Visibility
 
@@ -115,8 +114,7 @@ async def set_avatar(
     await events.relay(state, sessions, owed)
     await state.of(AccountCaches).user_cache.store(user.id, user)
     if media_id is not None and media_id != replaced:
-        # The cached row still says nothing carries it: a message could carry it too.
-        await state.of(MediaCaches).media_cache.invalidate(media_id)
+        await published(state, [media_id])
     return user_record(user)
 
 

@@ -89,12 +89,18 @@ async def publish_media(
     """Publish the owner's processed, unpublished media on ``publisher_id`` (a post, story
     or user) in the caller's transaction, on the owner's shard: both commit together, or
     neither. Returns what it published, fewer than asked when some media was not the
-    owner's, not ready, or published already. The caller invalidates the media cache once
-    it has committed."""
+    owner's, not ready, or published already. The caller calls ``published`` once it has
+    committed."""
     attached = await media_repo.attach_media(
         session, media_ids=media_ids, owner_id=owner_id, attach_to=publisher_id
     )
     return [to_record(MediaRecord, row) for row in attached]
+
+
+async def published(state: AppState, media_ids: Sequence[int]) -> None:
+    """After the transaction that published ``media_ids`` commits: their cached rows still
+    say nothing carries them, which would let something else publish them too."""
+    await state.of(MediaCaches).media_cache.invalidate(*media_ids)
 
 
 async def _delete_rows(

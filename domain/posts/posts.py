@@ -15,7 +15,6 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
 from db.accounts.records import UserRecord
-from db.media.caches import MediaCaches
 from db.posts import repository as posts_repo
 from db.posts.caches import CACHED_LIST_LENGTH, PostCaches
 from db.posts.records import PostRecord
@@ -24,7 +23,7 @@ from db.session import ShardSessions
 from domain import events
 from domain.accounts.relations import refresh_users, user_ids_for_usernames
 from domain.errors import BadUserInput, Forbidden, MediaNotReady, NotFound
-from domain.media.lifecycle import publish_media, ready_kinds
+from domain.media.lifecycle import publish_media, published, ready_kinds
 from domain.posts.events import POST_CREATED, POST_DELETED, PostCreated, PostDeleted
 from domain.posts.text import parse_hashtags, parse_mentions, validate_caption
 from domain.state import AppState
@@ -110,7 +109,7 @@ async def create_post(
     # (a retry would post twice). Its event goes first; the outbox row backs it up.
     await events.relay(state, sessions, owed)
     try:
-        await state.of(MediaCaches).media_cache.invalidate(*media_ids)
+        await published(state, media_ids)
         await state.of(PostCaches).post_cache.store(post.id, post)
         await _index_tags(sessions, post.id, add=hashtags, remove=())
         await refresh_author_posts(state, sessions, viewer_id)

@@ -16,7 +16,6 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.media.caches import MediaCaches
 from db.redis import read_epoch, read_together
 from db.scored_sets import score_ms
 from db.session import ShardSessions
@@ -26,7 +25,7 @@ from db.stories.records import StoryAudience, StoryRecord, story_record
 from domain import events
 from domain.errors import BadUserInput, Forbidden, MediaNotReady, RateLimited
 from domain.events import Delivery
-from domain.media.lifecycle import publish_media
+from domain.media.lifecycle import publish_media, published
 from domain.state import AppState
 from domain.stories.events import STORY_DELETED, STORY_VIEWED, StoryDeleted, StoryViewed
 from domain.stories.reads import close_friend_ids, load_stories
@@ -93,7 +92,7 @@ async def create_story(
                 "Only your own processed media that is not published yet can be a story",
                 mediaIds=[str(media_id)],
             )
-    await state.of(MediaCaches).media_cache.invalidate(media_id)
+    await published(state, [media_id])
     await state.of(StoryCaches).story_cache.store(row.id, row)
     story = story_record(row)
     await state.of(StoryCaches).story_index.add(
